@@ -1,0 +1,540 @@
+#include "agent/cli_measure.h"
+
+#include <ares.h>
+#include <errno.h>
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "agent/engine.h"
+#include "agent/progress.h"
+#include "agent/sysresolver.h"
+#include "common/json_util.h"
+#include "common/measurement.h"
+#include "common/netaddr.h"
+#include "probes/tls_context.h"
+#include "px_version.h"
+
+#define PX_DEFAULT_TIMEOUT_MS 10000
+#define PX_DEFAULT_PARALLEL 64
+#define PX_MAX_PARALLEL 4096
+
+const struct option px_measure_long_options[] = {
+    {"resolver", required_argument, NULL, PX_OPT_RESOLVER},
+    {"system-resolver", no_argument, NULL, PX_OPT_SYSTEM_RESOLVER},
+    {"no-system-resolver", no_argument, NULL, PX_OPT_NO_SYSTEM_RESOLVER},
+    {"address", required_argument, NULL, PX_OPT_ADDRESS},
+    {"port", required_argument, NULL, PX_OPT_PORT},
+    {"ca-file", required_argument, NULL, PX_OPT_CA_FILE},
+    {"timeout", required_argument, NULL, PX_OPT_TIMEOUT},
+    {"parallel", required_argument, NULL, PX_OPT_PARALLEL},
+    {"probe-cc", required_argument, NULL, PX_OPT_PROBE_CC},
+    {"probe-asn", required_argument, NULL, PX_OPT_PROBE_ASN},
+    {"allow-nonpublic-addresses", no_argument, NULL, PX_OPT_ALLOW_NONPUBLIC},
+    {"output", required_argument, NULL, PX_OPT_OUTPUT},
+    {"targets-file", required_argument, NULL, PX_OPT_TARGETS_FILE},
+    {"summary", no_argument, NULL, PX_OPT_SUMMARY},
+    {NULL, 0, NULL, 0},
+};
+
+void px_measure_flags_usage(FILE *out) {
+  fputs(
+      "Measurement flags:\n"
+      "  --resolver IP[:PORT]        a nameserver to query (repeatable; IPv6 as\n"
+      "                              [addr]:port); default port 53\n"
+      "  --system-resolver           also query the nameservers of /etc/resolv.conf\n"
+      "                              (the default when no --resolver is given)\n"
+      "  --no-system-resolver        never query the system nameservers\n"
+      "  --address IP                also probe this address for every target\n"
+      "                              (repeatable; always probed, even non-public)\n"
+      "  --port N                    TLS port when a target has none (default 443)\n"
+      "  --ca-file PEM               judge chains against this trust store instead\n"
+      "                              of the system's\n"
+      "  --timeout MS                per operation: DNS lookup, connect, handshake\n"
+      "                              (default 10000)\n"
+      "  --parallel N                operations in flight (default 64, max 4096)\n"
+      "  --probe-cc CC               country code to record (default ZZ)\n"
+      "  --probe-asn ASN             network to record, AS1234 or 1234 (default AS0)\n"
+      "  --allow-nonpublic-addresses connect to private, loopback, documentation\n"
+      "                              addresses found in DNS answers (test worlds)\n"
+      "  --output FILE               write the JSON lines to FILE (default stdout)\n"
+      "  --targets-file FILE         more targets, one per line, # comments\n"
+      "  --summary                   print a human-readable table on stderr\n",
+      out);
+}
+
+static void px__usage(FILE *out) {
+  fputs("Usage: parallax measure [FLAG]... TARGET...\n"
+        "Measure how each TARGET (a domain, or domain:port) resolves and which\n"
+        "certificate chains its addresses present. One OONI-style JSON line per\n"
+        "target; failures inside a measurement are data, not errors.\n\n",
+        out);
+  px_measure_flags_usage(out);
+  fputs("\nExit status: 0 measurements written, 1 runtime error, 2 bad usage.\n",
+        out);
+}
+
+void px_measure_opts_init(px_measure_opts_t *o) {
+  memset(o, 0, sizeof(*o));
+  o->system_resolver = -1;
+  o->port = 443;
+  o->timeout_ms = PX_DEFAULT_TIMEOUT_MS;
+  o->parallel = PX_DEFAULT_PARALLEL;
+  strcpy(o->probe_cc, "ZZ");
+  strcpy(o->probe_asn, "AS0");
+}
+
+void px_measure_opts_free(px_measure_opts_t *o) {
+  free(o->resolvers);
+  free(o->addresses);
+  free(o->targets);
+  memset(o, 0, sizeof(*o));
+}
+
+static int px__append_addr(struct sockaddr_storage **arr, size_t *n,
+                           const struct sockaddr_storage *ss) {
+  for (size_t i = 0; i < *n; i++)
+    if (px_addr_same_ip((struct sockaddr *)&(*arr)[i], (const struct sockaddr *)ss) &&
+        px_addr_port((struct sockaddr *)&(*arr)[i]) == px_addr_port((const struct sockaddr *)ss))
+      return 0; /* the same resolver twice would only double the load */
+  struct sockaddr_storage *p = realloc(*arr, (*n + 1) * sizeof(*p));
+  if (p == NULL)
+    return -ENOMEM;
+  p[*n] = *ss;
+  *arr = p;
+  (*n)++;
+  return 0;
+}
+
+static int px__parse_uint(const char *arg, unsigned min, unsigned max,
+                          unsigned *out) {
+  char *end;
+  if (arg[0] < '0' || arg[0] > '9')
+    return -EINVAL;
+  errno = 0;
+  unsigned long v = strtoul(arg, &end, 10);
+  if (errno != 0 || *end != '\0' || v < min || v > max)
+    return -EINVAL;
+  *out = (unsigned)v;
+  return 0;
+}
+
+#define PX__FAIL(...) (snprintf(err, errlen, __VA_ARGS__), -EINVAL)
+
+int px_measure_apply(px_measure_opts_t *o, int code, const char *arg,
+                     char *err, size_t errlen) {
+  struct sockaddr_storage ss;
+  switch (code) {
+  case PX_OPT_RESOLVER:
+    if (px_addr_parse_hostport(arg, 53, &ss) != 0)
+      return PX__FAIL("--resolver: '%s' is not IP[:PORT] (IPv6 as [addr]:port)", arg);
+    return px__append_addr(&o->resolvers, &o->nresolvers, &ss);
+  case PX_OPT_SYSTEM_RESOLVER:
+    o->system_resolver = 1;
+    return 0;
+  case PX_OPT_NO_SYSTEM_RESOLVER:
+    o->system_resolver = 0;
+    return 0;
+  case PX_OPT_ADDRESS:
+    if (px_addr_parse_ip(arg, &ss) != 0)
+      return PX__FAIL("--address: '%s' is not an IP address", arg);
+    return px__append_addr(&o->addresses, &o->naddresses, &ss);
+  case PX_OPT_PORT:
+    if (px__parse_uint(arg, 1, 65535, &o->port) != 0)
+      return PX__FAIL("--port: '%s' is not a port number (1-65535)", arg);
+    return 0;
+  case PX_OPT_CA_FILE:
+    if (access(arg, R_OK) != 0)
+      return PX__FAIL("--ca-file: cannot read '%s': %s", arg, strerror(errno));
+    o->ca_file = arg;
+    return 0;
+  case PX_OPT_TIMEOUT:
+    if (px__parse_uint(arg, 1, 3600000, &o->timeout_ms) != 0)
+      return PX__FAIL("--timeout: '%s' is not a duration in milliseconds (1-3600000)", arg);
+    return 0;
+  case PX_OPT_PARALLEL:
+    if (px__parse_uint(arg, 1, PX_MAX_PARALLEL, &o->parallel) != 0)
+      return PX__FAIL("--parallel: '%s' is not a number from 1 to %d", arg, PX_MAX_PARALLEL);
+    return 0;
+  case PX_OPT_PROBE_CC:
+    if (px_probe_cc_normalize(arg, o->probe_cc) != 0)
+      return PX__FAIL("--probe-cc: '%s' is not a two-letter country code", arg);
+    return 0;
+  case PX_OPT_PROBE_ASN:
+    if (px_probe_asn_normalize(arg, o->probe_asn) != 0)
+      return PX__FAIL("--probe-asn: '%s' is not an AS number (AS1234 or 1234)", arg);
+    return 0;
+  case PX_OPT_ALLOW_NONPUBLIC:
+    o->allow_nonpublic = true;
+    return 0;
+  case PX_OPT_OUTPUT:
+    if (arg[0] == '\0')
+      return PX__FAIL("--output: empty file name");
+    o->output = arg;
+    return 0;
+  case PX_OPT_TARGETS_FILE:
+    o->targets_file = arg;
+    return 0;
+  case PX_OPT_SUMMARY:
+    o->summary = true;
+    return 0;
+  default:
+    return -ENOENT;
+  }
+}
+
+static int px__push_target(px_measure_opts_t *o, const char *text,
+                           const char **reason) {
+  px_target_t t;
+  if (px_target_parse(text, (uint16_t)o->port, &t, reason) != 0)
+    return -EINVAL;
+  if ((o->ntargets & (o->ntargets - 1)) == 0) { /* grow at powers of two */
+    size_t cap = o->ntargets ? o->ntargets * 2 : 8;
+    px_target_t *n = realloc(o->targets, cap * sizeof(*n));
+    if (n == NULL) {
+      *reason = "out of memory";
+      return -ENOMEM;
+    }
+    o->targets = n;
+  }
+  o->targets[o->ntargets++] = t;
+  return 0;
+}
+
+int px_measure_add_targets(px_measure_opts_t *o, int argc, char **argv,
+                           char *err, size_t errlen) {
+  const char *reason;
+  for (int i = 0; i < argc; i++)
+    if (px__push_target(o, argv[i], &reason) != 0)
+      return PX__FAIL("bad target '%s': %s", argv[i], reason);
+  if (o->targets_file == NULL)
+    return 0;
+
+  FILE *f = strcmp(o->targets_file, "-") == 0 ? stdin : fopen(o->targets_file, "r");
+  if (f == NULL)
+    return PX__FAIL("--targets-file: cannot open '%s': %s", o->targets_file, strerror(errno));
+  char *line = NULL;
+  size_t cap = 0;
+  ssize_t n;
+  unsigned lineno = 0;
+  int rc = 0;
+  while ((n = getline(&line, &cap, f)) >= 0) {
+    lineno++;
+    char *s = line, *e = line + n;
+    char *hash = memchr(s, '#', (size_t)n);
+    if (hash != NULL)
+      e = hash;
+    while (s < e && (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\n'))
+      s++;
+    while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r' || e[-1] == '\n'))
+      e--;
+    if (s == e)
+      continue;
+    *e = '\0';
+    if (px__push_target(o, s, &reason) != 0) {
+      rc = PX__FAIL("%s:%u: bad target '%s': %s", o->targets_file, lineno, s, reason);
+      break;
+    }
+  }
+  if (rc == 0 && ferror(f))
+    rc = PX__FAIL("--targets-file: cannot read '%s'", o->targets_file);
+  free(line);
+  if (f != stdin)
+    fclose(f);
+  return rc;
+}
+
+/* ---- running ---------------------------------------------------------- */
+
+typedef struct px__summary_row {
+  char *input;
+  int addresses, verified;
+  char *failures;
+} px__summary_row_t;
+
+typedef struct px__writer {
+  FILE *out;
+  const char *path;
+  int write_errno;
+  size_t written;
+  bool summary;
+  px__summary_row_t *rows;
+  size_t nrows;
+} px__writer_t;
+
+/* Appends f to the comma-separated list unless present or out of room. */
+static void px__add_failure(char *list, size_t cap, const char *f) {
+  size_t len = strlen(list);
+  if (f == NULL || strstr(list, f) != NULL || len + strlen(f) + 2 > cap)
+    return;
+  snprintf(list + len, cap - len, "%s%s", len ? "," : "", f);
+}
+
+static void px__summarise(px__writer_t *w, json_t *m) {
+  px__summary_row_t row = {0};
+  char failures[256] = "";
+  size_t i;
+  json_t *h;
+  json_t *keys = json_object_get(m, "test_keys");
+
+  json_array_foreach(json_object_get(keys, "tls_handshakes"), i, h) {
+    const char *f = json_string_value(json_object_get(h, "failure"));
+    row.addresses++;
+    if (f == NULL)
+      row.verified++;
+    px__add_failure(failures, sizeof(failures), f);
+  }
+  json_array_foreach(json_object_get(keys, "tcp_connect"), i, h) {
+    const char *f = json_string_value(json_object_get(json_object_get(h, "status"), "failure"));
+    if (f != NULL) {
+      row.addresses++;
+      px__add_failure(failures, sizeof(failures), f);
+    }
+  }
+  if (row.addresses == 0)
+    json_array_foreach(json_object_get(keys, "queries"), i, h)
+      px__add_failure(failures, sizeof(failures), json_string_value(json_object_get(h, "failure")));
+
+  px__summary_row_t *rows = realloc(w->rows, (w->nrows + 1) * sizeof(*rows));
+  if (rows == NULL)
+    return; /* the summary is a courtesy; the JSON line is already out */
+  w->rows = rows;
+  row.input = strdup(json_string_value(json_object_get(m, "input")));
+  row.failures = strdup(failures[0] ? failures : "-");
+  if (row.input == NULL || row.failures == NULL) {
+    free(row.input);
+    free(row.failures);
+    return;
+  }
+  w->rows[w->nrows++] = row;
+}
+
+static int px__emit(void *data, json_t *m) {
+  px__writer_t *w = data;
+  char *line = px_json_dump(m);
+  if (line == NULL)
+    return -ENOMEM;
+  size_t n = strlen(line);
+  line[n] = '\n'; /* replaces the NUL: we write n + 1 bytes, no C string */
+  size_t put = fwrite(line, 1, n + 1, w->out);
+  free(line);
+  if (put != n + 1 || fflush(w->out) != 0) {
+    w->write_errno = errno ? errno : EIO;
+    return -EIO;
+  }
+  w->written++;
+  if (w->summary)
+    px__summarise(w, m);
+  return 0;
+}
+
+static void px__print_summary(px__writer_t *w) {
+  int width = 6;
+  for (size_t i = 0; i < w->nrows; i++)
+    if ((int)strlen(w->rows[i].input) > width)
+      width = (int)strlen(w->rows[i].input);
+  fprintf(stderr, "%-*s  %9s  %8s  %s\n", width, "target", "addresses", "verified", "failures");
+  for (size_t i = 0; i < w->nrows; i++) {
+    px__summary_row_t *r = &w->rows[i];
+    fprintf(stderr, "%-*s  %9d  %8d  %s\n", width, r->input, r->addresses, r->verified, r->failures);
+    free(r->input);
+    free(r->failures);
+  }
+  free(w->rows);
+  w->rows = NULL;
+  w->nrows = 0;
+}
+
+static void px__annotate(px_run_info_t *run, const px_measure_opts_t *o,
+                         const px_tls_context_t *tls, bool system_resolver) {
+  struct utsname u;
+  char buf[64];
+  px_run_annotate(run, "engine_name", PX_SOFTWARE_NAME);
+  px_run_annotate(run, "engine_version", PX_SOFTWARE_VERSION);
+  px_run_annotate(run, "libuv_version", uv_version_string());
+  px_run_annotate(run, "openssl_version", OpenSSL_version(OPENSSL_FULL_VERSION_STRING));
+  px_run_annotate(run, "c_ares_version", ares_version(NULL));
+  px_run_annotate(run, "jansson_version", jansson_version_str());
+  if (uname(&u) == 0) {
+    px_run_annotate(run, "platform", "linux");
+    px_run_annotate(run, "architecture", u.machine);
+  }
+  px_run_annotate(run, "trust_store", tls->trust_store);
+  px_run_annotate(run, "trust_store_sha256", tls->trust_sha256);
+  px_run_annotate(run, "system_resolver", system_resolver ? "true" : "false");
+  px_run_annotate(run, "allow_nonpublic_addresses", o->allow_nonpublic ? "true" : "false");
+  snprintf(buf, sizeof(buf), "%u", o->timeout_ms);
+  px_run_annotate(run, "timeout_ms", buf);
+}
+
+/* Resolves the resolver set: explicit ones, plus the system's when asked
+ * or when none is given. */
+static int px__resolvers(px_measure_opts_t *o, bool *used_system, char *err,
+                         size_t errlen) {
+  *used_system = o->system_resolver == 1 || (o->system_resolver == -1 && o->nresolvers == 0);
+  if (*used_system) {
+    struct sockaddr_storage *sys = NULL;
+    size_t nsys = 0;
+    int rc = px_sysresolver_servers(getenv("PARALLAX_RESOLV_CONF"), &sys, &nsys, err, errlen);
+    if (rc != 0)
+      return rc;
+    for (size_t i = 0; i < nsys && rc == 0; i++)
+      rc = px__append_addr(&o->resolvers, &o->nresolvers, &sys[i]);
+    free(sys);
+    if (rc != 0)
+      return rc;
+  }
+  return 0;
+}
+
+/* Runs the measurements o describes and writes them where o says.
+ * Returns the process exit code; prog prefixes error messages. */
+int px_measure_execute(px_measure_opts_t *o, const char *prog) {
+  char err[512];
+  bool used_system = false;
+  px_tls_context_t tls;
+  px_run_info_t run;
+  px__writer_t w = {0};
+  px_progress_t progress;
+  uv_loop_t loop;
+  int rc;
+
+  rc = px__resolvers(o, &used_system, err, sizeof(err));
+  if (rc != 0) {
+    fprintf(stderr, "%s: %s\n", prog, rc == -ENOMEM ? "out of memory" : err);
+    return PX_EXIT_RUNTIME;
+  }
+  if (px_tls_context_init(&tls, o->ca_file, err, sizeof(err)) != 0) {
+    fprintf(stderr, "%s: %s\n", prog, err);
+    return o->ca_file != NULL ? PX_EXIT_USAGE : PX_EXIT_RUNTIME;
+  }
+  w.summary = o->summary;
+  w.path = o->output != NULL && strcmp(o->output, "-") != 0 ? o->output : NULL;
+  w.out = w.path != NULL ? fopen(w.path, "w") : stdout;
+  if (w.out == NULL) {
+    fprintf(stderr, "%s: cannot open output '%s': %s\n", prog, w.path, strerror(errno));
+    px_tls_context_free(&tls);
+    return PX_EXIT_RUNTIME;
+  }
+  if (px_run_info_init(&run, o->probe_cc, o->probe_asn, time(NULL)) != 0) {
+    fprintf(stderr, "%s: cannot initialise the run (random source)\n", prog);
+    if (w.path != NULL)
+      fclose(w.out);
+    px_tls_context_free(&tls);
+    return PX_EXIT_RUNTIME;
+  }
+  if (o->nresolvers > 0)
+    px_addr_format_ip((struct sockaddr *)&o->resolvers[0], run.resolver_ip,
+                      sizeof(run.resolver_ip));
+  px__annotate(&run, o, &tls, used_system);
+
+  px_progress_init(&progress, isatty(STDERR_FILENO) == 1);
+  px_engine_config_t cfg = {
+      .tls = &tls,
+      .resolvers = o->resolvers,
+      .nresolvers = o->nresolvers,
+      .addresses = o->addresses,
+      .naddresses = o->naddresses,
+      .timeout_ms = o->timeout_ms,
+      .parallel = o->parallel,
+      .allow_nonpublic = o->allow_nonpublic,
+      .run = &run,
+      .emit = px__emit,
+      .emit_data = &w,
+      .progress = px_progress_update,
+      .progress_data = &progress,
+  };
+  uv_loop_init(&loop);
+  rc = px_engine_run(&loop, &cfg, o->targets, o->ntargets);
+  int close_rc = uv_loop_close(&loop);
+  px_progress_finish(&progress);
+
+  int exit_code = PX_EXIT_OK;
+  if (rc == -EIO) {
+    fprintf(stderr, "%s: cannot write measurements to %s: %s\n", prog,
+            w.path ? w.path : "standard output", strerror(w.write_errno));
+    exit_code = PX_EXIT_RUNTIME;
+  } else if (rc == -EINTR) {
+    fprintf(stderr, "%s: interrupted after %zu measurement(s)\n", prog, w.written);
+    exit_code = 130;
+  } else if (rc != 0) {
+    fprintf(stderr, "%s: %s\n", prog, strerror(-rc));
+    exit_code = PX_EXIT_RUNTIME;
+  }
+  if (close_rc != 0) {
+    fprintf(stderr, "%s: internal error: handles left open at exit\n", prog);
+    exit_code = PX_EXIT_RUNTIME;
+  }
+  if (w.path != NULL && fclose(w.out) != 0 && exit_code == PX_EXIT_OK) {
+    fprintf(stderr, "%s: cannot write %s: %s\n", prog, w.path, strerror(errno));
+    exit_code = PX_EXIT_RUNTIME;
+  }
+  if (w.summary) {
+    px__print_summary(&w);
+    fprintf(stderr, "%zu measurement(s) written to %s\n", w.written,
+            w.path ? w.path : "standard output");
+  }
+  px_run_info_free(&run);
+  px_tls_context_free(&tls);
+  return exit_code;
+}
+
+int px_cmd_measure(int argc, char **argv) {
+  px_measure_opts_t o;
+  char err[512];
+  int c, rc, exit_code = PX_EXIT_OK;
+  static const struct option help_opts[] = {{"help", no_argument, NULL, 'h'}};
+  struct option opts[sizeof(help_opts) / sizeof(help_opts[0]) + PX_OPT__MEASURE_LAST - 256 + 1];
+
+  memcpy(opts, px_measure_long_options, (PX_OPT__MEASURE_LAST - 256) * sizeof(opts[0]));
+  opts[PX_OPT__MEASURE_LAST - 256] = help_opts[0];
+  memset(&opts[PX_OPT__MEASURE_LAST - 256 + 1], 0, sizeof(opts[0]));
+
+  px_measure_opts_init(&o);
+  opterr = 0;
+  optind = 1;
+  while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+    if (c == 'h') {
+      px__usage(stdout);
+      px_measure_opts_free(&o);
+      return PX_EXIT_OK;
+    }
+    if (c == '?' || c == ':') {
+      char shortopt[3] = {'-', (char)optopt, '\0'};
+      /* optopt names a short option; long ones are only in argv. */
+      const char *what = optopt > 0 && optopt < 256 ? shortopt : argv[optind - 1];
+      fprintf(stderr, "parallax measure: %s '%s' (see --help)\n",
+              c == ':' ? "missing value for" : "unknown option", what);
+      px_measure_opts_free(&o);
+      return PX_EXIT_USAGE;
+    }
+    rc = px_measure_apply(&o, c, optarg, err, sizeof(err));
+    if (rc != 0) {
+      fprintf(stderr, "parallax measure: %s\n", rc == -ENOMEM ? "out of memory" : err);
+      px_measure_opts_free(&o);
+      return rc == -ENOMEM ? PX_EXIT_RUNTIME : PX_EXIT_USAGE;
+    }
+  }
+  if (px_measure_add_targets(&o, argc - optind, argv + optind, err, sizeof(err)) != 0) {
+    fprintf(stderr, "parallax measure: %s\n", err);
+    px_measure_opts_free(&o);
+    return PX_EXIT_USAGE;
+  }
+  if (o.ntargets == 0) {
+    fprintf(stderr, "parallax measure: no targets (give TARGET arguments or --targets-file)\n");
+    px_measure_opts_free(&o);
+    return PX_EXIT_USAGE;
+  }
+  if (o.system_resolver == 0 && o.nresolvers == 0 && o.naddresses == 0) {
+    fprintf(stderr, "parallax measure: nothing to probe: --no-system-resolver needs --resolver or --address\n");
+    px_measure_opts_free(&o);
+    return PX_EXIT_USAGE;
+  }
+  exit_code = px_measure_execute(&o, "parallax measure");
+  px_measure_opts_free(&o);
+  return exit_code;
+}

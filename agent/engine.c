@@ -1,0 +1,117 @@
+#include "agent/engine.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/engine_internal.h"
+
+static void px__teardown(px__engine_t *eng) {
+  if (eng->torn_down)
+    return;
+  eng->torn_down = true;
+  for (size_t i = 0; i < eng->nresolvers; i++)
+    px_dns_resolver_close(eng->resolvers[i]);
+  uv_close((uv_handle_t *)&eng->sigint, NULL);
+  uv_close((uv_handle_t *)&eng->sigterm, NULL);
+}
+
+static bool px__finished(const px__engine_t *eng) {
+  bool no_more = eng->next_target >= eng->ntargets || eng->interrupted ||
+                 eng->error != 0;
+  return no_more && eng->active_jobs == 0;
+}
+
+/* Keeps `parallel` targets live: each holds at least one operation, so
+ * more would only queue memory. */
+static void px__admit(px__engine_t *eng) {
+  if (eng->admitting)
+    return;
+  eng->admitting = true;
+  while (!eng->interrupted && eng->error == 0 &&
+         eng->next_target < eng->ntargets &&
+         eng->active_jobs < eng->cfg->parallel) {
+    const px_target_t *t = &eng->targets[eng->next_target++];
+    eng->active_jobs++;
+    int rc = px__job_start(eng, t);
+    if (rc != 0) {
+      eng->active_jobs--;
+      eng->error = rc;
+    }
+  }
+  eng->admitting = false;
+  if (px__finished(eng))
+    px__teardown(eng);
+}
+
+void px__engine_job_done(px__engine_t *eng) {
+  eng->active_jobs--;
+  eng->done++;
+  if (eng->cfg->progress != NULL)
+    eng->cfg->progress(eng->cfg->progress_data, eng->done, eng->ntargets,
+                       eng->sched.inflight);
+  px__admit(eng);
+}
+
+static void px__signal_cb(uv_signal_t *h, int signum) {
+  px__engine_t *eng = h->data;
+  if (eng->interrupted) {
+    fprintf(stderr, "parallax: interrupted again, exiting now\n");
+    exit(128 + signum);
+  }
+  eng->interrupted = true;
+  fprintf(stderr, "\nparallax: interrupted, finishing %u measurement(s) in flight "
+                  "(interrupt again to quit at once)\n", eng->active_jobs);
+  px__admit(eng);
+}
+
+int px_engine_run(uv_loop_t *loop, const px_engine_config_t *cfg,
+                  const px_target_t *targets, size_t ntargets) {
+  px__engine_t eng;
+  int rc = 0;
+
+  memset(&eng, 0, sizeof(eng));
+  eng.loop = loop;
+  eng.cfg = cfg;
+  eng.targets = targets;
+  eng.ntargets = ntargets;
+  px_sched_init(&eng.sched, cfg->parallel);
+
+  eng.resolvers = calloc(cfg->nresolvers + 1, sizeof(*eng.resolvers));
+  if (eng.resolvers == NULL)
+    return -ENOMEM;
+  for (size_t i = 0; i < cfg->nresolvers; i++) {
+    rc = px_dns_resolver_new(loop, (const struct sockaddr *)&cfg->resolvers[i],
+                             cfg->timeout_ms, &eng.resolvers[i]);
+    if (rc != 0)
+      break;
+    eng.nresolvers++;
+  }
+
+  uv_signal_init(loop, &eng.sigint);
+  uv_signal_init(loop, &eng.sigterm);
+  eng.sigint.data = eng.sigterm.data = &eng;
+  if (rc == 0) {
+    uv_signal_start(&eng.sigint, px__signal_cb, SIGINT);
+    uv_signal_start(&eng.sigterm, px__signal_cb, SIGTERM);
+    /* Signals must not keep a finished run alive. */
+    uv_unref((uv_handle_t *)&eng.sigint);
+    uv_unref((uv_handle_t *)&eng.sigterm);
+    px__admit(&eng);
+  } else {
+    px__teardown(&eng);
+  }
+  uv_run(loop, UV_RUN_DEFAULT);
+  if (!eng.torn_down) {
+    /* Only reachable if something stopped the loop early. */
+    px__teardown(&eng);
+    uv_run(loop, UV_RUN_DEFAULT);
+  }
+  free(eng.resolvers);
+  if (rc != 0)
+    return rc;
+  if (eng.error != 0)
+    return eng.error;
+  return eng.interrupted ? -EINTR : 0;
+}

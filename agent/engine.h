@@ -1,0 +1,45 @@
+#ifndef PX_ENGINE_H
+#define PX_ENGINE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/socket.h>
+#include <uv.h>
+
+#include "common/measurement.h"
+#include "common/target.h"
+#include "probes/tls_context.h"
+
+/* One run of measurements on one loop: for every target, A and AAAA
+ * through every resolver, then a TLS flow to every address worth probing,
+ * then one measurement handed to emit(). */
+typedef struct px_engine_config {
+  px_tls_context_t *tls;
+  const struct sockaddr_storage *resolvers; /* with ports */
+  size_t nresolvers;
+  const struct sockaddr_storage *addresses; /* --address: always probed */
+  size_t naddresses;
+  unsigned timeout_ms;
+  unsigned parallel;       /* operations in flight, all targets together */
+  bool allow_nonpublic;    /* connect to non-public addresses from DNS */
+  const px_run_info_t *run;
+
+  /* Receives each finished measurement (the engine keeps its reference).
+   * A non-zero return stops the run: no new targets start, the ones in
+   * flight finish and are dropped, px_engine_run returns that value. */
+  int (*emit)(void *data, json_t *measurement);
+  void *emit_data;
+  /* Optional; after each finished target. */
+  void (*progress)(void *data, size_t done, size_t total, unsigned inflight);
+  void *progress_data;
+} px_engine_config_t;
+
+/* Runs every target to completion on loop (which must have no other
+ * handles keeping it alive), then closes everything it opened.
+ * Returns 0, an emit error, -EINTR after SIGINT/SIGTERM (targets already
+ * measured were emitted), or another negative error. */
+int px_engine_run(uv_loop_t *loop, const px_engine_config_t *cfg,
+                  const px_target_t *targets, size_t ntargets);
+
+#endif

@@ -1,0 +1,106 @@
+#include "common/encoding.h"
+
+#include <stdlib.h>
+#include <errno.h>
+
+static const char px__b64_alphabet[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+size_t px_base64_encoded_len(size_t n) {
+  return ((n + 2) / 3) * 4;
+}
+
+void px_base64_encode(const uint8_t *in, size_t n, char *out) {
+  size_t i = 0;
+  char *o = out;
+
+  for (; i + 3 <= n; i += 3) {
+    uint32_t v = ((uint32_t)in[i] << 16) | ((uint32_t)in[i + 1] << 8) | in[i + 2];
+    *o++ = px__b64_alphabet[(v >> 18) & 63];
+    *o++ = px__b64_alphabet[(v >> 12) & 63];
+    *o++ = px__b64_alphabet[(v >> 6) & 63];
+    *o++ = px__b64_alphabet[v & 63];
+  }
+  if (n - i == 1) {
+    uint32_t v = (uint32_t)in[i] << 16;
+    *o++ = px__b64_alphabet[(v >> 18) & 63];
+    *o++ = px__b64_alphabet[(v >> 12) & 63];
+    *o++ = '=';
+    *o++ = '=';
+  } else if (n - i == 2) {
+    uint32_t v = ((uint32_t)in[i] << 16) | ((uint32_t)in[i + 1] << 8);
+    *o++ = px__b64_alphabet[(v >> 18) & 63];
+    *o++ = px__b64_alphabet[(v >> 12) & 63];
+    *o++ = px__b64_alphabet[(v >> 6) & 63];
+    *o++ = '=';
+  }
+  *o = '\0';
+}
+
+char *px_base64_encode_alloc(const uint8_t *in, size_t n) {
+  char *out = malloc(px_base64_encoded_len(n) + 1);
+  if (out != NULL)
+    px_base64_encode(in, n, out);
+  return out;
+}
+
+static int px__b64_value(char c) {
+  if (c >= 'A' && c <= 'Z') return c - 'A';
+  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+  if (c >= '0' && c <= '9') return c - '0' + 52;
+  if (c == '+') return 62;
+  if (c == '/') return 63;
+  return -1;
+}
+
+int px_base64_decode(const char *in, size_t n, uint8_t *out, size_t out_cap,
+                     size_t *out_len) {
+  size_t len = 0;
+
+  if (n % 4 != 0)
+    return -EINVAL;
+  for (size_t i = 0; i < n; i += 4) {
+    int v[4];
+    int pad = 0;
+    for (int k = 0; k < 4; k++) {
+      char c = in[i + k];
+      if (c == '=') {
+        /* Padding only in the last quantum, only in its last two places,
+         * and never followed by data. */
+        if (i + 4 != n || k < 2)
+          return -EINVAL;
+        pad++;
+        v[k] = 0;
+        continue;
+      }
+      if (pad > 0)
+        return -EINVAL;
+      v[k] = px__b64_value(c);
+      if (v[k] < 0)
+        return -EINVAL;
+    }
+    uint32_t w = ((uint32_t)v[0] << 18) | ((uint32_t)v[1] << 12) |
+                 ((uint32_t)v[2] << 6) | (uint32_t)v[3];
+    int produce = 3 - pad;
+    /* Canonical encodings only: the bits under the padding must be zero, so
+     * one byte string has exactly one accepted text form. */
+    if ((pad == 1 && (w & 0xff) != 0) || (pad == 2 && (w & 0xffff) != 0))
+      return -EINVAL;
+    if (len + (size_t)produce > out_cap)
+      return -ENOBUFS;
+    out[len++] = (uint8_t)(w >> 16);
+    if (produce > 1) out[len++] = (uint8_t)(w >> 8);
+    if (produce > 2) out[len++] = (uint8_t)w;
+  }
+  *out_len = len;
+  return 0;
+}
+
+void px_hex_encode(const uint8_t *in, size_t n, char *out) {
+  static const char digits[] = "0123456789abcdef";
+  for (size_t i = 0; i < n; i++) {
+    out[2 * i] = digits[in[i] >> 4];
+    out[2 * i + 1] = digits[in[i] & 15];
+  }
+  out[2 * n] = '\0';
+}

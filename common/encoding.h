@@ -1,0 +1,26 @@
+#ifndef PX_ENCODING_H
+#define PX_ENCODING_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Length of the base64 text for n input bytes, without the terminating NUL. */
+size_t px_base64_encoded_len(size_t n);
+
+/* Standard base64 (RFC 4648, with padding) of in[0..n) into out, which must
+ * hold px_base64_encoded_len(n) + 1 bytes. Always NUL-terminates. */
+void px_base64_encode(const uint8_t *in, size_t n, char *out);
+
+/* Heap-allocated base64 text of in[0..n); NULL when out of memory. */
+char *px_base64_encode_alloc(const uint8_t *in, size_t n);
+
+/* Decodes standard base64 (padding required, no whitespace). Writes at most
+ * out_cap bytes and stores the decoded length in *out_len.
+ * Returns 0, -EINVAL for malformed text, -ENOBUFS if out_cap is short. */
+int px_base64_decode(const char *in, size_t n, uint8_t *out, size_t out_cap,
+                     size_t *out_len);
+
+/* Lower-case hex of in[0..n) into out (2n + 1 bytes), NUL-terminated. */
+void px_hex_encode(const uint8_t *in, size_t n, char *out);
+
+#endif

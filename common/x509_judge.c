@@ -1,0 +1,112 @@
+#include "common/x509_judge.h"
+
+#include <errno.h>
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+#include <string.h>
+
+#include "common/failure.h"
+
+/* Called by OpenSSL for every certificate and every problem; returning 1
+ * makes it carry on, so one pass sees all errors (expired AND untrusted,
+ * say), not just the first. */
+static int px__collect_cb(int ok, X509_STORE_CTX *ctx) {
+  px_x509_verdict_t *v = X509_STORE_CTX_get_app_data(ctx);
+  if (ok)
+    return 1;
+  int code = X509_STORE_CTX_get_error(ctx);
+  int depth = X509_STORE_CTX_get_error_depth(ctx);
+  for (int i = 0; i < v->nerrors; i++)
+    if (v->errors[i].code == code && v->errors[i].depth == depth)
+      return 1;
+  if (v->nerrors < PX_X509_MAX_ERRORS) {
+    v->errors[v->nerrors].code = code;
+    v->errors[v->nerrors].depth = depth;
+    v->nerrors++;
+  }
+  return 1;
+}
+
+int px_x509_judge(X509_STORE *store, STACK_OF(X509) *presented,
+                  const char *hostname, time_t at, px_x509_verdict_t *out) {
+  memset(out, 0, sizeof(*out));
+  if (presented == NULL || sk_X509_num(presented) == 0)
+    return 0;
+
+  X509 *leaf = sk_X509_value(presented, 0);
+  STACK_OF(X509) *untrusted = sk_X509_new_null();
+  X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+  if (untrusted == NULL || ctx == NULL) {
+    sk_X509_free(untrusted);
+    X509_STORE_CTX_free(ctx);
+    return -ENOMEM;
+  }
+  for (int i = 1; i < sk_X509_num(presented); i++)
+    sk_X509_push(untrusted, sk_X509_value(presented, i));
+
+  int rc = 0;
+  if (X509_STORE_CTX_init(ctx, store, leaf, untrusted) != 1) {
+    rc = -ENOMEM;
+  } else {
+    X509_STORE_CTX_set_default(ctx, "ssl_server");
+    if (at != 0)
+      X509_STORE_CTX_set_time(ctx, 0, at);
+    X509_STORE_CTX_set_app_data(ctx, out);
+    X509_STORE_CTX_set_verify_cb(ctx, px__collect_cb);
+    if (X509_verify_cert(ctx) <= 0 && out->nerrors == 0) {
+      /* A failure the callback never saw (internal error): still record
+       * it, a chain must not pass because OpenSSL gave up early. */
+      out->errors[0].code = X509_STORE_CTX_get_error(ctx);
+      out->errors[0].depth = X509_STORE_CTX_get_error_depth(ctx);
+      if (out->errors[0].code == X509_V_OK)
+        out->errors[0].code = X509_V_ERR_UNSPECIFIED;
+      out->nerrors = 1;
+    }
+    out->judged = true;
+    out->hostname_match =
+        hostname != NULL &&
+        X509_check_host(leaf, hostname, 0, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS,
+                        NULL) == 1;
+  }
+  X509_STORE_CTX_free(ctx);
+  sk_X509_free(untrusted);
+  ERR_clear_error();
+  return rc;
+}
+
+bool px_x509_verdict_ok(const px_x509_verdict_t *v) {
+  return v->judged && v->nerrors == 0 && v->hostname_match;
+}
+
+const char *px_x509_verdict_failure(const px_x509_verdict_t *v) {
+  if (!v->judged)
+    return PX_FAILURE_SSL_INVALID_CERT;
+  for (int i = 0; i < v->nerrors; i++)
+    if (strcmp(px_failure_from_x509(v->errors[i].code),
+               PX_FAILURE_SSL_UNKNOWN_AUTHORITY) == 0)
+      return PX_FAILURE_SSL_UNKNOWN_AUTHORITY;
+  if (v->nerrors > 0)
+    return PX_FAILURE_SSL_INVALID_CERT;
+  if (!v->hostname_match)
+    return PX_FAILURE_SSL_INVALID_HOSTNAME;
+  return NULL;
+}
+
+json_t *px_x509_verdict_json(const px_x509_verdict_t *v) {
+  json_t *obj = json_object();
+  json_t *errors = json_array();
+  char buf[32];
+
+  for (int i = 0; i < v->nerrors; i++) {
+    json_t *e = json_object();
+    json_object_set_new(e, "code", json_integer(v->errors[i].code));
+    json_object_set_new(e, "name", json_string(px_x509_error_name(v->errors[i].code, buf, sizeof(buf))));
+    json_object_set_new(e, "message", json_string(X509_verify_cert_error_string(v->errors[i].code)));
+    json_object_set_new(e, "depth", json_integer(v->errors[i].depth));
+    json_array_append_new(errors, e);
+  }
+  json_object_set_new(obj, "ok", json_boolean(px_x509_verdict_ok(v)));
+  json_object_set_new(obj, "errors", errors);
+  json_object_set_new(obj, "hostname_match", json_boolean(v->hostname_match));
+  return obj;
+}

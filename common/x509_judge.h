@@ -1,0 +1,49 @@
+#ifndef PX_X509_JUDGE_H
+#define PX_X509_JUDGE_H
+
+#include <jansson.h>
+#include <openssl/x509.h>
+#include <stdbool.h>
+#include <time.h>
+
+#define PX_X509_MAX_ERRORS 32
+
+typedef struct px_x509_error {
+  int code;  /* X509_V_ERR_* */
+  int depth; /* position in the chain OpenSSL built, 0 = leaf */
+} px_x509_error_t;
+
+/* The security judgement of one presented chain, made after the handshake
+ * (the probe completes handshakes without verifying, so the certificates of
+ * a failing peer are still recorded). */
+typedef struct px_x509_verdict {
+  bool judged;         /* false: no certificate was presented */
+  bool hostname_match; /* X509_check_host on the leaf, independent of chain */
+  int nerrors;
+  px_x509_error_t errors[PX_X509_MAX_ERRORS]; /* every distinct error met */
+} px_x509_verdict_t;
+
+/* Verifies presented (leaf first, as the peer sent it; the rest are used as
+ * untrusted intermediates) against store for TLS server use, at time at
+ * (0 = now), recording every error OpenSSL meets instead of stopping at the
+ * first. Returns 0, or -ENOMEM. */
+int px_x509_judge(X509_STORE *store, STACK_OF(X509) *presented,
+                  const char *hostname, time_t at, px_x509_verdict_t *out);
+
+/* ok == the chain reaches a trusted root with no error AND the host name
+ * matches. */
+bool px_x509_verdict_ok(const px_x509_verdict_t *v);
+
+/* The df-007 failure the verdict stands for, or NULL when ok. Chain errors
+ * first (ssl_unknown_authority), then the rest (ssl_invalid_certificate),
+ * then the host name (ssl_invalid_hostname). */
+const char *px_x509_verdict_failure(const px_x509_verdict_t *v);
+
+/* {"ok":…, "errors":[{"code","name","message","depth"}], "hostname_match":…} */
+json_t *px_x509_verdict_json(const px_x509_verdict_t *v);
+
+/* "X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT" for 18; buf is used for codes
+ * this build does not know. */
+const char *px_x509_error_name(int code, char *buf, unsigned buflen);
+
+#endif

@@ -1,0 +1,32 @@
+#ifndef PX_DNS_WIRE_H
+#define PX_DNS_WIRE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define PX_DNS_TYPE_A 1
+#define PX_DNS_TYPE_CNAME 5
+#define PX_DNS_TYPE_AAAA 28
+
+/* What a raw DNS response says, in df-002 terms. */
+typedef struct px_dns_answer_info {
+  int rcode;        /* header RCODE (0-15) */
+  bool truncated;   /* TC bit */
+  json_t *answers;  /* df-002 answers[]: A, AAAA and CNAME records (owned) */
+  int naddresses;   /* A/AAAA answers of qtype among answers */
+} px_dns_answer_info_t;
+
+/* Parses a response we received (header, question section skipped, answer
+ * section read; authority and additional ignored). Untrusted input: every
+ * length is checked, compression loops are refused by ares_expand_name.
+ * Returns 0 with *info filled (caller json_decref()s info->answers), or
+ * -EBADMSG with info->answers NULL when the packet is malformed. */
+int px_dns_wire_parse(const uint8_t *buf, size_t len, int qtype,
+                      px_dns_answer_info_t *info);
+
+/* "A", "AAAA", "CNAME" or "TYPE<n>". */
+const char *px_dns_type_name(int type, char *buf, size_t buflen);
+
+#endif
