@@ -2,7 +2,10 @@
 
 #include <errno.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/x509v3.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/failure.h"
@@ -27,9 +30,42 @@ static int px__collect_cb(int ok, X509_STORE_CTX *ctx) {
   return 1;
 }
 
+/* time_t is 32 bits on some volunteers' boards (Debian armhf). */
+#define PX__TIME_MAX ((time_t)(sizeof(time_t) == 8 ? INT64_MAX : INT32_MAX))
+#define PX__TIME_MIN ((time_t)(sizeof(time_t) == 8 ? INT64_MIN : INT32_MIN))
+
+/* Narrows [v->stable_from, v->stable_until) around at by the validity
+ * bounds of every certificate in chain. */
+static void px__narrow(px_x509_verdict_t *v, STACK_OF(X509) *chain, time_t at) {
+  for (int i = 0; chain != NULL && i < sk_X509_num(chain); i++) {
+    X509 *c = sk_X509_value(chain, i);
+    const ASN1_TIME *bounds[2] = {X509_get0_notBefore(c), X509_get0_notAfter(c)};
+    for (int k = 0; k < 2; k++) {
+      struct tm tm;
+      if (bounds[k] == NULL || ASN1_TIME_to_tm(bounds[k], &tm) != 1) {
+        v->stable_from = v->stable_until = at; /* unknown: never reuse */
+        continue;
+      }
+      time_t t = timegm(&tm);
+      /* notAfter is inclusive in OpenSSL's check: the verdict can change
+       * one second after it. */
+      if (k == 1)
+        t += 1;
+      if (t <= at && t > v->stable_from)
+        v->stable_from = t;
+      if (t > at && t < v->stable_until)
+        v->stable_until = t;
+    }
+  }
+}
+
 int px_x509_judge(X509_STORE *store, STACK_OF(X509) *presented,
                   const char *hostname, time_t at, px_x509_verdict_t *out) {
   memset(out, 0, sizeof(*out));
+  if (at == 0)
+    at = time(NULL);
+  out->stable_from = PX__TIME_MIN;
+  out->stable_until = PX__TIME_MAX;
   if (presented == NULL || sk_X509_num(presented) == 0)
     return 0;
 
@@ -49,8 +85,7 @@ int px_x509_judge(X509_STORE *store, STACK_OF(X509) *presented,
     rc = -ENOMEM;
   } else {
     X509_STORE_CTX_set_default(ctx, "ssl_server");
-    if (at != 0)
-      X509_STORE_CTX_set_time(ctx, 0, at);
+    X509_STORE_CTX_set_time(ctx, 0, at);
     X509_STORE_CTX_set_app_data(ctx, out);
     X509_STORE_CTX_set_verify_cb(ctx, px__collect_cb);
     if (X509_verify_cert(ctx) <= 0 && out->nerrors == 0) {
@@ -63,6 +98,8 @@ int px_x509_judge(X509_STORE *store, STACK_OF(X509) *presented,
       out->nerrors = 1;
     }
     out->judged = true;
+    px__narrow(out, presented, at);
+    px__narrow(out, X509_STORE_CTX_get0_chain(ctx), at);
     out->hostname_match =
         hostname != NULL &&
         X509_check_host(leaf, hostname, 0, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS,
@@ -71,6 +108,75 @@ int px_x509_judge(X509_STORE *store, STACK_OF(X509) *presented,
   X509_STORE_CTX_free(ctx);
   sk_X509_free(untrusted);
   ERR_clear_error();
+  return rc;
+}
+
+struct px_x509_judge_cache {
+  unsigned slots;
+  struct px__judged {
+    bool used;
+    uint8_t key[32];
+    px_x509_verdict_t verdict;
+  } entries[];
+};
+
+px_x509_judge_cache_t *px_x509_judge_cache_new(unsigned slots) {
+  if (slots == 0)
+    slots = 1;
+  px_x509_judge_cache_t *c = calloc(1, sizeof(*c) + slots * sizeof(c->entries[0]));
+  if (c != NULL)
+    c->slots = slots;
+  return c;
+}
+
+void px_x509_judge_cache_free(px_x509_judge_cache_t *cache) {
+  free(cache);
+}
+
+static int px__chain_key(STACK_OF(X509) *chain, uint8_t key[32]) {
+  EVP_MD_CTX *md = EVP_MD_CTX_new();
+  unsigned len = 0;
+  int ok = md != NULL && EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+  for (int i = 0; ok && i < sk_X509_num(chain); i++) {
+    unsigned char *der = NULL;
+    int n = i2d_X509(sk_X509_value(chain, i), &der);
+    /* Length-prefixed, so (A,B) and (AB) cannot collide. */
+    uint8_t prefix[4] = {(uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8), (uint8_t)n};
+    ok = n > 0 && EVP_DigestUpdate(md, prefix, 4) && EVP_DigestUpdate(md, der, (size_t)n);
+    OPENSSL_free(der);
+  }
+  ok = ok && EVP_DigestFinal_ex(md, key, &len) && len == 32;
+  EVP_MD_CTX_free(md);
+  return ok ? 0 : -ENOMEM;
+}
+
+int px_x509_judge_cached(px_x509_judge_cache_t *cache, X509_STORE *store,
+                         STACK_OF(X509) *presented, const char *hostname,
+                         time_t at, px_x509_verdict_t *out) {
+  uint8_t key[32];
+  if (at == 0)
+    at = time(NULL);
+  if (cache == NULL || presented == NULL || sk_X509_num(presented) == 0 ||
+      px__chain_key(presented, key) != 0)
+    return px_x509_judge(store, presented, hostname, at, out);
+
+  struct px__judged *e = &cache->entries[(((unsigned)key[0] << 8) | key[1]) % cache->slots];
+  if (e->used && memcmp(e->key, key, sizeof(key)) == 0 &&
+      at >= e->verdict.stable_from && at < e->verdict.stable_until) {
+    *out = e->verdict;
+    X509 *leaf = sk_X509_value(presented, 0);
+    out->hostname_match =
+        hostname != NULL &&
+        X509_check_host(leaf, hostname, 0, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS, NULL) == 1;
+    ERR_clear_error();
+    return 0;
+  }
+  int rc = px_x509_judge(store, presented, hostname, at, out);
+  if (rc == 0 && out->judged) {
+    e->used = true;
+    memcpy(e->key, key, sizeof(key));
+    e->verdict = *out;
+  }
   return rc;
 }
 

@@ -21,6 +21,10 @@ typedef struct px_x509_verdict {
   bool hostname_match; /* X509_check_host on the leaf, independent of chain */
   int nerrors;
   px_x509_error_t errors[PX_X509_MAX_ERRORS]; /* every distinct error met */
+  /* The chain errors stay the same for any judgement time in
+   * [stable_from, stable_until): no notBefore/notAfter of a certificate
+   * involved lies in between. */
+  time_t stable_from, stable_until;
 } px_x509_verdict_t;
 
 /* Verifies presented (leaf first, as the peer sent it; the rest are used as
@@ -29,6 +33,21 @@ typedef struct px_x509_verdict {
  * first. Returns 0, or -ENOMEM. */
 int px_x509_judge(X509_STORE *store, STACK_OF(X509) *presented,
                   const char *hostname, time_t at, px_x509_verdict_t *out);
+
+/* Remembers chain judgements (keyed by the SHA-256 of the presented DER,
+ * for one trust store) so a chain seen again, on another address or for
+ * another name, is not verified again. Bounded: a direct-mapped table. */
+typedef struct px_x509_judge_cache px_x509_judge_cache_t;
+
+px_x509_judge_cache_t *px_x509_judge_cache_new(unsigned slots);
+void px_x509_judge_cache_free(px_x509_judge_cache_t *cache);
+
+/* px_x509_judge through cache (which must always be used with the same
+ * store). The host name is checked every time; only chain errors are
+ * reused, and only within the interval in which they cannot change. */
+int px_x509_judge_cached(px_x509_judge_cache_t *cache, X509_STORE *store,
+                         STACK_OF(X509) *presented, const char *hostname,
+                         time_t at, px_x509_verdict_t *out);
 
 /* ok == the chain reaches a trusted root with no error AND the host name
  * matches. */

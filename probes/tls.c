@@ -103,7 +103,8 @@ static void px__record_handshake(px__tls_probe_t *p, const char *hs_failure,
   if (chain != NULL && sk_X509_num(chain) > 0) {
     px_x509_verdict_t v;
     time_t at = time(NULL) + p->ctx->clock_offset;
-    if (px_x509_judge(p->ctx->trust, chain, p->server_name, at, &v) == 0) {
+    if (px_x509_judge_cached(p->ctx->judged, p->ctx->trust, chain, p->server_name,
+                             at, &v) == 0) {
       json_decref(verification);
       verification = px_x509_verdict_json(&v);
       if (completed) {

@@ -103,12 +103,22 @@ int px_tls_context_init(px_tls_context_t *ctx, const char *ca_file,
   SSL_CTX_set_alpn_protos(s, alpn, sizeof(alpn) - 1);
   SSL_CTX_set_verify(s, SSL_VERIFY_NONE, NULL);
   SSL_CTX_set_cert_verify_callback(s, px__skip_verify, NULL);
+  /* CDNs and multi-address services present the same chain many times in
+   * one run; verifying it once is enough. */
+  ctx->judged = px_x509_judge_cache_new(1024);
+  if (ctx->judged == NULL) {
+    snprintf(err, errlen, "out of memory");
+    px_tls_context_free(ctx);
+    return -ENOMEM;
+  }
   return 0;
 }
 
 void px_tls_context_free(px_tls_context_t *ctx) {
   SSL_CTX_free(ctx->ssl_ctx);
   X509_STORE_free(ctx->trust);
+  px_x509_judge_cache_free(ctx->judged);
   ctx->ssl_ctx = NULL;
   ctx->trust = NULL;
+  ctx->judged = NULL;
 }

@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <time.h>
 
+#include "common/x509_judge.h"
+
 /* Shared by every TLS probe of a run: an SSL_CTX that completes handshakes
  * with whatever old servers and middleboxes speak, and, separately, the
  * trust store the chains are judged against afterwards. */
@@ -14,6 +16,7 @@ typedef struct px_tls_context {
   char trust_store[512];   /* "system:<file>" or "file:<path>" */
   char trust_sha256[65];   /* of the trust file's bytes, "" if unknown */
   long clock_offset;       /* seconds to add to the local clock when judging */
+  px_x509_judge_cache_t *judged; /* chains already judged against trust */
 } px_tls_context_t;
 
 /* ca_file NULL: the system store (OpenSSL's default file, which honours

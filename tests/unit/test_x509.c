@@ -303,3 +303,49 @@ PX_TEST(x509_judge_clock_offset) {
   px__free(&leaf);
   px__free(&root);
 }
+
+PX_TEST(x509_judge_cache) {
+  (void)state;
+  px__kc_t root = px__make("/CN=Root", NULL, NULL, true, -86400, 86400 * 30);
+  /* Expires in 10 days: the cached verdict must not outlive that. */
+  px__kc_t leaf = px__make("/CN=a.example.test", &root, "DNS:a.example.test,DNS:b.example.test",
+                           false, -60, 86400 * 10);
+  X509_STORE *store = px__store(root.cert);
+  STACK_OF(X509) *chain = px__chain(leaf.cert, NULL);
+  px_x509_judge_cache_t *cache = px_x509_judge_cache_new(16);
+  px_x509_verdict_t plain, cached;
+  time_t now = time(NULL);
+
+  assert_int_equal(px_x509_judge(store, chain, "a.example.test", now, &plain), 0);
+  assert_true(plain.stable_from <= now && now < plain.stable_until);
+  assert_true(plain.stable_until <= now + 86400 * 10 + 1);
+  for (int round = 0; round < 2; round++) { /* miss, then hit */
+    assert_int_equal(px_x509_judge_cached(cache, store, chain, "a.example.test", now, &cached), 0);
+    assert_int_equal(cached.nerrors, plain.nerrors);
+    assert_true(px_x509_verdict_ok(&cached));
+  }
+  /* The host name is judged afresh on a hit. */
+  assert_int_equal(px_x509_judge_cached(cache, store, chain, "c.example.test", now, &cached), 0);
+  assert_false(cached.hostname_match);
+  assert_int_equal(px_x509_judge_cached(cache, store, chain, "b.example.test", now, &cached), 0);
+  assert_true(cached.hostname_match);
+  /* Past notAfter the cached "valid" is not reused. */
+  time_t later = now + 86400 * 11;
+  assert_int_equal(px_x509_judge_cached(cache, store, chain, "a.example.test", later, &cached), 0);
+  assert_true(px__has_error(&cached, X509_V_ERR_CERT_HAS_EXPIRED, 0));
+  /* A different chain is a different key. */
+  px__kc_t other = px__make("/CN=a.example.test", NULL, "DNS:a.example.test", false, -60, 3600);
+  STACK_OF(X509) *chain2 = px__chain(other.cert, NULL);
+  assert_int_equal(px_x509_judge_cached(cache, store, chain2, "a.example.test", now, &cached), 0);
+  assert_true(px__has_error(&cached, X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT, 0));
+  assert_int_equal(px_x509_judge_cached(cache, store, chain, "a.example.test", now, &cached), 0);
+  assert_true(px_x509_verdict_ok(&cached));
+
+  px_x509_judge_cache_free(cache);
+  sk_X509_free(chain2);
+  sk_X509_free(chain);
+  X509_STORE_free(store);
+  px__free(&other);
+  px__free(&leaf);
+  px__free(&root);
+}
