@@ -297,6 +297,32 @@ class Resolvers(pxtest.TestCase):
             os.unlink(f.name)
 
 
+class Interrupt(pxtest.TestCase):
+    def test_sigint_finishes_in_flight_and_starts_nothing_new(self):
+        import signal
+        import subprocess
+        import time
+        with tempfile.TemporaryDirectory() as d:
+            out = os.path.join(d, "out.jsonl")
+            p = subprocess.Popen([pxtest.BIN, "measure"] + world_args(
+                "--parallel", "1", "--output", out, "www.example.test", "stall.example.test",
+                "nx.example.test", "expired.example.test", timeout_ms=1500),
+                stderr=subprocess.PIPE, text=True)
+            deadline = time.monotonic() + 30
+            # Wait until the first target is written, i.e. the stalling one
+            # is in flight.
+            while time.monotonic() < deadline:
+                if os.path.exists(out) and open(out).read().count("\n") >= 1:
+                    break
+                time.sleep(0.02)
+            p.send_signal(signal.SIGINT)
+            _, err = p.communicate(timeout=60)
+            self.assertEqual(p.returncode, 130, err)
+            self.assertIn("interrupted", err)
+            inputs = [pxtest.json.loads(l)["input"] for l in open(out)]
+            self.assertEqual(inputs, ["www.example.test", "stall.example.test"])
+
+
 class Output(pxtest.TestCase):
     def test_output_file_and_targets_file(self):
         with tempfile.TemporaryDirectory() as d:
