@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "agent/cli_common.h"
 #include "agent/engine.h"
 #include "agent/progress.h"
 #include "agent/sysresolver.h"
@@ -74,6 +75,9 @@ static void px__usage(FILE *out) {
         "target; failures inside a measurement are data, not errors.\n\n",
         out);
   px_measure_flags_usage(out);
+  fputs("\nUpload (optional): every measurement is also signed with the agent's key,\n"
+        "spooled in the state directory and uploaded:\n", out);
+  px_agent_flags_usage(out, true);
   fputs("\nExit status: 0 measurements written, 1 runtime error, 2 bad usage.\n",
         out);
 }
@@ -261,6 +265,10 @@ typedef struct px__writer {
   const char *path;
   int write_errno;
   size_t written;
+  /* With --collector: every line is also signed and spooled. */
+  px_signer_t *signer;
+  px_spool_t *spool;
+  char spool_err[512];
   bool summary;
   px__summary_row_t *rows;
   size_t nrows;
@@ -319,6 +327,12 @@ static int px__emit(void *data, json_t *m) {
   if (line == NULL)
     return -ENOMEM;
   size_t n = strlen(line);
+  /* The signed bytes are the compact JSON without the newline. */
+  if (w->signer != NULL &&
+      px_agent_sign_and_spool(w->signer, w->spool, line, n, w->spool_err, sizeof(w->spool_err)) != 0) {
+    free(line);
+    return -ENOSPC;
+  }
   line[n] = '\n'; /* replaces the NUL: we write n + 1 bytes, no C string */
   size_t put = fwrite(line, 1, n + 1, w->out);
   free(line);
@@ -393,23 +407,39 @@ static int px__resolvers(px_measure_opts_t *o, bool *used_system, char *err,
 
 /* Runs the measurements o describes and writes them where o says.
  * Returns the process exit code; prog prefixes error messages. */
-int px_measure_execute(px_measure_opts_t *o, const char *prog) {
+int px_measure_execute(px_measure_opts_t *o, px_agent_opts_t *agent, const char *prog) {
   char err[512];
   bool used_system = false;
   px_tls_context_t tls;
   px_run_info_t run;
   px__writer_t w = {0};
   px_progress_t progress;
+  px_signer_t signer;
+  px_spool_t spool;
   uv_loop_t loop;
   int rc;
+
+  /* The signer forks before anything touches the network. */
+  if (agent != NULL && agent->collector != NULL) {
+    if (px_agent_signing(agent, &signer, &spool, err, sizeof(err)) != 0) {
+      fprintf(stderr, "%s: %s\n", prog, err);
+      return PX_EXIT_RUNTIME;
+    }
+    w.signer = &signer;
+    w.spool = &spool;
+  }
 
   rc = px__resolvers(o, &used_system, err, sizeof(err));
   if (rc != 0) {
     fprintf(stderr, "%s: %s\n", prog, rc == -ENOMEM ? "out of memory" : err);
+    if (w.signer)
+      px_signer_stop(w.signer);
     return PX_EXIT_RUNTIME;
   }
   if (px_tls_context_init(&tls, o->ca_file, err, sizeof(err)) != 0) {
     fprintf(stderr, "%s: %s\n", prog, err);
+    if (w.signer)
+      px_signer_stop(w.signer);
     return o->ca_file != NULL ? PX_EXIT_USAGE : PX_EXIT_RUNTIME;
   }
   w.summary = o->summary;
@@ -418,6 +448,8 @@ int px_measure_execute(px_measure_opts_t *o, const char *prog) {
   if (w.out == NULL) {
     fprintf(stderr, "%s: cannot open output '%s': %s\n", prog, w.path, strerror(errno));
     px_tls_context_free(&tls);
+    if (w.signer)
+      px_signer_stop(w.signer);
     return PX_EXIT_RUNTIME;
   }
   if (px_run_info_init(&run, o->probe_cc, o->probe_asn, time(NULL)) != 0) {
@@ -425,6 +457,8 @@ int px_measure_execute(px_measure_opts_t *o, const char *prog) {
     if (w.path != NULL)
       fclose(w.out);
     px_tls_context_free(&tls);
+    if (w.signer)
+      px_signer_stop(w.signer);
     return PX_EXIT_RUNTIME;
   }
   if (o->nresolvers > 0)
@@ -458,6 +492,9 @@ int px_measure_execute(px_measure_opts_t *o, const char *prog) {
     fprintf(stderr, "%s: cannot write measurements to %s: %s\n", prog,
             w.path ? w.path : "standard output", strerror(w.write_errno));
     exit_code = PX_EXIT_RUNTIME;
+  } else if (rc == -ENOSPC) {
+    fprintf(stderr, "%s: %s\n", prog, w.spool_err);
+    exit_code = PX_EXIT_RUNTIME;
   } else if (rc == -EINTR) {
     fprintf(stderr, "%s: interrupted after %zu measurement(s)\n", prog, w.written);
     exit_code = 130;
@@ -480,28 +517,33 @@ int px_measure_execute(px_measure_opts_t *o, const char *prog) {
   }
   px_run_info_free(&run);
   px_tls_context_free(&tls);
+  if (w.signer != NULL) {
+    px_signer_stop(w.signer);
+    /* Measurements are safe in the spool; an unreachable collector is
+     * reported, not an error of the run. */
+    px_agent_upload(agent, w.spool, false, prog);
+  }
   return exit_code;
 }
 
 int px_cmd_measure(int argc, char **argv) {
   px_measure_opts_t o;
+  px_agent_opts_t agent;
   char err[512];
   int c, rc, exit_code = PX_EXIT_OK;
-  static const struct option help_opts[] = {{"help", no_argument, NULL, 'h'}};
-  struct option opts[sizeof(help_opts) / sizeof(help_opts[0]) + PX_OPT__MEASURE_LAST - 256 + 1];
+  struct option *opts = px_agent_options(NULL, true);
 
-  memcpy(opts, px_measure_long_options, (PX_OPT__MEASURE_LAST - 256) * sizeof(opts[0]));
-  opts[PX_OPT__MEASURE_LAST - 256] = help_opts[0];
-  memset(&opts[PX_OPT__MEASURE_LAST - 256 + 1], 0, sizeof(opts[0]));
-
+  if (opts == NULL)
+    return PX_EXIT_RUNTIME;
   px_measure_opts_init(&o);
+  memset(&agent, 0, sizeof(agent));
   opterr = 0;
   optind = 1;
   while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
     if (c == 'h') {
       px__usage(stdout);
-      px_measure_opts_free(&o);
-      return PX_EXIT_OK;
+      exit_code = PX_EXIT_OK;
+      goto done;
     }
     if (c == '?' || c == ':') {
       char shortopt[3] = {'-', (char)optopt, '\0'};
@@ -509,32 +551,36 @@ int px_cmd_measure(int argc, char **argv) {
       const char *what = optopt > 0 && optopt < 256 ? shortopt : argv[optind - 1];
       fprintf(stderr, "parallax measure: %s '%s' (see --help)\n",
               c == ':' ? "missing value for" : "unknown option", what);
-      px_measure_opts_free(&o);
-      return PX_EXIT_USAGE;
+      exit_code = PX_EXIT_USAGE;
+      goto done;
     }
     rc = px_measure_apply(&o, c, optarg, err, sizeof(err));
+    if (rc == -ENOENT)
+      rc = px_agent_apply(&agent, c, optarg, err, sizeof(err));
     if (rc != 0) {
       fprintf(stderr, "parallax measure: %s\n", rc == -ENOMEM ? "out of memory" : err);
-      px_measure_opts_free(&o);
-      return rc == -ENOMEM ? PX_EXIT_RUNTIME : PX_EXIT_USAGE;
+      exit_code = rc == -ENOMEM ? PX_EXIT_RUNTIME : PX_EXIT_USAGE;
+      goto done;
     }
   }
   if (px_measure_add_targets(&o, argc - optind, argv + optind, err, sizeof(err)) != 0) {
     fprintf(stderr, "parallax measure: %s\n", err);
-    px_measure_opts_free(&o);
-    return PX_EXIT_USAGE;
+    exit_code = PX_EXIT_USAGE;
+    goto done;
   }
   if (o.ntargets == 0) {
     fprintf(stderr, "parallax measure: no targets (give TARGET arguments or --targets-file)\n");
-    px_measure_opts_free(&o);
-    return PX_EXIT_USAGE;
+    exit_code = PX_EXIT_USAGE;
+    goto done;
   }
   if (o.system_resolver == 0 && o.nresolvers == 0 && o.naddresses == 0) {
     fprintf(stderr, "parallax measure: nothing to probe: --no-system-resolver needs --resolver or --address\n");
-    px_measure_opts_free(&o);
-    return PX_EXIT_USAGE;
+    exit_code = PX_EXIT_USAGE;
+    goto done;
   }
-  exit_code = px_measure_execute(&o, "parallax measure");
+  exit_code = px_measure_execute(&o, &agent, "parallax measure");
+done:
   px_measure_opts_free(&o);
+  free(opts);
   return exit_code;
 }

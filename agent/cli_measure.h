@@ -75,7 +75,10 @@ int px_measure_add_targets(px_measure_opts_t *o, int argc, char **argv,
 
 /* Runs the measurements o describes (resolvers, TLS context, output) and
  * returns the process exit code; prog prefixes messages. */
-int px_measure_execute(px_measure_opts_t *o, const char *prog);
+struct px_agent_opts;
+/* agent may be NULL; with agent->collector set, measurements are also
+ * signed, spooled and uploaded. */
+int px_measure_execute(px_measure_opts_t *o, struct px_agent_opts *agent, const char *prog);
 
 /* `parallax measure …`: returns the process exit code. */
 int px_cmd_measure(int argc, char **argv);

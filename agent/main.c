@@ -7,6 +7,7 @@
 #include <openssl/crypto.h>
 #include <uv.h>
 
+#include "agent/cli_keys.h"
 #include "agent/cli_measure.h"
 #include "px_version.h"
 
@@ -14,7 +15,12 @@ static void px__usage(FILE *out) {
   fputs("Usage: parallax COMMAND [FLAG]...\n"
         "Multi-vantage measurements of DNS answers and TLS certificate chains.\n\n"
         "Commands:\n"
-        "  measure    measure targets now and print one JSON line per target\n\n"
+        "  measure    measure targets now and print one JSON line per target\n"
+        "  submit     sign measurements from a JSONL file, spool and upload them\n"
+        "  upload     send the spooled measurements to a collector now\n"
+        "  status     the agent's key id and its upload spool\n"
+        "  keygen     create the agent's Ed25519 signing key\n"
+        "  verify     verify the signatures of measurements or collector exports\n\n"
         "Run 'parallax COMMAND --help' for the flags of a command.\n"
         "  -h, --help     this text\n"
         "  --version      versions of parallax and its libraries\n",
@@ -46,9 +52,18 @@ int main(int argc, char **argv) {
     return PX_EXIT_RUNTIME;
   }
   int exit_code;
-  if (strcmp(cmd, "measure") == 0) {
-    exit_code = px_cmd_measure(argc - 1, argv + 1);
-  } else {
+  static const struct {
+    const char *name;
+    int (*fn)(int, char **);
+  } cmds[] = {
+      {"measure", px_cmd_measure}, {"submit", px_cmd_submit}, {"upload", px_cmd_upload},
+      {"status", px_cmd_status},   {"keygen", px_cmd_keygen}, {"verify", px_cmd_verify},
+  };
+  exit_code = -1;
+  for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+    if (strcmp(cmd, cmds[i].name) == 0)
+      exit_code = cmds[i].fn(argc - 1, argv + 1);
+  if (exit_code < 0) {
     fprintf(stderr, "parallax: unknown command '%s' (see parallax --help)\n", cmd);
     exit_code = PX_EXIT_USAGE;
   }

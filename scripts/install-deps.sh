@@ -7,9 +7,12 @@ packages=(
   # build
   gcc make cmake pkg-config
   libuv1-dev libc-ares-dev libssl-dev libjansson-dev libcmocka-dev
+  libcurl4-openssl-dev libmicrohttpd-dev libsqlite3-dev
   # test peers and tools
   openssl dnsmasq-base nginx-light gnutls-bin iproute2
   python3 python3-jsonschema valgrind procps
+  # signatures, upload paths: OpenSSH for ssh-keygen -Y, proxies for --proxy
+  openssh-client curl tinyproxy dante-server sqlite3
 )
 
 missing=()

@@ -1,0 +1,164 @@
+#include "agent/cli_common.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "agent/cli_measure.h"
+#include "common/statedir.h"
+
+const struct option px_agent_long_options[] = {
+    {"state-dir", required_argument, NULL, PX_OPT_STATE_DIR},
+    {"collector", required_argument, NULL, PX_OPT_COLLECTOR},
+    {"proxy", required_argument, NULL, PX_OPT_PROXY},
+    {"collector-ca", required_argument, NULL, PX_OPT_COLLECTOR_CA},
+    {"collector-pin", required_argument, NULL, PX_OPT_COLLECTOR_PIN},
+    {NULL, 0, NULL, 0},
+};
+
+void px_agent_flags_usage(FILE *out, bool with_collector) {
+  fputs("  --state-dir DIR             key, spool and run records (default\n"
+        "                              $STATE_DIRECTORY, /var/lib/parallax for root,\n"
+        "                              else ~/.local/state/parallax)\n",
+        out);
+  if (with_collector)
+    fputs("  --collector URL             the collector to upload to (http:// or https://)\n"
+          "  --proxy URL                 upload through this proxy; socks5h://127.0.0.1:9050\n"
+          "                              for Tor (names resolved by the proxy)\n"
+          "  --collector-ca PEM          trust only these CAs for the collector\n"
+          "  --collector-pin sha256//B64 also require this public key (curl pinning)\n",
+          out);
+}
+
+int px_agent_apply(px_agent_opts_t *o, int code, const char *arg, char *err, size_t errlen) {
+  switch (code) {
+  case PX_OPT_STATE_DIR:
+    if (arg[0] == '\0') {
+      snprintf(err, errlen, "--state-dir: empty path");
+      return -EINVAL;
+    }
+    o->state_dir_flag = arg;
+    return 0;
+  case PX_OPT_COLLECTOR:
+    if (strncmp(arg, "http://", 7) != 0 && strncmp(arg, "https://", 8) != 0) {
+      snprintf(err, errlen, "--collector: '%s' is not an http:// or https:// URL", arg);
+      return -EINVAL;
+    }
+    o->collector = arg;
+    return 0;
+  case PX_OPT_PROXY:
+    if (strstr(arg, "://") == NULL) {
+      snprintf(err, errlen, "--proxy: '%s' needs a scheme (http://, socks5h://…)", arg);
+      return -EINVAL;
+    }
+    o->proxy = arg;
+    return 0;
+  case PX_OPT_COLLECTOR_CA:
+    if (access(arg, R_OK) != 0) {
+      snprintf(err, errlen, "--collector-ca: cannot read '%s': %s", arg, strerror(errno));
+      return -EINVAL;
+    }
+    o->collector_ca = arg;
+    return 0;
+  case PX_OPT_COLLECTOR_PIN:
+    if (strncmp(arg, "sha256//", 8) != 0 || strlen(arg) < 8 + 43) {
+      snprintf(err, errlen, "--collector-pin: expected sha256//<base64 of the SPKI hash>");
+      return -EINVAL;
+    }
+    o->collector_pin = arg;
+    return 0;
+  default:
+    return -ENOENT;
+  }
+}
+
+int px_agent_state(px_agent_opts_t *o, char *err, size_t errlen) {
+  int rc = px_state_dir_resolve(o->state_dir_flag, "parallax", o->state_dir,
+                                sizeof(o->state_dir), err, errlen);
+  if (rc != 0)
+    return rc;
+  rc = px_mkdirs(o->state_dir, 0700);
+  if (rc != 0)
+    snprintf(err, errlen, "cannot create state directory %s: %s", o->state_dir, strerror(-rc));
+  return rc;
+}
+
+void px_agent_key_path(const px_agent_opts_t *o, char *out, size_t n) {
+  snprintf(out, n, "%s/%s", o->state_dir, PX_KEY_FILE);
+}
+
+int px_agent_signing(px_agent_opts_t *o, px_signer_t *signer, px_spool_t *spool, char *err,
+                     size_t errlen) {
+  char key[4200];
+  int rc = px_agent_state(o, err, errlen);
+  if (rc != 0)
+    return rc;
+  rc = px_spool_open(spool, o->state_dir, err, errlen);
+  if (rc != 0)
+    return rc;
+  px_agent_key_path(o, key, sizeof(key));
+  return px_signer_start(signer, key, true, err, errlen);
+}
+
+int px_agent_sign_and_spool(px_signer_t *signer, px_spool_t *spool, const char *content,
+                            size_t n, char *err, size_t errlen) {
+  char *sig = NULL, name[128];
+  int rc = px_signer_sign(signer, content, n, &sig, err, errlen);
+  if (rc != 0)
+    return rc;
+  rc = px_spool_add(spool, content, n, sig, name, sizeof(name));
+  free(sig);
+  if (rc != 0)
+    snprintf(err, errlen, "cannot spool the measurement in %s: %s (measurements "
+                          "already spooled are kept)", spool->root, strerror(-rc));
+  return rc;
+}
+
+int px_agent_upload(px_agent_opts_t *o, px_spool_t *spool, bool respect_backoff,
+                    const char *prog) {
+  char err[512];
+  px_uploader_t *u;
+  px_upload_config_t cfg = {o->collector, o->proxy, o->collector_ca, o->collector_pin, 60000};
+  if (px_uploader_new(&cfg, &u, err, sizeof(err)) != 0) {
+    fprintf(stderr, "%s: %s\n", prog, err);
+    return -EINVAL;
+  }
+  px_drain_report_t rep;
+  int rc = px_upload_drain(u, spool, respect_backoff, &rep);
+  px_uploader_free(u);
+  if (rc != 0) {
+    fprintf(stderr, "%s: upload: %s\n", prog, strerror(-rc));
+    return rc;
+  }
+  if (rep.deferred)
+    fprintf(stderr, "%s: upload deferred after earlier failures (%s); %zu pending\n", prog,
+            rep.last_error, rep.pending);
+  else if (rep.accepted + rep.rejected > 0 || rep.pending > 0)
+    fprintf(stderr, "%s: uploaded %zu, rejected %zu, pending %zu%s%s\n", prog, rep.accepted,
+            rep.rejected, rep.pending, rep.last_error[0] ? " - last error: " : "",
+            rep.last_error);
+  return rep.pending == 0 ? 0 : -EAGAIN;
+}
+
+struct option *px_agent_options(const struct option *own, bool with_measure) {
+  size_t n_own = 0, n_measure = 0;
+  while (own != NULL && own[n_own].name != NULL)
+    n_own++;
+  if (with_measure)
+    while (px_measure_long_options[n_measure].name != NULL)
+      n_measure++;
+  size_t total = n_own + PX_AGENT_NOPTS + n_measure + 2;
+  struct option *o = calloc(total, sizeof(*o));
+  if (o == NULL)
+    return NULL;
+  size_t k = 0;
+  for (size_t i = 0; i < n_own; i++)
+    o[k++] = own[i];
+  for (size_t i = 0; i < PX_AGENT_NOPTS; i++)
+    o[k++] = px_agent_long_options[i];
+  for (size_t i = 0; i < n_measure; i++)
+    o[k++] = px_measure_long_options[i];
+  o[k++] = (struct option){"help", no_argument, NULL, 'h'};
+  return o;
+}

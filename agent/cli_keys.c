@@ -1,0 +1,265 @@
+/* parallax keygen, parallax verify. */
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "agent/cli_common.h"
+#include "agent/cli_measure.h"
+#include "agent/cli_keys.h"
+#include "agent/keyfile.h"
+#include "common/allowed_signers.h"
+#include "common/sshsig.h"
+#include "common/timeutil.h"
+
+/* Shared getopt loop of the small commands: returns 0 to go on, or an exit
+ * code + 1000 to return at once. */
+static int px__getopt_error(const char *prog, int c, char **argv) {
+  char shortopt[3] = {'-', (char)optopt, '\0'};
+  const char *what = optopt > 0 && optopt < 256 ? shortopt : argv[optind - 1];
+  fprintf(stderr, "%s: %s '%s' (see --help)\n", prog,
+          c == ':' ? "missing value for" : "unknown option", what);
+  return PX_EXIT_USAGE;
+}
+
+int px_cmd_keygen(int argc, char **argv) {
+  static const struct option own[] = {{"key", required_argument, NULL, 'k'}, {NULL, 0, NULL, 0}};
+  struct option *opts = px_agent_options(own, false);
+  px_agent_opts_t agent;
+  const char *key = NULL;
+  char err[512], path[4200];
+  int c, code = PX_EXIT_OK;
+
+  memset(&agent, 0, sizeof(agent));
+  opterr = 0;
+  optind = 1;
+  while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+    if (c == 'h') {
+      puts("Usage: parallax keygen [--key FILE] [--state-dir DIR]\n"
+           "Create the agent's Ed25519 key: FILE (default STATE_DIR/parallax_ed25519, mode\n"
+           "0600) and FILE.pub (an OpenSSH ssh-ed25519 line). Prints the key id, the\n"
+           "OpenSSH SHA256: fingerprint that names this agent's measurements.\n"
+           "An existing key is never overwritten.");
+      goto done;
+    }
+    if (c == '?' || c == ':') {
+      code = px__getopt_error("parallax keygen", c, argv);
+      goto done;
+    }
+    if (c == 'k') {
+      key = optarg;
+      continue;
+    }
+    if (px_agent_apply(&agent, c, optarg, err, sizeof(err)) != 0) {
+      fprintf(stderr, "parallax keygen: %s\n", err);
+      code = PX_EXIT_USAGE;
+      goto done;
+    }
+  }
+  if (optind < argc) {
+    fprintf(stderr, "parallax keygen: unexpected argument '%s'\n", argv[optind]);
+    code = PX_EXIT_USAGE;
+    goto done;
+  }
+  if (key == NULL) {
+    if (px_agent_state(&agent, err, sizeof(err)) != 0) {
+      fprintf(stderr, "parallax keygen: %s\n", err);
+      code = PX_EXIT_RUNTIME;
+      goto done;
+    }
+    px_agent_key_path(&agent, path, sizeof(path));
+    key = path;
+  }
+  px_ssh_pubkey_t pub;
+  if (px_key_generate(key, &pub, err, sizeof(err)) != 0) {
+    fprintf(stderr, "parallax keygen: %s\n", err);
+    code = PX_EXIT_RUNTIME;
+    goto done;
+  }
+  printf("key id: %s\nprivate key: %s\npublic key: %s.pub\n", pub.key_id, key, key);
+done:
+  free(opts);
+  return code;
+}
+
+typedef struct {
+  px_allowed_signers_t signers;
+  bool have_signers;
+  size_t ok, failed;
+} px__verify_t;
+
+/* Verifies one message; prints "<where>: verified …" or "<where>: FAILED:
+ * …". expect_key_id: the key id the export line claims, or NULL. */
+static void px__verify_one(px__verify_t *v, const char *where, const char *content, size_t n,
+                           const char *sig, size_t sig_len, const char *expect_key_id) {
+  px_ssh_pubkey_t signer;
+  const char *why = NULL;
+  if (px_sshsig_verify(sig, sig_len, PX_SSHSIG_NAMESPACE, (const uint8_t *)content, n, &signer,
+                       &why) != 0) {
+    printf("%s: FAILED: %s\n", where, why ? why : "bad signature");
+    v->failed++;
+    return;
+  }
+  if (expect_key_id != NULL && strcmp(expect_key_id, signer.key_id) != 0) {
+    printf("%s: FAILED: signed by %s, but the line says %s\n", where, signer.key_id, expect_key_id);
+    v->failed++;
+    return;
+  }
+  if (v->have_signers) {
+    /* Judge at the measurement's own time, so a rotated key (valid-before)
+     * still vouches for what it signed while it was current. */
+    time_t at = time(NULL);
+    json_t *m = json_loadb(content, n, 0, NULL);
+    const char *mst = json_string_value(json_object_get(m, "measurement_start_time"));
+    if (mst != NULL)
+      px_time_parse_utc(mst, &at);
+    json_decref(m);
+    const px_allowed_signer_t *e =
+        px_allowed_signers_find(&v->signers, &signer, PX_SSHSIG_NAMESPACE, at);
+    if (e == NULL) {
+      printf("%s: FAILED: key %s is not an allowed signer\n", where, signer.key_id);
+      v->failed++;
+      return;
+    }
+    printf("%s: verified, signed by %s (%s)\n", where, signer.key_id, e->principals);
+  } else {
+    printf("%s: verified, signed by %s\n", where, signer.key_id);
+  }
+  v->ok++;
+}
+
+static char *px__slurp(const char *path, size_t *n) {
+  FILE *f = fopen(path, "rb");
+  if (f == NULL)
+    return NULL;
+  char *buf = NULL;
+  size_t len = 0, cap = 0, r;
+  do {
+    if (len + 65536 + 1 > cap) {
+      cap = cap ? cap * 2 : 65536 * 2;
+      char *b = realloc(buf, cap);
+      if (b == NULL) {
+        free(buf);
+        fclose(f);
+        return NULL;
+      }
+      buf = b;
+    }
+    r = fread(buf + len, 1, cap - len - 1, f);
+    len += r;
+  } while (r > 0);
+  bool bad = ferror(f);
+  fclose(f);
+  if (bad) {
+    free(buf);
+    return NULL;
+  }
+  buf[len] = '\0';
+  *n = len;
+  return buf;
+}
+
+/* A collector export: one {"measurement_uid","key_id","content","signature"}
+ * per line. */
+static void px__verify_export(px__verify_t *v, const char *path, char *data, size_t n) {
+  size_t lineno = 0;
+  char *p = data, *end = data + n;
+  while (p < end) {
+    char *nl = memchr(p, '\n', (size_t)(end - p));
+    size_t len = nl ? (size_t)(nl - p) : (size_t)(end - p);
+    char where[4200];
+    lineno++;
+    snprintf(where, sizeof(where), "%s:%zu", path, lineno);
+    if (len > 0) {
+      json_t *line = json_loadb(p, len, JSON_REJECT_DUPLICATES, NULL);
+      json_t *content = json_object_get(line, "content");
+      const char *sig = json_string_value(json_object_get(line, "signature"));
+      if (!json_is_string(content) || sig == NULL) {
+        printf("%s: FAILED: not an export line (needs content and signature)\n", where);
+        v->failed++;
+      } else {
+        px__verify_one(v, where, json_string_value(content), json_string_length(content), sig,
+                       strlen(sig), json_string_value(json_object_get(line, "key_id")));
+      }
+      json_decref(line);
+    }
+    p += len + 1;
+  }
+}
+
+int px_cmd_verify(int argc, char **argv) {
+  static const struct option opts[] = {
+      {"allowed-signers", required_argument, NULL, 'a'},
+      {"help", no_argument, NULL, 'h'},
+      {NULL, 0, NULL, 0},
+  };
+  px__verify_t v;
+  const char *signers = NULL;
+  char err[512];
+  int c;
+
+  memset(&v, 0, sizeof(v));
+  opterr = 0;
+  optind = 1;
+  while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+    if (c == 'h') {
+      puts("Usage: parallax verify [--allowed-signers FILE] FILE...\n"
+           "Verify the OpenSSH signatures of measurements: M.json with M.json.sig beside\n"
+           "it (as spooled or downloaded), or a collector export (.jsonl, one\n"
+           "{\"content\", \"signature\", \"key_id\"} per line). With --allowed-signers, the\n"
+           "signing key must also be listed there for namespace parallax-measurement-v1,\n"
+           "at the measurement's time. Exit status 1 if anything fails to verify.");
+      return PX_EXIT_OK;
+    }
+    if (c == '?' || c == ':')
+      return px__getopt_error("parallax verify", c, argv);
+    signers = optarg;
+  }
+  if (optind >= argc) {
+    fprintf(stderr, "parallax verify: give the files to verify\n");
+    return PX_EXIT_USAGE;
+  }
+  if (signers != NULL) {
+    if (px_allowed_signers_load(signers, &v.signers, err, sizeof(err)) != 0) {
+      fprintf(stderr, "parallax verify: %s\n", err);
+      return PX_EXIT_USAGE;
+    }
+    v.have_signers = true;
+  }
+  for (int i = optind; i < argc; i++) {
+    char path[4096], sigpath[4200];
+    snprintf(path, sizeof(path), "%s", argv[i]);
+    size_t plen = strlen(path);
+    if (plen > 4 && strcmp(path + plen - 4, ".sig") == 0)
+      path[plen - 4] = '\0'; /* given the signature: verify its message */
+    size_t n, sig_len;
+    char *data = px__slurp(path, &n);
+    if (data == NULL) {
+      printf("%s: FAILED: cannot read: %s\n", path, strerror(errno));
+      v.failed++;
+      continue;
+    }
+    snprintf(sigpath, sizeof(sigpath), "%s.sig", path);
+    bool is_export = (strlen(path) > 6 && strcmp(path + strlen(path) - 6, ".jsonl") == 0) ||
+                     access(sigpath, F_OK) != 0;
+    if (is_export) {
+      px__verify_export(&v, path, data, n);
+    } else {
+      char *sig = px__slurp(sigpath, &sig_len);
+      if (sig == NULL) {
+        printf("%s: FAILED: cannot read %s\n", path, sigpath);
+        v.failed++;
+      } else {
+        px__verify_one(&v, path, data, n, sig, sig_len, NULL);
+      }
+      free(sig);
+    }
+    free(data);
+  }
+  printf("%zu verified, %zu failed\n", v.ok, v.failed);
+  if (v.have_signers)
+    px_allowed_signers_free(&v.signers);
+  return v.failed == 0 && v.ok > 0 ? PX_EXIT_OK : PX_EXIT_RUNTIME;
+}

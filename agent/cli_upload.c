@@ -1,0 +1,205 @@
+/* parallax submit, parallax upload, parallax status. */
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/cli_common.h"
+#include "agent/cli_keys.h"
+#include "agent/cli_measure.h"
+#include "common/sshsig.h"
+#include "common/timeutil.h"
+
+/* Parses the agent flags of a small command. Returns -1 to go on, or the
+ * exit code to return. */
+static int px__parse(const char *prog, const char *usage, int argc, char **argv,
+                     px_agent_opts_t *agent) {
+  struct option *opts = px_agent_options(NULL, false);
+  char err[512];
+  int c, code = -1;
+  if (opts == NULL)
+    return PX_EXIT_RUNTIME;
+  memset(agent, 0, sizeof(*agent));
+  opterr = 0;
+  optind = 1;
+  while (code < 0 && (c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+    if (c == 'h') {
+      fputs(usage, stdout);
+      px_agent_flags_usage(stdout, true);
+      code = PX_EXIT_OK;
+    } else if (c == '?' || c == ':') {
+      char shortopt[3] = {'-', (char)optopt, '\0'};
+      fprintf(stderr, "%s: %s '%s' (see --help)\n", prog,
+              c == ':' ? "missing value for" : "unknown option",
+              optopt > 0 && optopt < 256 ? shortopt : argv[optind - 1]);
+      code = PX_EXIT_USAGE;
+    } else if (px_agent_apply(agent, c, optarg, err, sizeof(err)) != 0) {
+      fprintf(stderr, "%s: %s\n", prog, err);
+      code = PX_EXIT_USAGE;
+    }
+  }
+  free(opts);
+  return code;
+}
+
+int px_cmd_submit(int argc, char **argv) {
+  const char *prog = "parallax submit";
+  px_agent_opts_t agent;
+  int code = px__parse(prog,
+                       "Usage: parallax submit [FLAG]... [FILE|-]\n"
+                       "Sign each measurement of a JSONL file (one compact JSON object per line;\n"
+                       "the signed bytes are the line without its newline), spool it, and\n"
+                       "upload the spool when --collector is given.\n\n",
+                       argc, argv, &agent);
+  if (code >= 0)
+    return code;
+  if (argc - optind > 1) {
+    fprintf(stderr, "%s: give one FILE (or - for standard input)\n", prog);
+    return PX_EXIT_USAGE;
+  }
+  const char *path = optind < argc ? argv[optind] : "-";
+  FILE *in = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
+  if (in == NULL) {
+    fprintf(stderr, "%s: cannot open %s: %s\n", prog, path, strerror(errno));
+    return PX_EXIT_USAGE;
+  }
+  px_signer_t signer;
+  px_spool_t spool;
+  char err[512];
+  if (px_agent_signing(&agent, &signer, &spool, err, sizeof(err)) != 0) {
+    fprintf(stderr, "%s: %s\n", prog, err);
+    if (in != stdin)
+      fclose(in);
+    return PX_EXIT_RUNTIME;
+  }
+  char *line = NULL;
+  size_t cap = 0, lineno = 0, spooled = 0, bad = 0;
+  ssize_t n;
+  code = PX_EXIT_OK;
+  while ((n = getline(&line, &cap, in)) >= 0) {
+    lineno++;
+    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+      line[--n] = '\0';
+    if (n == 0)
+      continue;
+    json_error_t jerr;
+    json_t *m = json_loadb(line, (size_t)n, JSON_REJECT_DUPLICATES, &jerr);
+    if (m == NULL || !json_is_object(m)) {
+      fprintf(stderr, "%s: %s:%zu: not a JSON object (%s); skipped\n", prog, path, lineno,
+              m == NULL ? jerr.text : "another JSON value");
+      json_decref(m);
+      bad++;
+      continue;
+    }
+    json_decref(m);
+    if (px_agent_sign_and_spool(&signer, &spool, line, (size_t)n, err, sizeof(err)) != 0) {
+      fprintf(stderr, "%s: %s:%zu: %s\n", prog, path, lineno, err);
+      code = PX_EXIT_RUNTIME;
+      break;
+    }
+    spooled++;
+  }
+  free(line);
+  if (in != stdin)
+    fclose(in);
+  px_signer_stop(&signer);
+  fprintf(stderr, "%s: signed and spooled %zu measurement(s) (key %s)\n", prog, spooled,
+          signer.pub.key_id);
+  if (bad > 0)
+    code = PX_EXIT_RUNTIME;
+  if (agent.collector != NULL && px_agent_upload(&agent, &spool, false, prog) != 0 &&
+      code == PX_EXIT_OK)
+    code = PX_EXIT_RUNTIME;
+  return code;
+}
+
+int px_cmd_upload(int argc, char **argv) {
+  const char *prog = "parallax upload";
+  px_agent_opts_t agent;
+  char err[512];
+  int code = px__parse(prog,
+                       "Usage: parallax upload --collector URL [FLAG]...\n"
+                       "Send every pending measurement of the spool now (ignoring the backoff\n"
+                       "that automatic uploads keep after failures). Exit status 1 while\n"
+                       "measurements remain pending.\n\n",
+                       argc, argv, &agent);
+  if (code >= 0)
+    return code;
+  if (optind < argc) {
+    fprintf(stderr, "%s: unexpected argument '%s'\n", prog, argv[optind]);
+    return PX_EXIT_USAGE;
+  }
+  if (agent.collector == NULL) {
+    fprintf(stderr, "%s: --collector URL is required\n", prog);
+    return PX_EXIT_USAGE;
+  }
+  px_spool_t spool;
+  if (px_agent_state(&agent, err, sizeof(err)) != 0 ||
+      px_spool_open(&spool, agent.state_dir, err, sizeof(err)) != 0) {
+    fprintf(stderr, "%s: %s\n", prog, err);
+    return PX_EXIT_RUNTIME;
+  }
+  return px_agent_upload(&agent, &spool, false, prog) == 0 ? PX_EXIT_OK : PX_EXIT_RUNTIME;
+}
+
+static void px__when(time_t t, char *out, size_t n) {
+  if (t == 0) {
+    snprintf(out, n, "never");
+    return;
+  }
+  char iso[PX_TIME_ISO_LEN];
+  px_time_format_iso(t, iso);
+  snprintf(out, n, "%s", iso);
+}
+
+int px_cmd_status(int argc, char **argv) {
+  const char *prog = "parallax status";
+  px_agent_opts_t agent;
+  char err[512], key[4200], when[64];
+  int code = px__parse(prog,
+                       "Usage: parallax status [--state-dir DIR]\n"
+                       "The agent's identity and its upload spool: pending, sent, rejected,\n"
+                       "the last success and the last error.\n\n",
+                       argc, argv, &agent);
+  if (code >= 0)
+    return code;
+  px_spool_t spool;
+  if (px_agent_state(&agent, err, sizeof(err)) != 0 ||
+      px_spool_open(&spool, agent.state_dir, err, sizeof(err)) != 0) {
+    fprintf(stderr, "%s: %s\n", prog, err);
+    return PX_EXIT_RUNTIME;
+  }
+  printf("state directory: %s\n", agent.state_dir);
+  /* The public half only: status never touches the private key. */
+  px_agent_key_path(&agent, key, sizeof(key));
+  strncat(key, ".pub", sizeof(key) - strlen(key) - 1);
+  FILE *f = fopen(key, "r");
+  char line[512] = "";
+  px_ssh_pubkey_t pub;
+  if (f != NULL && fgets(line, sizeof(line), f) != NULL && px_ssh_pubkey_parse(line, &pub) == 0)
+    printf("key id: %s\n", pub.key_id);
+  else
+    printf("key id: none yet (created by the first signed measurement, or parallax keygen)\n");
+  if (f != NULL)
+    fclose(f);
+  size_t pending, sent, rejected;
+  if (px_spool_counts(&spool, &pending, &sent, &rejected) != 0) {
+    fprintf(stderr, "%s: cannot read the spool in %s\n", prog, spool.root);
+    return PX_EXIT_RUNTIME;
+  }
+  px_upload_state_t st;
+  px_spool_state_load(&spool, &st);
+  printf("pending: %zu\nsent: %zu (kept)\nrejected: %zu\n", pending, sent, rejected);
+  px__when(st.last_success, when, sizeof(when));
+  printf("last upload: %s\n", when);
+  if (st.last_error[0] != '\0') {
+    px__when(st.last_error_at, when, sizeof(when));
+    printf("last error: %s (%s)\n", st.last_error, when);
+  }
+  if (st.next_attempt > time(NULL)) {
+    px__when(st.next_attempt, when, sizeof(when));
+    printf("next automatic upload: not before %s (%u failure(s) in a row)\n", when, st.failures);
+  }
+  return PX_EXIT_OK;
+}

@@ -1,0 +1,219 @@
+#include "agent/signer.h"
+
+#include <errno.h>
+#include <openssl/evp.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "agent/keyfile.h"
+
+#define PX__MAX_FRAME (16u << 20)
+#define PX__SIGNER_FD 3
+
+static int px__write_all(int fd, const void *data, size_t n) {
+  const char *p = data;
+  while (n > 0) {
+    ssize_t w = write(fd, p, n);
+    if (w < 0) {
+      if (errno == EINTR)
+        continue;
+      return -errno;
+    }
+    p += w;
+    n -= (size_t)w;
+  }
+  return 0;
+}
+
+static int px__read_all(int fd, void *data, size_t n) {
+  char *p = data;
+  while (n > 0) {
+    ssize_t r = read(fd, p, n);
+    if (r < 0) {
+      if (errno == EINTR)
+        continue;
+      return -errno;
+    }
+    if (r == 0)
+      return -EPIPE;
+    p += r;
+    n -= (size_t)r;
+  }
+  return 0;
+}
+
+/* A frame: 4-byte big-endian length, then that many bytes; replies start
+ * with a status byte, 'K' (ok) or 'E' (error text follows). */
+static int px__send_frame(int fd, char status, const void *data, size_t n) {
+  uint32_t len = (uint32_t)n + (status ? 1u : 0u);
+  uint8_t be[4] = {(uint8_t)(len >> 24), (uint8_t)(len >> 16), (uint8_t)(len >> 8), (uint8_t)len};
+  int rc = px__write_all(fd, be, 4);
+  if (rc == 0 && status)
+    rc = px__write_all(fd, &status, 1);
+  if (rc == 0)
+    rc = px__write_all(fd, data, n);
+  return rc;
+}
+
+static int px__recv_frame(int fd, char **data, size_t *n) {
+  uint8_t be[4];
+  int rc = px__read_all(fd, be, 4);
+  if (rc != 0)
+    return rc;
+  uint32_t len = ((uint32_t)be[0] << 24) | ((uint32_t)be[1] << 16) | ((uint32_t)be[2] << 8) | be[3];
+  if (len > PX__MAX_FRAME)
+    return -EMSGSIZE;
+  *data = malloc(len + 1);
+  if (*data == NULL)
+    return -ENOMEM;
+  rc = px__read_all(fd, *data, len);
+  if (rc != 0) {
+    free(*data);
+    *data = NULL;
+    return rc;
+  }
+  (*data)[len] = '\0';
+  *n = len;
+  return 0;
+}
+
+/* The signer's whole life. Never returns. */
+static void px__signer_main(const char *key_path, bool create) {
+  char err[512];
+  EVP_PKEY *key = NULL;
+  px_ssh_pubkey_t pub;
+
+  /* No core dumps, no ptrace by the same user, nothing inherited. */
+  prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+  signal(SIGINT, SIG_IGN);
+  signal(SIGTERM, SIG_DFL);
+  signal(SIGPIPE, SIG_IGN);
+  closefrom(PX__SIGNER_FD + 1);
+
+  int rc = 0;
+  if (create && access(key_path, F_OK) != 0 && errno == ENOENT)
+    rc = px_key_generate(key_path, &pub, err, sizeof(err));
+  if (rc == 0 || rc == -EEXIST)
+    rc = px_key_load(key_path, &key, err, sizeof(err));
+  if (rc == 0 && px_ssh_pubkey_from_pkey(key, &pub) != 0) {
+    snprintf(err, sizeof(err), "cannot read the public half of %s", key_path);
+    rc = -EINVAL;
+  }
+  if (rc != 0) {
+    px__send_frame(PX__SIGNER_FD, 'E', err, strlen(err));
+    _exit(1);
+  }
+  px__send_frame(PX__SIGNER_FD, 'K', pub.blob, sizeof(pub.blob));
+
+  for (;;) {
+    char *msg = NULL, *sig = NULL;
+    size_t n;
+    if (px__recv_frame(PX__SIGNER_FD, &msg, &n) != 0)
+      break; /* parent gone or closed: done */
+    rc = px_sshsig_sign(key, PX_SSHSIG_NAMESPACE, (const uint8_t *)msg, n, &sig);
+    free(msg);
+    if (rc != 0) {
+      const char *e = "signing failed";
+      if (px__send_frame(PX__SIGNER_FD, 'E', e, strlen(e)) != 0)
+        break;
+      continue;
+    }
+    rc = px__send_frame(PX__SIGNER_FD, 'K', sig, strlen(sig));
+    free(sig);
+    if (rc != 0)
+      break;
+  }
+  EVP_PKEY_free(key);
+  _exit(0);
+}
+
+int px_signer_start(px_signer_t *s, const char *key_path, bool create,
+                    char *err, size_t errlen) {
+  int sv[2];
+  memset(s, 0, sizeof(*s));
+  s->fd = -1;
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+    snprintf(err, errlen, "socketpair: %s", strerror(errno));
+    return -errno;
+  }
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid < 0) {
+    int e = errno;
+    close(sv[0]);
+    close(sv[1]);
+    snprintf(err, errlen, "fork: %s", strerror(e));
+    return -e;
+  }
+  if (pid == 0) {
+    close(sv[0]);
+    if (dup2(sv[1], PX__SIGNER_FD) < 0)
+      _exit(1);
+    px__signer_main(key_path, create);
+  }
+  close(sv[1]);
+  s->pid = pid;
+  s->fd = sv[0];
+
+  char *hello = NULL;
+  size_t n = 0;
+  int rc = px__recv_frame(s->fd, &hello, &n);
+  if (rc != 0 || n < 1 || hello[0] != 'K' || n != 1 + sizeof(s->pub.blob)) {
+    if (rc == 0 && n >= 1 && hello[0] == 'E')
+      snprintf(err, errlen, "%s", hello + 1);
+    else
+      snprintf(err, errlen, "the signer process failed to start");
+    free(hello);
+    px_signer_stop(s);
+    return -EIO;
+  }
+  /* Re-derive the key id from the blob rather than trusting text. */
+  px_ssh_pubkey_t tmp;
+  memcpy(tmp.blob, hello + 1, sizeof(tmp.blob));
+  char *text = px_ssh_pubkey_line(&tmp);
+  free(hello);
+  if (text == NULL || px_ssh_pubkey_parse(text, &s->pub) != 0) {
+    free(text);
+    snprintf(err, errlen, "the signer sent a bad public key");
+    px_signer_stop(s);
+    return -EIO;
+  }
+  free(text);
+  return 0;
+}
+
+int px_signer_sign(px_signer_t *s, const void *msg, size_t n, char **armored,
+                   char *err, size_t errlen) {
+  char *reply = NULL;
+  size_t len;
+  int rc = px__send_frame(s->fd, 0, msg, n);
+  if (rc == 0)
+    rc = px__recv_frame(s->fd, &reply, &len);
+  if (rc != 0 || len < 1 || reply[0] != 'K') {
+    snprintf(err, errlen, "signer: %s", rc != 0 ? strerror(-rc) : len > 1 ? reply + 1 : "no reply");
+    free(reply);
+    return rc != 0 ? rc : -EIO;
+  }
+  memmove(reply, reply + 1, len); /* drop the status, keep the NUL */
+  *armored = reply;
+  return 0;
+}
+
+void px_signer_stop(px_signer_t *s) {
+  if (s->fd >= 0)
+    close(s->fd);
+  s->fd = -1;
+  if (s->pid > 0) {
+    int status;
+    while (waitpid(s->pid, &status, 0) < 0 && errno == EINTR) {
+    }
+  }
+  s->pid = 0;
+}

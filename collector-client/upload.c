@@ -1,0 +1,228 @@
+#include "collector-client/upload.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <jansson.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/json_util.h"
+#include "px_version.h"
+
+#define PX__RESPONSE_MAX (64 * 1024)
+#define PX__TRIES 3
+#define PX__SENT_KEEP 1000
+
+struct px_uploader {
+  CURL *curl;
+  struct curl_slist *headers;
+  char *url;
+  char *body;
+  size_t body_len;
+  char curl_err[CURL_ERROR_SIZE];
+};
+
+static size_t px__collect(char *data, size_t size, size_t nmemb, void *arg) {
+  px_uploader_t *u = arg;
+  size_t n = size * nmemb;
+  if (u->body_len + n > PX__RESPONSE_MAX)
+    return 0; /* a collector has nothing that long to say: abort */
+  char *b = realloc(u->body, u->body_len + n + 1);
+  if (b == NULL)
+    return 0;
+  memcpy(b + u->body_len, data, n);
+  u->body = b;
+  u->body_len += n;
+  u->body[u->body_len] = '\0';
+  return n;
+}
+
+int px_uploader_new(const px_upload_config_t *cfg, px_uploader_t **out, char *err,
+                    size_t errlen) {
+  static int global_init;
+  if (!global_init) {
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    global_init = 1;
+  }
+  const char *c = cfg->collector;
+  if (c == NULL || (strncmp(c, "http://", 7) != 0 && strncmp(c, "https://", 8) != 0)) {
+    snprintf(err, errlen, "the collector must be an http:// or https:// URL");
+    return -EINVAL;
+  }
+  px_uploader_t *u = calloc(1, sizeof(*u));
+  if (u == NULL)
+    return -ENOMEM;
+  size_t n = strlen(c);
+  while (n > 0 && c[n - 1] == '/')
+    n--;
+  u->url = malloc(n + 64);
+  u->curl = curl_easy_init();
+  if (u->url == NULL || u->curl == NULL) {
+    px_uploader_free(u);
+    return -ENOMEM;
+  }
+  snprintf(u->url, n + 64, "%.*s/api/v1/submit_measurement", (int)n, c);
+  u->headers = curl_slist_append(NULL, "Content-Type: application/json");
+  u->headers = curl_slist_append(u->headers, "Expect:"); /* no 100-continue round trip */
+  CURL *h = u->curl;
+  curl_easy_setopt(h, CURLOPT_URL, u->url);
+  curl_easy_setopt(h, CURLOPT_HTTPHEADER, u->headers);
+  curl_easy_setopt(h, CURLOPT_USERAGENT, "parallax/" PX_SOFTWARE_VERSION);
+  curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+  curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+  curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, cfg->timeout_ms > 0 ? cfg->timeout_ms : 60000L);
+  curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, 15000L);
+  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, px__collect);
+  curl_easy_setopt(h, CURLOPT_WRITEDATA, u);
+  curl_easy_setopt(h, CURLOPT_ERRORBUFFER, u->curl_err);
+  /* Only the proxy the user names: environment proxies would silently
+   * route measurements elsewhere. */
+  curl_easy_setopt(h, CURLOPT_PROXY, cfg->proxy ? cfg->proxy : "");
+  if (cfg->ca_file != NULL)
+    curl_easy_setopt(h, CURLOPT_CAINFO, cfg->ca_file);
+  if (cfg->pin != NULL && curl_easy_setopt(h, CURLOPT_PINNEDPUBLICKEY, cfg->pin) != CURLE_OK) {
+    snprintf(err, errlen, "this libcurl cannot pin public keys");
+    px_uploader_free(u);
+    return -ENOTSUP;
+  }
+  *out = u;
+  return 0;
+}
+
+void px_uploader_free(px_uploader_t *u) {
+  if (u == NULL)
+    return;
+  curl_easy_cleanup(u->curl);
+  curl_slist_free_all(u->headers);
+  free(u->url);
+  free(u->body);
+  free(u);
+}
+
+void px_upload_one(px_uploader_t *u, const char *content, size_t n, const char *signature,
+                   px_upload_outcome_t *out) {
+  memset(out, 0, sizeof(*out));
+  json_t *req = json_object();
+  json_object_set_new(req, "format", json_string("json"));
+  json_object_set_new(req, "content", json_stringn(content, n));
+  json_object_set_new(req, "signature", json_string(signature));
+  if (json_object_get(req, "content") == NULL) {
+    json_decref(req);
+    out->result = PX_UPLOAD_REJECTED;
+    snprintf(out->error, sizeof(out->error), "content is not valid UTF-8");
+    return;
+  }
+  char *body = px_json_dump(req);
+  json_decref(req);
+  if (body == NULL) {
+    out->result = PX_UPLOAD_RETRY;
+    snprintf(out->error, sizeof(out->error), "out of memory");
+    return;
+  }
+  free(u->body);
+  u->body = NULL;
+  u->body_len = 0;
+  u->curl_err[0] = '\0';
+  curl_easy_setopt(u->curl, CURLOPT_POSTFIELDS, body);
+  curl_easy_setopt(u->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(body));
+  CURLcode cc = curl_easy_perform(u->curl);
+  free(body);
+  if (cc != CURLE_OK) {
+    out->result = PX_UPLOAD_RETRY;
+    snprintf(out->error, sizeof(out->error), "%s", u->curl_err[0] ? u->curl_err : curl_easy_strerror(cc));
+    return;
+  }
+  curl_easy_getinfo(u->curl, CURLINFO_RESPONSE_CODE, &out->http_status);
+  json_t *resp = u->body ? json_loads(u->body, 0, NULL) : NULL;
+  long s = out->http_status;
+  if (s >= 200 && s < 300) {
+    out->result = PX_UPLOAD_ACCEPTED;
+    const char *uid = json_string_value(json_object_get(resp, "measurement_uid"));
+    snprintf(out->uid, sizeof(out->uid), "%s", uid ? uid : "");
+  } else {
+    const char *code = json_string_value(json_object_get(resp, "error"));
+    const char *detail = json_string_value(json_object_get(resp, "detail"));
+    snprintf(out->error, sizeof(out->error), "HTTP %ld%s%s%s%s", s, code ? ": " : "",
+             code ? code : "", detail ? ": " : "", detail ? detail : "");
+    out->result = (s >= 400 && s < 500 && s != 408 && s != 429) ? PX_UPLOAD_REJECTED
+                                                                : PX_UPLOAD_RETRY;
+  }
+  json_decref(resp);
+}
+
+/* base * 2^k seconds, capped, times a random factor in [0.5, 1.5). */
+static double px__backoff(double base, unsigned k, double cap) {
+  double d = base;
+  for (unsigned i = 0; i < k && d < cap; i++)
+    d *= 2;
+  if (d > cap)
+    d = cap;
+  unsigned char r = 128;
+  RAND_bytes(&r, 1);
+  return d * (0.5 + (double)r / 256.0);
+}
+
+int px_upload_drain(px_uploader_t *u, px_spool_t *sp, bool respect_backoff,
+                    px_drain_report_t *rep) {
+  px_upload_state_t st;
+  px_spool_list_t l;
+  memset(rep, 0, sizeof(*rep));
+  px_spool_state_load(sp, &st);
+  int rc = px_spool_pending(sp, &l);
+  if (rc != 0)
+    return rc;
+  rep->pending = l.n;
+  if (respect_backoff && l.n > 0 && time(NULL) < st.next_attempt) {
+    rep->deferred = true;
+    snprintf(rep->last_error, sizeof(rep->last_error), "%s", st.last_error);
+    px_spool_list_free(&l);
+    return 0;
+  }
+  bool gave_up = false;
+  for (size_t i = 0; i < l.n && !gave_up; i++) {
+    char *content = NULL, *sig = NULL;
+    size_t n;
+    if (px_spool_read(sp, l.names[i], &content, &n, &sig) != 0)
+      continue; /* moved meanwhile by a concurrent upload */
+    px_upload_outcome_t o;
+    for (unsigned attempt = 0;; attempt++) {
+      px_upload_one(u, content, n, sig, &o);
+      if (o.result != PX_UPLOAD_RETRY || attempt + 1 >= PX__TRIES)
+        break;
+      usleep((useconds_t)(px__backoff(0.5, attempt, 4.0) * 1e6));
+    }
+    free(content);
+    free(sig);
+    if (o.result == PX_UPLOAD_ACCEPTED) {
+      if (px_spool_mark_sent(sp, l.names[i], o.uid) == 0) {
+        rep->accepted++;
+        rep->pending--;
+      }
+      st.failures = 0;
+      st.next_attempt = 0;
+      st.last_success = time(NULL);
+    } else if (o.result == PX_UPLOAD_REJECTED) {
+      if (px_spool_mark_rejected(sp, l.names[i], o.http_status, o.error) == 0) {
+        rep->rejected++;
+        rep->pending--;
+      }
+      snprintf(rep->last_error, sizeof(rep->last_error), "%s", o.error);
+    } else {
+      gave_up = true;
+      st.failures++;
+      st.last_error_at = time(NULL);
+      st.next_attempt = st.last_error_at + (time_t)px__backoff(60, st.failures - 1, 6 * 3600);
+      snprintf(st.last_error, sizeof(st.last_error), "%s", o.error);
+      snprintf(rep->last_error, sizeof(rep->last_error), "%s", o.error);
+    }
+  }
+  px_spool_list_free(&l);
+  px_spool_prune_sent(sp, PX__SENT_KEEP);
+  return px_spool_state_save(sp, &st);
+}

@@ -1,0 +1,275 @@
+/* The researcher API: list, raw bytes, signatures, signers, export. */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "collector/server.h"
+#include "common/json_util.h"
+#include "common/measurement.h"
+#include "common/timeutil.h"
+
+/* Fills f from the query; owned strings live in q. On error answers 400
+ * and returns false. */
+static bool px__filter(px_request_t *r, const px_query_t *q, px_filter_t *f, bool paged,
+                       char *asn_buf, char *cc_buf, char *domain_buf, enum MHD_Result *ret) {
+  static const char *const known[] = {"probe_cc", "probe_asn", "domain", "test_name", "since",
+                                      "until",    "key_id",    "limit",  "cursor",    NULL};
+  char detail[160];
+  memset(f, 0, sizeof(*f));
+  for (size_t i = 0; i < q->n; i++) {
+    bool ok = false;
+    for (size_t k = 0; known[k] != NULL; k++)
+      if (strcmp(q->v[i].name, known[k]) == 0)
+        ok = (paged || (strcmp(known[k], "limit") != 0 && strcmp(known[k], "cursor") != 0));
+    if (!ok) {
+      snprintf(detail, sizeof(detail), "unknown parameter \"%.64s\"", q->v[i].name);
+      *ret = px_respond_error(r, MHD_HTTP_BAD_REQUEST, "bad_query", detail);
+      return false;
+    }
+  }
+  const char *v;
+  if ((v = px_query_get(q, "probe_cc")) != NULL) {
+    if (px_probe_cc_normalize(v, cc_buf) != 0) {
+      *ret = px_respond_error(r, MHD_HTTP_BAD_REQUEST, "bad_query", "probe_cc: two letters");
+      return false;
+    }
+    f->probe_cc = cc_buf;
+  }
+  if ((v = px_query_get(q, "probe_asn")) != NULL) {
+    if (px_probe_asn_normalize(v, asn_buf) != 0) {
+      *ret = px_respond_error(r, MHD_HTTP_BAD_REQUEST, "bad_query", "probe_asn: AS1234 or 1234");
+      return false;
+    }
+    f->probe_asn = asn_buf;
+  }
+  if ((v = px_query_get(q, "domain")) != NULL) {
+    size_t n = strlen(v);
+    if (n == 0 || n > 253) {
+      *ret = px_respond_error(r, MHD_HTTP_BAD_REQUEST, "bad_query", "domain: a host name");
+      return false;
+    }
+    for (size_t i = 0; i <= n; i++)
+      domain_buf[i] = (char)tolower((unsigned char)v[i]);
+    f->domain = domain_buf;
+  }
+  f->test_name = px_query_get(q, "test_name");
+  f->key_id = px_query_get(q, "key_id");
+  const char *names[2] = {"since", "until"};
+  for (int i = 0; i < 2; i++) {
+    if ((v = px_query_get(q, names[i])) == NULL)
+      continue;
+    time_t t;
+    if (px_time_parse_utc(v, &t) != 0) {
+      snprintf(detail, sizeof(detail), "%s: ISO 8601 UTC, e.g. 2014-10-20 or 2014-10-20T12:00:00Z",
+               names[i]);
+      *ret = px_respond_error(r, MHD_HTTP_BAD_REQUEST, "bad_query", detail);
+      return false;
+    }
+    if (i == 0) {
+      f->has_since = true;
+      f->since = t;
+    } else {
+      f->has_until = true;
+      f->until = t;
+    }
+  }
+  f->limit = 100;
+  if ((v = px_query_get(q, "limit")) != NULL) {
+    char *end;
+    unsigned long l = strtoul(v, &end, 10);
+    if (*v < '0' || *v > '9' || *end != '\0' || l < 1 || l > 1000) {
+      *ret = px_respond_error(r, MHD_HTTP_BAD_REQUEST, "bad_query", "limit: 1 to 1000");
+      return false;
+    }
+    f->limit = (unsigned)l;
+  }
+  if ((v = px_query_get(q, "cursor")) != NULL && v[0] != '\0') {
+    if (px_cursor_decode(v, &f->cursor_time, &f->cursor_id) != 0) {
+      *ret = px_respond_error(r, MHD_HTTP_BAD_REQUEST, "bad_query", "cursor: use next_cursor as given");
+      return false;
+    }
+    f->has_cursor = true;
+  }
+  return true;
+}
+
+enum MHD_Result px_api_measurements(px_request_t *r, const px_query_t *q) {
+  px_filter_t f;
+  char asn[16], cc[3], domain[256], cursor[64], base[512];
+  enum MHD_Result ret;
+  json_t *results;
+  if (!px__filter(r, q, &f, true, asn, cc, domain, &ret))
+    return ret;
+  if (px_store_list(r->c->store, &f, &results, cursor, sizeof(cursor)) != 0) {
+    json_decref(results);
+    return px_respond_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "storage_error", "query failed");
+  }
+  px_public_base(r, base, sizeof(base));
+  size_t i;
+  json_t *row;
+  json_array_foreach(results, i, row) {
+    char url[1024];
+    snprintf(url, sizeof(url), "%s/api/v1/raw_measurement?measurement_uid=%s", base,
+             json_string_value(json_object_get(row, "measurement_uid")));
+    json_object_set_new(row, "measurement_url", json_string(url));
+  }
+  json_t *meta = json_object(), *doc = json_object();
+  json_object_set_new(meta, "count", json_integer((json_int_t)json_array_size(results)));
+  json_object_set_new(meta, "limit", json_integer(f.limit));
+  json_object_set_new(meta, "next_cursor", cursor[0] ? json_string(cursor) : json_null());
+  json_object_set_new(doc, "metadata", meta);
+  json_object_set_new(doc, "results", results);
+  return px_respond_json(r, MHD_HTTP_OK, doc);
+}
+
+enum MHD_Result px_api_raw(px_request_t *r, const px_query_t *q, bool signature) {
+  const char *uid = px_query_get(q, "measurement_uid");
+  char *content = NULL, *sig = NULL, *key_id = NULL;
+  size_t len = 0;
+  if (uid == NULL || uid[0] == '\0' || q->n != 1)
+    return px_respond_error(r, MHD_HTTP_BAD_REQUEST, "bad_query",
+                            "give exactly one parameter: measurement_uid");
+  int rc = px_store_get(r->c->store, uid, &content, &len, &sig, &key_id);
+  enum MHD_Result ret;
+  if (rc == -ENOENT)
+    ret = px_respond_error(r, MHD_HTTP_NOT_FOUND, "not_found", "no measurement with that uid");
+  else if (rc != 0)
+    ret = px_respond_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "storage_error", "lookup failed");
+  else if (signature)
+    ret = px_respond(r, MHD_HTTP_OK, "text/plain; charset=utf-8", sig, strlen(sig));
+  else
+    /* The exact signed bytes: no re-serialisation, no trailing newline. */
+    ret = px_respond(r, MHD_HTTP_OK, "application/json", content, len);
+  free(content);
+  free(sig);
+  free(key_id);
+  return ret;
+}
+
+static int px__signer_line(void *data, const char *key_id, const char *pubkey, time_t first,
+                           time_t last) {
+  FILE *f = data;
+  (void)first;
+  (void)last;
+  fprintf(f, "%s namespaces=\"parallax-measurement-v1\" %s\n", key_id, pubkey);
+  return 0;
+}
+
+enum MHD_Result px_api_allowed_signers(px_request_t *r) {
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&buf, &len);
+  if (f == NULL)
+    return MHD_NO;
+  fputs("# parallax collector: every key that signed a stored measurement.\n"
+        "# Verify one: ssh-keygen -Y verify -f allowed_signers -I <key_id> "
+        "-n parallax-measurement-v1 -s m.json.sig < m.json\n", f);
+  int rc = px_store_keys(r->c->store, px__signer_line, f);
+  fclose(f);
+  enum MHD_Result ret = rc == 0
+      ? px_respond(r, MHD_HTTP_OK, "text/plain; charset=utf-8", buf, len)
+      : px_respond_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "storage_error", "query failed");
+  free(buf);
+  return ret;
+}
+
+/* Streaming export: rows are fetched in batches as MHD asks for bytes, so
+ * a large export holds neither a big buffer nor a long read transaction. */
+typedef struct {
+  px_store_t *store;
+  px_filter_t f;
+  char asn[16], cc[3], domain[256];
+  char *test_name, *key_id;
+  int64_t after_id;
+  char *buf;
+  size_t len, off;
+  bool done;
+} px__export_t;
+
+static int px__export_row(void *data, const char *uid, const char *key_id, const char *content,
+                          size_t content_len, const char *signature, time_t received_at) {
+  px__export_t *e = data;
+  char when[PX_TIME_ISO_LEN];
+  json_t *line = json_object();
+  px_time_format_iso(received_at, when);
+  json_object_set_new(line, "measurement_uid", json_string(uid));
+  json_object_set_new(line, "key_id", json_string(key_id));
+  json_object_set_new(line, "content", px_json_string_lossy(content, content_len));
+  json_object_set_new(line, "signature", json_string(signature));
+  json_object_set_new(line, "received_at", json_string(when));
+  char *text = px_json_dump(line);
+  json_decref(line);
+  if (text == NULL)
+    return -ENOMEM;
+  size_t n = strlen(text);
+  char *b = realloc(e->buf, e->len + n + 1);
+  if (b == NULL) {
+    free(text);
+    return -ENOMEM;
+  }
+  e->buf = b;
+  memcpy(e->buf + e->len, text, n);
+  e->buf[e->len + n] = '\n';
+  e->len += n + 1;
+  free(text);
+  return 0;
+}
+
+static ssize_t px__export_read(void *cls, uint64_t pos, char *out, size_t max) {
+  px__export_t *e = cls;
+  (void)pos;
+  if (e->off == e->len) {
+    e->off = e->len = 0;
+    if (e->done)
+      return MHD_CONTENT_READER_END_OF_STREAM;
+    int n = px_store_export(e->store, &e->f, &e->after_id, 200, px__export_row, e);
+    if (n < 0)
+      return MHD_CONTENT_READER_END_WITH_ERROR;
+    if (n < 200)
+      e->done = true;
+    if (e->len == 0)
+      return MHD_CONTENT_READER_END_OF_STREAM;
+  }
+  size_t k = e->len - e->off < max ? e->len - e->off : max;
+  memcpy(out, e->buf + e->off, k);
+  e->off += k;
+  return (ssize_t)k;
+}
+
+static void px__export_free(void *cls) {
+  px__export_t *e = cls;
+  free(e->buf);
+  free(e->test_name);
+  free(e->key_id);
+  free(e);
+}
+
+enum MHD_Result px_api_export(px_request_t *r, const px_query_t *q) {
+  enum MHD_Result ret;
+  px__export_t *e = calloc(1, sizeof(*e));
+  if (e == NULL)
+    return MHD_NO;
+  if (!px__filter(r, q, &e->f, false, e->asn, e->cc, e->domain, &ret)) {
+    px__export_free(e);
+    return ret;
+  }
+  /* The query strings die with the request; the stream outlives it. */
+  if (e->f.test_name)
+    e->f.test_name = e->test_name = strdup(e->f.test_name);
+  if (e->f.key_id)
+    e->f.key_id = e->key_id = strdup(e->f.key_id);
+  e->store = r->c->store;
+  struct MHD_Response *resp =
+      MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 65536, px__export_read, e, px__export_free);
+  if (resp == NULL) {
+    px__export_free(e);
+    return MHD_NO;
+  }
+  MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/x-ndjson");
+  MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+  ret = MHD_queue_response(r->conn, MHD_HTTP_OK, resp);
+  MHD_destroy_response(resp);
+  return ret;
+}

@@ -1,0 +1,206 @@
+/* parallax-collector: receives signed measurements, verifies and stores
+ * them, serves them to researchers. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "collector/server.h"
+#include "common/netaddr.h"
+#include "common/statedir.h"
+#include "px_version.h"
+
+#define PX_EXIT_OK 0
+#define PX_EXIT_RUNTIME 1
+#define PX_EXIT_USAGE 2
+
+static volatile sig_atomic_t px__stop;
+
+static void px__on_signal(int sig) {
+  (void)sig;
+  px__stop = 1;
+}
+
+static void px__usage(FILE *out) {
+  fputs("Usage: parallax-collector [FLAG]...\n"
+        "Receive signed parallax measurements, verify and store them, serve them.\n\n"
+        "  --listen ADDR:PORT      where to listen (default 127.0.0.1:8080; [::]:8080 for IPv6)\n"
+        "  --db sqlite:PATH        the database (default sqlite:STATE_DIR/collector.sqlite)\n"
+        "  --state-dir DIR         default $STATE_DIRECTORY, /var/lib/parallax-collector (root)\n"
+        "                          or ~/.local/state/parallax-collector\n"
+        "  --max-body BYTES        largest accepted request body (default 1048576)\n"
+        "  --max-connections N     concurrent connections (default 1024)\n"
+        "  --per-ip-limit N        concurrent connections per client address (default 64)\n"
+        "  --timeout SECONDS       idle connection timeout (default 30)\n"
+        "  --trusted-proxy CIDR    take the client address from X-Forwarded-For when the\n"
+        "                          peer is in CIDR (repeatable; e.g. 127.0.0.1/32 for nginx)\n"
+        "  --public-url URL        base of measurement_url links (default http://<Host>)\n"
+        "  -h, --help, --version\n"
+        "\nThe collector never stores the uploader's IP address.\n",
+        out);
+}
+
+static int px__uint(const char *arg, unsigned long min, unsigned long max, unsigned long *out) {
+  char *end;
+  if (arg[0] < '0' || arg[0] > '9')
+    return -EINVAL;
+  errno = 0;
+  unsigned long v = strtoul(arg, &end, 10);
+  if (errno != 0 || *end != '\0' || v < min || v > max)
+    return -EINVAL;
+  *out = v;
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  enum { O_LISTEN = 256, O_DB, O_STATE, O_MAXBODY, O_MAXCONN, O_PERIP, O_TIMEOUT, O_PROXY,
+         O_PUBLIC, O_VERSION };
+  static const struct option opts[] = {
+      {"listen", required_argument, NULL, O_LISTEN},
+      {"db", required_argument, NULL, O_DB},
+      {"state-dir", required_argument, NULL, O_STATE},
+      {"max-body", required_argument, NULL, O_MAXBODY},
+      {"max-connections", required_argument, NULL, O_MAXCONN},
+      {"per-ip-limit", required_argument, NULL, O_PERIP},
+      {"timeout", required_argument, NULL, O_TIMEOUT},
+      {"trusted-proxy", required_argument, NULL, O_PROXY},
+      {"public-url", required_argument, NULL, O_PUBLIC},
+      {"version", no_argument, NULL, O_VERSION},
+      {"help", no_argument, NULL, 'h'},
+      {NULL, 0, NULL, 0},
+  };
+  px_collector_t c;
+  const char *db = NULL, *state_flag = NULL;
+  char err[512], state[4096], dbbuf[4200];
+  unsigned long v;
+  int opt;
+
+  signal(SIGPIPE, SIG_IGN);
+  memset(&c, 0, sizeof(c));
+  px_addr_parse_hostport("127.0.0.1:8080", 8080, &c.cfg.listen);
+  c.cfg.max_body = 1 << 20;
+  c.cfg.max_connections = 1024;
+  c.cfg.per_ip_limit = 64;
+  c.cfg.timeout_s = 30;
+
+  opterr = 0;
+  while ((opt = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+    switch (opt) {
+    case 'h':
+      px__usage(stdout);
+      return PX_EXIT_OK;
+    case O_VERSION:
+      printf("parallax-collector %s\n", PX_SOFTWARE_VERSION);
+      return PX_EXIT_OK;
+    case O_LISTEN:
+      if (px_addr_parse_hostport(optarg, 8080, &c.cfg.listen) != 0) {
+        fprintf(stderr, "parallax-collector: --listen: '%s' is not ADDR:PORT\n", optarg);
+        return PX_EXIT_USAGE;
+      }
+      break;
+    case O_DB:
+      db = optarg;
+      break;
+    case O_STATE:
+      state_flag = optarg;
+      break;
+    case O_MAXBODY:
+      if (px__uint(optarg, 1024, 1ul << 30, &v) != 0) {
+        fprintf(stderr, "parallax-collector: --max-body: 1024 to 1073741824 bytes\n");
+        return PX_EXIT_USAGE;
+      }
+      c.cfg.max_body = v;
+      break;
+    case O_MAXCONN:
+    case O_PERIP:
+    case O_TIMEOUT:
+      if (px__uint(optarg, 1, 1000000, &v) != 0) {
+        fprintf(stderr, "parallax-collector: %s: a positive number\n", argv[optind - 1]);
+        return PX_EXIT_USAGE;
+      }
+      if (opt == O_MAXCONN)
+        c.cfg.max_connections = (unsigned)v;
+      else if (opt == O_PERIP)
+        c.cfg.per_ip_limit = (unsigned)v;
+      else
+        c.cfg.timeout_s = (unsigned)v;
+      break;
+    case O_PROXY: {
+      px_cidr_t cidr;
+      if (px_cidr_parse(optarg, &cidr) != 0) {
+        fprintf(stderr, "parallax-collector: --trusted-proxy: '%s' is not a CIDR range\n", optarg);
+        return PX_EXIT_USAGE;
+      }
+      px_cidr_t *t = realloc(c.cfg.trusted, (c.cfg.ntrusted + 1) * sizeof(*t));
+      if (t == NULL)
+        return PX_EXIT_RUNTIME;
+      t[c.cfg.ntrusted++] = cidr;
+      c.cfg.trusted = t;
+      break;
+    }
+    case O_PUBLIC:
+      if (strncmp(optarg, "http://", 7) != 0 && strncmp(optarg, "https://", 8) != 0) {
+        fprintf(stderr, "parallax-collector: --public-url: an http:// or https:// URL\n");
+        return PX_EXIT_USAGE;
+      }
+      c.cfg.public_url = optarg;
+      break;
+    default:
+      fprintf(stderr, "parallax-collector: %s '%s' (see --help)\n",
+              opt == ':' ? "missing value for" : "unknown option", argv[optind - 1]);
+      return PX_EXIT_USAGE;
+    }
+  }
+  if (optind < argc) {
+    fprintf(stderr, "parallax-collector: unexpected argument '%s'\n", argv[optind]);
+    return PX_EXIT_USAGE;
+  }
+  if (db == NULL) {
+    if (px_state_dir_resolve(state_flag, "parallax-collector", state, sizeof(state), err,
+                             sizeof(err)) != 0) {
+      fprintf(stderr, "parallax-collector: %s\n", err);
+      return PX_EXIT_USAGE;
+    }
+    int rc = px_mkdirs(state, 0700);
+    if (rc != 0) {
+      fprintf(stderr, "parallax-collector: cannot create %s: %s\n", state, strerror(-rc));
+      return PX_EXIT_RUNTIME;
+    }
+    snprintf(dbbuf, sizeof(dbbuf), "sqlite:%s/collector.sqlite", state);
+    db = dbbuf;
+  }
+  if (px_store_open(db, &c.store, err, sizeof(err)) != 0) {
+    fprintf(stderr, "parallax-collector: %s\n", err);
+    return strncmp(db, "sqlite:", 7) == 0 ? PX_EXIT_RUNTIME : PX_EXIT_USAGE;
+  }
+
+  struct sigaction sa;
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = px__on_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+
+  if (px_server_start(&c, err, sizeof(err)) != 0) {
+    fprintf(stderr, "parallax-collector: %s\n", err);
+    px_store_close(c.store);
+    free(c.cfg.trusted);
+    return PX_EXIT_RUNTIME;
+  }
+  char addr[PX_ADDRSTRLEN];
+  px_addr_format((struct sockaddr *)&c.cfg.listen, addr, sizeof(addr));
+  fprintf(stderr, "parallax-collector %s: listening on %s, database %s\n", PX_SOFTWARE_VERSION,
+          addr, db);
+
+  while (!px__stop)
+    pause();
+
+  fprintf(stderr, "parallax-collector: stopping (finishing requests in flight)\n");
+  px_server_stop(&c);
+  px_store_close(c.store);
+  free(c.cfg.trusted);
+  return PX_EXIT_OK;
+}

@@ -1,0 +1,78 @@
+#include "collector/metrics.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const px__reasons[] = {"malformed_request", "bad_signature", "too_large",
+                                          "invalid_measurement", "storage_error", "other"};
+#define PX__NREASONS (sizeof(px__reasons) / sizeof(px__reasons[0]))
+
+static const double px__buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                     0.1,   0.25,   0.5,   1,    2.5,   10};
+#define PX__NBUCKETS (sizeof(px__buckets) / sizeof(px__buckets[0]))
+
+static atomic_ullong px__accepted, px__duplicates, px__requests;
+static atomic_ullong px__rejected[PX__NREASONS];
+static atomic_ullong px__hist[PX__NBUCKETS + 1];
+static atomic_ullong px__latency_us_sum;
+
+void px_metrics_accepted(void) { atomic_fetch_add(&px__accepted, 1); }
+void px_metrics_duplicate(void) { atomic_fetch_add(&px__duplicates, 1); }
+void px_metrics_request(void) { atomic_fetch_add(&px__requests, 1); }
+
+void px_metrics_rejected(const char *reason) {
+  size_t i = 0;
+  while (i + 1 < PX__NREASONS && strcmp(px__reasons[i], reason) != 0)
+    i++;
+  atomic_fetch_add(&px__rejected[i], 1);
+}
+
+void px_metrics_submit_latency(double seconds) {
+  size_t i = 0;
+  while (i < PX__NBUCKETS && seconds > px__buckets[i])
+    i++;
+  atomic_fetch_add(&px__hist[i], 1);
+  atomic_fetch_add(&px__latency_us_sum, (unsigned long long)(seconds * 1e6));
+}
+
+char *px_metrics_render(void) {
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&buf, &len);
+  if (f == NULL)
+    return NULL;
+  fprintf(f, "# HELP parallax_collector_requests_total HTTP requests received.\n"
+             "# TYPE parallax_collector_requests_total counter\n"
+             "parallax_collector_requests_total %llu\n",
+          atomic_load(&px__requests));
+  fprintf(f, "# HELP parallax_collector_measurements_accepted_total Measurements stored.\n"
+             "# TYPE parallax_collector_measurements_accepted_total counter\n"
+             "parallax_collector_measurements_accepted_total %llu\n",
+          atomic_load(&px__accepted));
+  fprintf(f, "# HELP parallax_collector_measurements_duplicate_total Submissions of content already stored.\n"
+             "# TYPE parallax_collector_measurements_duplicate_total counter\n"
+             "parallax_collector_measurements_duplicate_total %llu\n",
+          atomic_load(&px__duplicates));
+  fprintf(f, "# HELP parallax_collector_measurements_rejected_total Submissions refused, by reason.\n"
+             "# TYPE parallax_collector_measurements_rejected_total counter\n");
+  for (size_t i = 0; i < PX__NREASONS; i++)
+    fprintf(f, "parallax_collector_measurements_rejected_total{reason=\"%s\"} %llu\n",
+            px__reasons[i], atomic_load(&px__rejected[i]));
+  fprintf(f, "# HELP parallax_collector_submit_duration_seconds Time to answer a submission.\n"
+             "# TYPE parallax_collector_submit_duration_seconds histogram\n");
+  unsigned long long cum = 0;
+  for (size_t i = 0; i < PX__NBUCKETS; i++) {
+    cum += atomic_load(&px__hist[i]);
+    fprintf(f, "parallax_collector_submit_duration_seconds_bucket{le=\"%g\"} %llu\n",
+            px__buckets[i], cum);
+  }
+  cum += atomic_load(&px__hist[PX__NBUCKETS]);
+  fprintf(f, "parallax_collector_submit_duration_seconds_bucket{le=\"+Inf\"} %llu\n", cum);
+  fprintf(f, "parallax_collector_submit_duration_seconds_sum %.6f\n",
+          (double)atomic_load(&px__latency_us_sum) / 1e6);
+  fprintf(f, "parallax_collector_submit_duration_seconds_count %llu\n", cum);
+  fclose(f);
+  return buf;
+}

@@ -1,0 +1,17 @@
+#ifndef PX_METRICS_H
+#define PX_METRICS_H
+
+/* Process-wide counters for /metrics (Prometheus text format 0.0.4).
+ * Lock-free: every function may be called from any request thread. */
+void px_metrics_accepted(void);
+void px_metrics_duplicate(void);
+/* reason: one of the error codes of the API (bad_signature, too_large…). */
+void px_metrics_rejected(const char *reason);
+/* Seconds from the first byte of a submission to its answer. */
+void px_metrics_submit_latency(double seconds);
+void px_metrics_request(void);
+
+/* The exposition text (caller frees). */
+char *px_metrics_render(void);
+
+#endif

@@ -1,0 +1,31 @@
+#ifndef PX_QUERY_H
+#define PX_QUERY_H
+
+#include <stddef.h>
+
+/* A query string split into decoded name/value pairs. Decoding is %XX
+ * only: '+' stays '+' (key ids contain it), unlike form encoding. */
+typedef struct px_query {
+  size_t n;
+  struct {
+    char *name;
+    char *value;
+  } *v;
+} px_query_t;
+
+/* Parses the part after '?' (s may be NULL or empty). Malformed escapes
+ * (%G1, a lone %, an encoded NUL) are refused with -EINVAL; a name given
+ * twice is refused too, so a filter cannot be silently overridden. */
+int px_query_parse(const char *s, px_query_t *out);
+void px_query_free(px_query_t *q);
+/* The value of name, or NULL. */
+const char *px_query_get(const px_query_t *q, const char *name);
+
+/* Percent-decodes in place; returns 0 or -EINVAL. */
+int px_percent_decode(char *s);
+
+/* Percent-encodes everything but unreserved characters (RFC 3986) into
+ * out (3n + 1 bytes). */
+void px_percent_encode(const char *s, char *out, size_t outlen);
+
+#endif

@@ -1,0 +1,68 @@
+#ifndef PX_SERVER_H
+#define PX_SERVER_H
+
+#include <microhttpd.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "collector/netacl.h"
+#include "collector/query.h"
+#include "collector/store.h"
+
+typedef struct px_collector_config {
+  struct sockaddr_storage listen;
+  size_t max_body;
+  unsigned max_connections;
+  unsigned per_ip_limit;
+  unsigned timeout_s;
+  px_cidr_t *trusted;
+  size_t ntrusted;
+  const char *public_url; /* NULL: http://<Host header> */
+} px_collector_config_t;
+
+typedef struct px_collector {
+  px_collector_config_t cfg;
+  px_store_t *store;
+  struct MHD_Daemon *daemon;
+  atomic_int active;   /* requests between first byte and completion */
+} px_collector_t;
+
+/* One HTTP request; created by the URI callback (so the raw query string
+ * is kept: MHD would turn '+' into ' '), freed when MHD completes it. */
+typedef struct px_request {
+  px_collector_t *c;
+  struct MHD_Connection *conn;
+  char *uri;
+  const char *path;    /* uri up to '?' (NUL written over '?') */
+  const char *query;   /* after '?', or NULL */
+  uint64_t start_ns;
+  char *body;
+  size_t body_len, body_cap;
+  bool too_large;
+} px_request_t;
+
+int px_server_start(px_collector_t *c, char *err, size_t errlen);
+/* Stops accepting, waits (bounded) for requests in flight, stops. */
+void px_server_stop(px_collector_t *c);
+
+/* Responses. Each returns the MHD result to return from the handler. */
+enum MHD_Result px_respond(px_request_t *r, unsigned status, const char *content_type,
+                           const void *body, size_t len);
+enum MHD_Result px_respond_json(px_request_t *r, unsigned status, json_t *body);
+enum MHD_Result px_respond_error(px_request_t *r, unsigned status, const char *code,
+                                 const char *detail);
+
+/* Handlers (collector/api_submit.c, collector/api_read.c). */
+enum MHD_Result px_api_submit(px_request_t *r);
+enum MHD_Result px_api_measurements(px_request_t *r, const px_query_t *q);
+enum MHD_Result px_api_raw(px_request_t *r, const px_query_t *q, bool signature);
+enum MHD_Result px_api_allowed_signers(px_request_t *r);
+enum MHD_Result px_api_export(px_request_t *r, const px_query_t *q);
+
+/* The base URL to build measurement_url from. */
+void px_public_base(px_request_t *r, char *out, size_t n);
+
+#endif

@@ -1,0 +1,83 @@
+#ifndef PX_STORE_H
+#define PX_STORE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "collector/validate.h"
+#include "common/sshsig.h"
+
+/* Where accepted measurements live. put() returns only once the row is
+ * durable (committed with the WAL fsynced); concurrent puts share commits
+ * (group commit). Readers never block the writer. */
+typedef struct px_store px_store_t;
+
+#define PX_UID_MAX 96
+
+typedef struct px_submission {
+  const char *content;   /* exact signed bytes */
+  size_t content_len;
+  const char *signature; /* armored SSHSIG */
+  const px_ssh_pubkey_t *key;
+  uint8_t sha256[32];    /* of content: the idempotency key */
+  px_measurement_meta_t meta;
+  time_t received_at;
+  char uid[PX_UID_MAX];  /* derived from the content, so equal content => equal uid */
+} px_submission_t;
+
+/* Filters of the researcher API; NULL/false fields do not filter. */
+typedef struct px_filter {
+  const char *probe_cc, *probe_asn, *domain, *test_name, *key_id;
+  bool has_since, has_until;
+  time_t since, until;
+  unsigned limit;
+  bool has_cursor;
+  int64_t cursor_time, cursor_id;
+} px_filter_t;
+
+/* "sqlite:PATH". Creates or migrates the schema. */
+int px_store_open(const char *url, px_store_t **out, char *err, size_t errlen);
+/* Waits for queued writes, then closes. */
+void px_store_close(px_store_t *s);
+
+/* Stores s (blocking until durable). *duplicate is set when the same
+ * content was already there; s->uid is the stored uid either way. */
+int px_store_put(px_store_t *s, px_submission_t *sub, bool *duplicate);
+
+/* The exact content and armored signature of uid; -ENOENT when unknown. */
+int px_store_get(px_store_t *s, const char *uid, char **content, size_t *content_len,
+                 char **signature, char **key_id);
+
+/* One page, newest first: results is a JSON array of
+ * {measurement_uid, input, probe_cc, probe_asn, test_name,
+ * measurement_start_time, key_id}; next_cursor is "" when there is no
+ * more. */
+int px_store_list(px_store_t *s, const px_filter_t *f, json_t **results,
+                  char *next_cursor, size_t cursor_len);
+
+/* Calls cb for every key seen: key id, public key line, first/last seen. */
+int px_store_keys(px_store_t *s,
+                  int (*cb)(void *data, const char *key_id, const char *pubkey,
+                            time_t first_seen, time_t last_seen),
+                  void *data);
+
+/* Export in insertion order: up to max rows with id > *after_id matching f
+ * (limit/cursor ignored); cb per row; *after_id advances. Returns the
+ * number of rows, or a negative error. */
+int px_store_export(px_store_t *s, const px_filter_t *f, int64_t *after_id, unsigned max,
+                    int (*cb)(void *data, const char *uid, const char *key_id,
+                              const char *content, size_t content_len, const char *signature,
+                              time_t received_at),
+                    void *data);
+
+/* A cheap liveness check of the database. */
+int px_store_ping(px_store_t *s);
+
+/* Cursor text <-> (time, id). */
+void px_cursor_encode(int64_t t, int64_t id, char *out, size_t n);
+int px_cursor_decode(const char *s, int64_t *t, int64_t *id);
+
+#endif

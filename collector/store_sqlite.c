@@ -1,0 +1,555 @@
+/* The SQLite store: one writer thread doing group commits in WAL mode with
+ * synchronous=FULL, a small pool of reader connections for the API. */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "collector/store.h"
+#include "common/encoding.h"
+#include "common/timeutil.h"
+
+#define PX__READERS 4
+#define PX__BATCH_MAX 512
+
+typedef struct px__job {
+  px_submission_t *sub;
+  bool done, duplicate;
+  int rc;
+  struct px__job *next;
+} px__job_t;
+
+struct px_store {
+  char path[4096];
+  sqlite3 *writer;
+  sqlite3_stmt *ins_key, *ins_m;
+  pthread_t thread;
+  pthread_mutex_t mu;
+  pthread_cond_t work_cv, done_cv;
+  px__job_t *head, *tail;
+  bool stopping;
+
+  pthread_mutex_t rmu;
+  pthread_cond_t rcv;
+  sqlite3 *readers[PX__READERS];
+  bool reader_busy[PX__READERS];
+};
+
+/* Versioned migrations, applied in order at start-up; never edit one that
+ * has shipped, add the next. */
+static const char *const px__migrations[] = {
+    /* 1: measurements, keys, indexes for the researcher API filters. */
+    "CREATE TABLE keys ("
+    "  key_id TEXT PRIMARY KEY,"
+    "  public_key TEXT NOT NULL,"
+    "  first_seen INTEGER NOT NULL,"
+    "  last_seen INTEGER NOT NULL);"
+    "CREATE TABLE measurements ("
+    "  id INTEGER PRIMARY KEY,"
+    "  uid TEXT NOT NULL UNIQUE,"
+    "  content_sha256 BLOB NOT NULL UNIQUE,"
+    "  content BLOB NOT NULL,"
+    "  signature TEXT NOT NULL,"
+    "  key_id TEXT NOT NULL REFERENCES keys(key_id),"
+    "  probe_cc TEXT NOT NULL,"
+    "  probe_asn TEXT NOT NULL,"
+    "  test_name TEXT NOT NULL,"
+    "  input TEXT NOT NULL,"
+    "  domain TEXT NOT NULL,"
+    "  measurement_start_time INTEGER NOT NULL,"
+    "  received_at INTEGER NOT NULL);"
+    "CREATE INDEX measurements_time ON measurements(measurement_start_time, id);"
+    "CREATE INDEX measurements_cc ON measurements(probe_cc, measurement_start_time, id);"
+    "CREATE INDEX measurements_asn ON measurements(probe_asn, measurement_start_time, id);"
+    "CREATE INDEX measurements_domain ON measurements(domain, measurement_start_time, id);"
+    "CREATE INDEX measurements_key ON measurements(key_id, measurement_start_time, id);",
+    NULL,
+};
+
+static int px__exec(sqlite3 *db, const char *sql, char *err, size_t errlen) {
+  char *msg = NULL;
+  if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+    snprintf(err, errlen, "sqlite: %s", msg ? msg : sqlite3_errmsg(db));
+    sqlite3_free(msg);
+    return -EIO;
+  }
+  return 0;
+}
+
+static int px__migrate(sqlite3 *db, char *err, size_t errlen) {
+  int rc = px__exec(db, "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);",
+                    err, errlen);
+  if (rc != 0)
+    return rc;
+  sqlite3_stmt *st;
+  int version = 0;
+  if (sqlite3_prepare_v2(db, "SELECT max(version) FROM schema_version", -1, &st, NULL) == SQLITE_OK) {
+    if (sqlite3_step(st) == SQLITE_ROW)
+      version = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+  }
+  int known = 0;
+  while (px__migrations[known] != NULL)
+    known++;
+  if (version > known) {
+    snprintf(err, errlen, "the database has schema version %d, newer than this collector (%d)",
+             version, known);
+    return -EINVAL;
+  }
+  for (int v = version; v < known; v++) {
+    char bump[96];
+    snprintf(bump, sizeof(bump), "INSERT INTO schema_version VALUES (%d);", v + 1);
+    if ((rc = px__exec(db, "BEGIN IMMEDIATE;", err, errlen)) != 0)
+      return rc;
+    if ((rc = px__exec(db, px__migrations[v], err, errlen)) != 0 ||
+        (rc = px__exec(db, bump, err, errlen)) != 0) {
+      px__exec(db, "ROLLBACK;", err + strlen(err), 0);
+      return rc;
+    }
+    if ((rc = px__exec(db, "COMMIT;", err, errlen)) != 0)
+      return rc;
+  }
+  return 0;
+}
+
+static int px__open_conn(const char *path, bool readonly, sqlite3 **db, char *err, size_t errlen) {
+  int flags = (readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
+              SQLITE_OPEN_NOMUTEX;
+  if (sqlite3_open_v2(path, db, flags, NULL) != SQLITE_OK) {
+    snprintf(err, errlen, "cannot open %s: %s", path, *db ? sqlite3_errmsg(*db) : "out of memory");
+    sqlite3_close(*db);
+    *db = NULL;
+    return -EIO;
+  }
+  sqlite3_busy_timeout(*db, 10000);
+  return 0;
+}
+
+/* Writes one job inside the open transaction. */
+static void px__write_job(px_store_t *s, px__job_t *j) {
+  px_submission_t *sub = j->sub;
+  char *line = px_ssh_pubkey_line(sub->key);
+  sqlite3_stmt *k = s->ins_key, *m = s->ins_m;
+  if (line == NULL) {
+    j->rc = -ENOMEM;
+    return;
+  }
+  sqlite3_reset(k);
+  sqlite3_bind_text(k, 1, sub->key->key_id, -1, SQLITE_STATIC);
+  sqlite3_bind_text(k, 2, line, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(k, 3, sub->received_at);
+  int rc = sqlite3_step(k);
+  free(line);
+  if (rc != SQLITE_DONE) {
+    j->rc = -EIO;
+    return;
+  }
+  sqlite3_reset(m);
+  sqlite3_bind_text(m, 1, sub->uid, -1, SQLITE_STATIC);
+  sqlite3_bind_blob(m, 2, sub->sha256, 32, SQLITE_STATIC);
+  sqlite3_bind_blob(m, 3, sub->content, (int)sub->content_len, SQLITE_STATIC);
+  sqlite3_bind_text(m, 4, sub->signature, -1, SQLITE_STATIC);
+  sqlite3_bind_text(m, 5, sub->key->key_id, -1, SQLITE_STATIC);
+  sqlite3_bind_text(m, 6, sub->meta.probe_cc, -1, SQLITE_STATIC);
+  sqlite3_bind_text(m, 7, sub->meta.probe_asn, -1, SQLITE_STATIC);
+  sqlite3_bind_text(m, 8, sub->meta.test_name, -1, SQLITE_STATIC);
+  sqlite3_bind_text(m, 9, sub->meta.input, -1, SQLITE_STATIC);
+  sqlite3_bind_text(m, 10, sub->meta.domain, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(m, 11, sub->meta.measurement_start_time);
+  sqlite3_bind_int64(m, 12, sub->received_at);
+  rc = sqlite3_step(m);
+  if (rc != SQLITE_DONE) {
+    j->rc = -EIO;
+    return;
+  }
+  /* The uid is a function of the content, so a duplicate's stored uid is
+   * the one already in sub->uid. */
+  j->duplicate = sqlite3_changes(s->writer) == 0;
+  j->rc = 0;
+}
+
+static void *px__writer_main(void *arg) {
+  px_store_t *s = arg;
+  for (;;) {
+    pthread_mutex_lock(&s->mu);
+    while (s->head == NULL && !s->stopping)
+      pthread_cond_wait(&s->work_cv, &s->mu);
+    if (s->head == NULL && s->stopping) {
+      pthread_mutex_unlock(&s->mu);
+      break;
+    }
+    px__job_t *batch = s->head, *last = batch;
+    int n = 1;
+    while (last->next != NULL && n < PX__BATCH_MAX) {
+      last = last->next;
+      n++;
+    }
+    s->head = last->next;
+    if (s->head == NULL)
+      s->tail = NULL;
+    last->next = NULL;
+    pthread_mutex_unlock(&s->mu);
+
+    char err[256];
+    bool ok = px__exec(s->writer, "BEGIN IMMEDIATE;", err, sizeof(err)) == 0;
+    for (px__job_t *j = batch; j != NULL; j = j->next) {
+      if (!ok) {
+        j->rc = -EIO;
+        continue;
+      }
+      /* A savepoint per job: one bad row must not sink the batch. */
+      px__exec(s->writer, "SAVEPOINT job;", err, sizeof(err));
+      px__write_job(s, j);
+      px__exec(s->writer, j->rc == 0 ? "RELEASE job;" : "ROLLBACK TO job; RELEASE job;", err,
+               sizeof(err));
+    }
+    if (ok && px__exec(s->writer, "COMMIT;", err, sizeof(err)) != 0) {
+      fprintf(stderr, "parallax-collector: commit failed: %s\n", err);
+      px__exec(s->writer, "ROLLBACK;", err, sizeof(err));
+      for (px__job_t *j = batch; j != NULL; j = j->next)
+        j->rc = -EIO;
+    }
+    pthread_mutex_lock(&s->mu);
+    for (px__job_t *j = batch; j != NULL; j = j->next)
+      j->done = true;
+    pthread_cond_broadcast(&s->done_cv);
+    pthread_mutex_unlock(&s->mu);
+  }
+  return NULL;
+}
+
+int px_store_open(const char *url, px_store_t **out, char *err, size_t errlen) {
+  if (strncmp(url, "sqlite:", 7) != 0 || url[7] == '\0') {
+    snprintf(err, errlen, "unsupported database '%s' (expected sqlite:PATH)", url);
+    return -EINVAL;
+  }
+  px_store_t *s = calloc(1, sizeof(*s));
+  if (s == NULL)
+    return -ENOMEM;
+  snprintf(s->path, sizeof(s->path), "%s", url + 7);
+  int rc = px__open_conn(s->path, false, &s->writer, err, errlen);
+  if (rc == 0)
+    rc = px__exec(s->writer,
+                  "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
+                  err, errlen);
+  if (rc == 0)
+    rc = px__migrate(s->writer, err, errlen);
+  if (rc == 0 &&
+      (sqlite3_prepare_v3(s->writer,
+                          "INSERT INTO keys (key_id, public_key, first_seen, last_seen) "
+                          "VALUES (?1, ?2, ?3, ?3) ON CONFLICT(key_id) DO UPDATE SET "
+                          "last_seen = max(last_seen, excluded.last_seen)",
+                          -1, SQLITE_PREPARE_PERSISTENT, &s->ins_key, NULL) != SQLITE_OK ||
+       sqlite3_prepare_v3(s->writer,
+                          "INSERT INTO measurements (uid, content_sha256, content, signature, "
+                          "key_id, probe_cc, probe_asn, test_name, input, domain, "
+                          "measurement_start_time, received_at) VALUES "
+                          "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) "
+                          "ON CONFLICT(content_sha256) DO NOTHING",
+                          -1, SQLITE_PREPARE_PERSISTENT, &s->ins_m, NULL) != SQLITE_OK)) {
+    snprintf(err, errlen, "sqlite: %s", sqlite3_errmsg(s->writer));
+    rc = -EIO;
+  }
+  for (int i = 0; rc == 0 && i < PX__READERS; i++)
+    rc = px__open_conn(s->path, true, &s->readers[i], err, errlen);
+  if (rc != 0) {
+    sqlite3_finalize(s->ins_key);
+    sqlite3_finalize(s->ins_m);
+    for (int i = 0; i < PX__READERS; i++)
+      sqlite3_close(s->readers[i]);
+    sqlite3_close(s->writer);
+    free(s);
+    return rc;
+  }
+  pthread_mutex_init(&s->mu, NULL);
+  pthread_cond_init(&s->work_cv, NULL);
+  pthread_cond_init(&s->done_cv, NULL);
+  pthread_mutex_init(&s->rmu, NULL);
+  pthread_cond_init(&s->rcv, NULL);
+  pthread_create(&s->thread, NULL, px__writer_main, s);
+  *out = s;
+  return 0;
+}
+
+void px_store_close(px_store_t *s) {
+  if (s == NULL)
+    return;
+  pthread_mutex_lock(&s->mu);
+  s->stopping = true;
+  pthread_cond_broadcast(&s->work_cv);
+  pthread_mutex_unlock(&s->mu);
+  pthread_join(s->thread, NULL);
+  sqlite3_finalize(s->ins_key);
+  sqlite3_finalize(s->ins_m);
+  for (int i = 0; i < PX__READERS; i++)
+    sqlite3_close(s->readers[i]);
+  sqlite3_close(s->writer);
+  pthread_mutex_destroy(&s->mu);
+  pthread_cond_destroy(&s->work_cv);
+  pthread_cond_destroy(&s->done_cv);
+  pthread_mutex_destroy(&s->rmu);
+  pthread_cond_destroy(&s->rcv);
+  free(s);
+}
+
+int px_store_put(px_store_t *s, px_submission_t *sub, bool *duplicate) {
+  px__job_t job = {.sub = sub};
+  pthread_mutex_lock(&s->mu);
+  if (s->stopping) {
+    pthread_mutex_unlock(&s->mu);
+    return -ESHUTDOWN;
+  }
+  if (s->tail != NULL)
+    s->tail->next = &job;
+  else
+    s->head = &job;
+  s->tail = &job;
+  pthread_cond_signal(&s->work_cv);
+  while (!job.done)
+    pthread_cond_wait(&s->done_cv, &s->mu);
+  pthread_mutex_unlock(&s->mu);
+  *duplicate = job.duplicate;
+  return job.rc;
+}
+
+static sqlite3 *px__reader(px_store_t *s, int *slot) {
+  pthread_mutex_lock(&s->rmu);
+  for (;;) {
+    for (int i = 0; i < PX__READERS; i++)
+      if (!s->reader_busy[i]) {
+        s->reader_busy[i] = true;
+        *slot = i;
+        pthread_mutex_unlock(&s->rmu);
+        return s->readers[i];
+      }
+    pthread_cond_wait(&s->rcv, &s->rmu);
+  }
+}
+
+static void px__reader_done(px_store_t *s, int slot) {
+  pthread_mutex_lock(&s->rmu);
+  s->reader_busy[slot] = false;
+  pthread_cond_signal(&s->rcv);
+  pthread_mutex_unlock(&s->rmu);
+}
+
+static char *px__dup_col(sqlite3_stmt *st, int col, size_t *len) {
+  int n = sqlite3_column_bytes(st, col);
+  const void *p = sqlite3_column_blob(st, col);
+  char *out = malloc((size_t)n + 1);
+  if (out == NULL)
+    return NULL;
+  if (n > 0)
+    memcpy(out, p, (size_t)n);
+  out[n] = '\0';
+  if (len != NULL)
+    *len = (size_t)n;
+  return out;
+}
+
+int px_store_get(px_store_t *s, const char *uid, char **content, size_t *content_len,
+                 char **signature, char **key_id) {
+  int slot;
+  sqlite3 *db = px__reader(s, &slot);
+  sqlite3_stmt *st;
+  int rc = -EIO;
+  if (sqlite3_prepare_v2(db, "SELECT content, signature, key_id FROM measurements WHERE uid = ?1",
+                         -1, &st, NULL) == SQLITE_OK) {
+    sqlite3_bind_text(st, 1, uid, -1, SQLITE_STATIC);
+    int step = sqlite3_step(st);
+    if (step == SQLITE_ROW) {
+      *content = px__dup_col(st, 0, content_len);
+      *signature = px__dup_col(st, 1, NULL);
+      *key_id = px__dup_col(st, 2, NULL);
+      rc = (*content && *signature && *key_id) ? 0 : -ENOMEM;
+    } else {
+      rc = step == SQLITE_DONE ? -ENOENT : -EIO;
+    }
+    sqlite3_finalize(st);
+  }
+  px__reader_done(s, slot);
+  return rc;
+}
+
+/* WHERE clause and bindings shared by list and export. */
+typedef struct {
+  char sql[1024];
+  const char *text[5];
+  int ntext;
+  int64_t ints[4];
+  int nints;
+} px__where_t;
+
+static void px__where(const px_filter_t *f, px__where_t *w) {
+  static const char *const cols[] = {"probe_cc", "probe_asn", "domain", "test_name", "key_id"};
+  const char *vals[] = {f->probe_cc, f->probe_asn, f->domain, f->test_name, f->key_id};
+  memset(w, 0, sizeof(*w));
+  strcpy(w->sql, " WHERE 1");
+  for (int i = 0; i < 5; i++) {
+    if (vals[i] == NULL)
+      continue;
+    snprintf(w->sql + strlen(w->sql), sizeof(w->sql) - strlen(w->sql), " AND %s = ?%d", cols[i],
+             w->ntext + 1);
+    w->text[w->ntext++] = vals[i];
+  }
+  if (f->has_since) {
+    snprintf(w->sql + strlen(w->sql), sizeof(w->sql) - strlen(w->sql),
+             " AND measurement_start_time >= ?%d", 10 + w->nints);
+    w->ints[w->nints++] = f->since;
+  }
+  if (f->has_until) {
+    snprintf(w->sql + strlen(w->sql), sizeof(w->sql) - strlen(w->sql),
+             " AND measurement_start_time < ?%d", 10 + w->nints);
+    w->ints[w->nints++] = f->until;
+  }
+}
+
+static void px__bind_where(sqlite3_stmt *st, const px__where_t *w) {
+  for (int i = 0; i < w->ntext; i++)
+    sqlite3_bind_text(st, i + 1, w->text[i], -1, SQLITE_STATIC);
+  for (int i = 0; i < w->nints; i++)
+    sqlite3_bind_int64(st, 10 + i, w->ints[i]);
+}
+
+int px_store_list(px_store_t *s, const px_filter_t *f, json_t **results,
+                  char *next_cursor, size_t cursor_len) {
+  px__where_t w;
+  char sql[2048];
+  unsigned limit = f->limit ? f->limit : 100;
+  px__where(f, &w);
+  snprintf(sql, sizeof(sql),
+           "SELECT id, uid, input, probe_cc, probe_asn, test_name, measurement_start_time, key_id "
+           "FROM measurements%s%s ORDER BY measurement_start_time DESC, id DESC LIMIT ?20",
+           w.sql, f->has_cursor ? " AND (measurement_start_time, id) < (?18, ?19)" : "");
+  int slot;
+  sqlite3 *db = px__reader(s, &slot);
+  sqlite3_stmt *st;
+  int rc = 0;
+  next_cursor[0] = '\0';
+  *results = json_array();
+  if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+    px__reader_done(s, slot);
+    return -EIO;
+  }
+  px__bind_where(st, &w);
+  if (f->has_cursor) {
+    sqlite3_bind_int64(st, 18, f->cursor_time);
+    sqlite3_bind_int64(st, 19, f->cursor_id);
+  }
+  /* One extra row says whether there is a next page. */
+  sqlite3_bind_int64(st, 20, (sqlite3_int64)limit + 1);
+  unsigned n = 0;
+  int64_t last_t = 0, last_id = 0;
+  int step;
+  while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+    if (n == limit) {
+      px_cursor_encode(last_t, last_id, next_cursor, cursor_len);
+      break;
+    }
+    char mst[PX_TIME_OONI_LEN];
+    last_id = sqlite3_column_int64(st, 0);
+    last_t = sqlite3_column_int64(st, 6);
+    px_time_format_ooni((time_t)last_t, mst);
+    json_t *r = json_object();
+    json_object_set_new(r, "measurement_uid", json_string((const char *)sqlite3_column_text(st, 1)));
+    json_object_set_new(r, "input", json_string((const char *)sqlite3_column_text(st, 2)));
+    json_object_set_new(r, "probe_cc", json_string((const char *)sqlite3_column_text(st, 3)));
+    json_object_set_new(r, "probe_asn", json_string((const char *)sqlite3_column_text(st, 4)));
+    json_object_set_new(r, "test_name", json_string((const char *)sqlite3_column_text(st, 5)));
+    json_object_set_new(r, "measurement_start_time", json_string(mst));
+    json_object_set_new(r, "key_id", json_string((const char *)sqlite3_column_text(st, 7)));
+    json_array_append_new(*results, r);
+    n++;
+  }
+  if (step != SQLITE_ROW && step != SQLITE_DONE)
+    rc = -EIO;
+  sqlite3_finalize(st);
+  px__reader_done(s, slot);
+  return rc;
+}
+
+int px_store_keys(px_store_t *s,
+                  int (*cb)(void *data, const char *key_id, const char *pubkey,
+                            time_t first_seen, time_t last_seen),
+                  void *data) {
+  int slot;
+  sqlite3 *db = px__reader(s, &slot);
+  sqlite3_stmt *st;
+  int rc = 0, step;
+  if (sqlite3_prepare_v2(db, "SELECT key_id, public_key, first_seen, last_seen FROM keys "
+                             "ORDER BY first_seen, key_id", -1, &st, NULL) != SQLITE_OK) {
+    px__reader_done(s, slot);
+    return -EIO;
+  }
+  while (rc == 0 && (step = sqlite3_step(st)) == SQLITE_ROW)
+    rc = cb(data, (const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 1),
+            (time_t)sqlite3_column_int64(st, 2), (time_t)sqlite3_column_int64(st, 3));
+  sqlite3_finalize(st);
+  px__reader_done(s, slot);
+  return rc;
+}
+
+int px_store_export(px_store_t *s, const px_filter_t *f, int64_t *after_id, unsigned max,
+                    int (*cb)(void *data, const char *uid, const char *key_id,
+                              const char *content, size_t content_len, const char *signature,
+                              time_t received_at),
+                    void *data) {
+  px__where_t w;
+  char sql[2048];
+  px__where(f, &w);
+  snprintf(sql, sizeof(sql),
+           "SELECT id, uid, key_id, content, signature, received_at FROM measurements%s "
+           "AND id > ?18 ORDER BY id LIMIT ?19", w.sql);
+  int slot;
+  sqlite3 *db = px__reader(s, &slot);
+  sqlite3_stmt *st;
+  if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+    px__reader_done(s, slot);
+    return -EIO;
+  }
+  px__bind_where(st, &w);
+  sqlite3_bind_int64(st, 18, *after_id);
+  sqlite3_bind_int64(st, 19, max);
+  int n = 0, step, rc = 0;
+  while (rc == 0 && (step = sqlite3_step(st)) == SQLITE_ROW) {
+    *after_id = sqlite3_column_int64(st, 0);
+    rc = cb(data, (const char *)sqlite3_column_text(st, 1), (const char *)sqlite3_column_text(st, 2),
+            sqlite3_column_blob(st, 3), (size_t)sqlite3_column_bytes(st, 3),
+            (const char *)sqlite3_column_text(st, 4), (time_t)sqlite3_column_int64(st, 5));
+    n++;
+  }
+  sqlite3_finalize(st);
+  px__reader_done(s, slot);
+  return rc != 0 ? rc : n;
+}
+
+int px_store_ping(px_store_t *s) {
+  int slot;
+  sqlite3 *db = px__reader(s, &slot);
+  char err[128];
+  int rc = px__exec(db, "SELECT 1 FROM schema_version LIMIT 1;", err, sizeof(err));
+  px__reader_done(s, slot);
+  return rc;
+}
+
+void px_cursor_encode(int64_t t, int64_t id, char *out, size_t n) {
+  snprintf(out, n, "%" PRId64 "_%" PRId64, t, id);
+}
+
+int px_cursor_decode(const char *s, int64_t *t, int64_t *id) {
+  char *end;
+  errno = 0;
+  long long a = strtoll(s, &end, 10);
+  if (errno != 0 || end == s || *end != '_')
+    return -EINVAL;
+  const char *p = end + 1;
+  long long b = strtoll(p, &end, 10);
+  if (errno != 0 || end == p || *end != '\0' || b < 0)
+    return -EINVAL;
+  *t = a;
+  *id = b;
+  return 0;
+}
