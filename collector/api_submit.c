@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "collector/envelope.h"
 #include "collector/metrics.h"
 #include "collector/server.h"
 #include "collector/validate.h"
@@ -29,47 +30,35 @@ static void px__uid(const px_measurement_meta_t *meta, const uint8_t sha[32], ch
 }
 
 enum MHD_Result px_api_submit(px_request_t *r) {
-  json_error_t jerr;
   char why[256];
   px_ssh_pubkey_t signer;
   const char *sig_why = NULL;
+  px_envelope_t env;
 
-  json_t *req = json_loadb(r->body ? r->body : "", r->body_len, JSON_REJECT_DUPLICATES, &jerr);
-  if (req == NULL || !json_is_object(req)) {
-    json_decref(req);
-    return px__reject(r, MHD_HTTP_BAD_REQUEST, "malformed_request",
-                      "the body must be a JSON object {\"format\", \"content\", \"signature\"}");
+  if (px_envelope_parse(r->body ? r->body : "", r->body_len, &env, why, sizeof(why)) != 0) {
+    char detail[320];
+    snprintf(detail, sizeof(detail), "malformed request: %s", why);
+    return px__reject(r, MHD_HTTP_BAD_REQUEST, "malformed_request", detail);
   }
-  const char *format = json_string_value(json_object_get(req, "format"));
-  json_t *content_v = json_object_get(req, "content");
-  const char *sig = json_string_value(json_object_get(req, "signature"));
-  if (format == NULL || strcmp(format, "json") != 0 || !json_is_string(content_v) || sig == NULL) {
-    json_decref(req);
-    return px__reject(r, MHD_HTTP_BAD_REQUEST, "malformed_request",
-                      "expected \"format\": \"json\", a \"content\" string and a \"signature\" string");
-  }
-  const char *content = json_string_value(content_v);
-  size_t content_len = json_string_length(content_v);
-
-  int vrc = px_sshsig_verify(sig, strlen(sig), PX_SSHSIG_NAMESPACE, (const uint8_t *)content,
-                             content_len, &signer, &sig_why);
+  int vrc = px_sshsig_verify(env.signature, env.signature_len, PX_SSHSIG_NAMESPACE,
+                             (const uint8_t *)env.content, env.content_len, &signer, &sig_why);
   if (vrc != 0) {
     snprintf(why, sizeof(why), "signature: %s", sig_why ? sig_why : "does not verify");
-    json_decref(req);
+    px_envelope_free(&env);
     return px__reject(r, MHD_HTTP_BAD_REQUEST, "bad_signature", why);
   }
 
   px_submission_t sub;
   memset(&sub, 0, sizeof(sub));
-  if (px_validate_measurement(content, content_len, &sub.meta, why, sizeof(why)) != 0) {
-    json_decref(req);
+  if (px_validate_measurement(env.content, env.content_len, &sub.meta, why, sizeof(why)) != 0) {
+    px_envelope_free(&env);
     return px__reject(r, MHD_HTTP_UNPROCESSABLE_CONTENT, "invalid_measurement", why);
   }
   unsigned md_len;
-  EVP_Digest(content, content_len, sub.sha256, &md_len, EVP_sha256(), NULL);
-  sub.content = content;
-  sub.content_len = content_len;
-  sub.signature = sig;
+  EVP_Digest(env.content, env.content_len, sub.sha256, &md_len, EVP_sha256(), NULL);
+  sub.content = env.content;
+  sub.content_len = env.content_len;
+  sub.signature = env.signature;
   sub.key = &signer;
   sub.received_at = time(NULL);
   px__uid(&sub.meta, sub.sha256, sub.uid, sizeof(sub.uid));
@@ -77,7 +66,7 @@ enum MHD_Result px_api_submit(px_request_t *r) {
   bool duplicate = false;
   int rc = px_store_put(r->c->store, &sub, &duplicate);
   if (rc != 0) {
-    json_decref(req);
+    px_envelope_free(&env);
     return px__reject(r, MHD_HTTP_SERVICE_UNAVAILABLE, "storage_error",
                       "the measurement could not be stored; send it again later");
   }
@@ -90,6 +79,6 @@ enum MHD_Result px_api_submit(px_request_t *r) {
   json_object_set_new(resp, "verification_status", json_string("verified"));
   json_object_set_new(resp, "key_id", json_string(signer.key_id));
   json_object_set_new(resp, "duplicate", json_boolean(duplicate));
-  json_decref(req);
+  px_envelope_free(&env);
   return px_respond_json(r, MHD_HTTP_OK, resp);
 }

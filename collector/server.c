@@ -200,10 +200,16 @@ static enum MHD_Result px__access_cb(void *cls, struct MHD_Connection *conn, con
       /* First call: refuse an announced oversized body before reading it. */
       const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
                                                    MHD_HTTP_HEADER_CONTENT_LENGTH);
-      if (cl != NULL && strtoull(cl, NULL, 10) > r->c->cfg.max_body)
+      unsigned long long announced = cl != NULL ? strtoull(cl, NULL, 10) : 0;
+      if (announced > r->c->cfg.max_body)
         return px__too_large(r);
-      r->body = calloc(1, 1);
-      return r->body ? MHD_YES : MHD_NO;
+      /* Sized from Content-Length when given: no growing and copying. */
+      r->body_cap = announced > 0 ? (size_t)announced + 1 : 8192;
+      r->body = malloc(r->body_cap);
+      if (r->body == NULL)
+        return MHD_NO;
+      r->body[0] = '\0';
+      return MHD_YES;
     }
     if (*upload_data_size > 0) {
       px__take_body(r, upload_data, upload_data_size);

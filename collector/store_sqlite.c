@@ -19,6 +19,7 @@ typedef struct px__job {
   px_submission_t *sub;
   bool done, duplicate;
   int rc;
+  pthread_cond_t cv; /* its own: a commit wakes exactly the requests it covered */
   struct px__job *next;
 } px__job_t;
 
@@ -28,7 +29,7 @@ struct px_store {
   sqlite3_stmt *ins_key, *ins_m;
   pthread_t thread;
   pthread_mutex_t mu;
-  pthread_cond_t work_cv, done_cv;
+  pthread_cond_t work_cv;
   px__job_t *head, *tail;
   bool stopping;
 
@@ -213,9 +214,11 @@ static void *px__writer_main(void *arg) {
         j->rc = -EIO;
     }
     pthread_mutex_lock(&s->mu);
-    for (px__job_t *j = batch; j != NULL; j = j->next)
+    for (px__job_t *j = batch, *next; j != NULL; j = next) {
+      next = j->next; /* j lives on its waiter's stack: read before waking it */
       j->done = true;
-    pthread_cond_broadcast(&s->done_cv);
+      pthread_cond_signal(&j->cv);
+    }
     pthread_mutex_unlock(&s->mu);
   }
   return NULL;
@@ -266,7 +269,6 @@ int px_store_open(const char *url, px_store_t **out, char *err, size_t errlen) {
   }
   pthread_mutex_init(&s->mu, NULL);
   pthread_cond_init(&s->work_cv, NULL);
-  pthread_cond_init(&s->done_cv, NULL);
   pthread_mutex_init(&s->rmu, NULL);
   pthread_cond_init(&s->rcv, NULL);
   pthread_create(&s->thread, NULL, px__writer_main, s);
@@ -289,7 +291,6 @@ void px_store_close(px_store_t *s) {
   sqlite3_close(s->writer);
   pthread_mutex_destroy(&s->mu);
   pthread_cond_destroy(&s->work_cv);
-  pthread_cond_destroy(&s->done_cv);
   pthread_mutex_destroy(&s->rmu);
   pthread_cond_destroy(&s->rcv);
   free(s);
@@ -297,9 +298,11 @@ void px_store_close(px_store_t *s) {
 
 int px_store_put(px_store_t *s, px_submission_t *sub, bool *duplicate) {
   px__job_t job = {.sub = sub};
+  pthread_cond_init(&job.cv, NULL);
   pthread_mutex_lock(&s->mu);
   if (s->stopping) {
     pthread_mutex_unlock(&s->mu);
+    pthread_cond_destroy(&job.cv);
     return -ESHUTDOWN;
   }
   if (s->tail != NULL)
@@ -309,8 +312,9 @@ int px_store_put(px_store_t *s, px_submission_t *sub, bool *duplicate) {
   s->tail = &job;
   pthread_cond_signal(&s->work_cv);
   while (!job.done)
-    pthread_cond_wait(&s->done_cv, &s->mu);
+    pthread_cond_wait(&job.cv, &s->mu);
   pthread_mutex_unlock(&s->mu);
+  pthread_cond_destroy(&job.cv);
   *duplicate = job.duplicate;
   return job.rc;
 }

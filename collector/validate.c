@@ -2,7 +2,6 @@
 
 #include <ctype.h>
 #include <errno.h>
-#include <jansson.h>
 #include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -10,10 +9,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "collector/jsontok.h"
 #include "common/encoding.h"
 #include "common/timeutil.h"
 
 typedef struct {
+  const px_jdoc_t *d;
   char *why;
   size_t whylen;
 } px__ctx_t;
@@ -26,9 +27,9 @@ static int px__fail(px__ctx_t *c, const char *fmt, ...) {
   return -EINVAL;
 }
 
+/* A tiny pattern language: 'A' upper letter, 'a' alnum, '9' digit, '+' one
+ * or more of the previous class, anything else literal. */
 static bool px__matches(const char *s, const char *shape) {
-  /* A tiny pattern language: 'A' upper letter, 'a' alnum, '9' digit,
-   * '+' one or more of the previous class, anything else literal. */
   while (*shape) {
     char cls = *shape++;
     bool many = *shape == '+';
@@ -52,66 +53,83 @@ static bool px__matches(const char *s, const char *shape) {
   return *s == '\0';
 }
 
-static const char *px__str(json_t *o, const char *key) {
-  return json_string_value(json_object_get(o, key));
+/* Types as letters: s string, n null, i integer, r number, b boolean,
+ * o object, a array. */
+static bool px__is(const px_jdoc_t *d, int idx, const char *types) {
+  int64_t iv;
+  switch (px_jtype(d, idx)) {
+  case PX_JT_STRING: return strchr(types, 's') != NULL;
+  case PX_JT_NULL: return strchr(types, 'n') != NULL;
+  case PX_JT_TRUE:
+  case PX_JT_FALSE: return strchr(types, 'b') != NULL;
+  case PX_JT_OBJECT: return strchr(types, 'o') != NULL;
+  case PX_JT_ARRAY: return strchr(types, 'a') != NULL;
+  case PX_JT_NUMBER:
+    return strchr(types, 'r') != NULL || (strchr(types, 'i') != NULL && px_jint(d, idx, &iv));
+  default: return false;
+  }
 }
 
-static int px__require(px__ctx_t *c, json_t *o, const char *where, const char *key,
+static int px__require(px__ctx_t *c, uint32_t obj, const char *where, const char *key,
                        const char *types) {
-  json_t *v = json_object_get(o, key);
-  if (v == NULL)
+  int v = px_jobj_get(c->d, obj, key);
+  if (v < 0)
     return px__fail(c, "%s: missing \"%s\"", where, key);
-  bool ok = (strchr(types, 's') && json_is_string(v)) || (strchr(types, 'n') && json_is_null(v)) ||
-            (strchr(types, 'i') && json_is_integer(v)) || (strchr(types, 'r') && json_is_number(v)) ||
-            (strchr(types, 'b') && json_is_boolean(v)) || (strchr(types, 'o') && json_is_object(v)) ||
-            (strchr(types, 'a') && json_is_array(v));
-  if (!ok)
+  if (!px__is(c->d, v, types))
     return px__fail(c, "%s: \"%s\" has the wrong type", where, key);
   return 0;
 }
 
-static int px__only_keys(px__ctx_t *c, json_t *o, const char *where, const char *const *keys) {
-  const char *k;
-  json_t *v;
-  json_object_foreach(o, k, v) {
-    bool known = false;
-    for (size_t i = 0; keys[i] != NULL; i++)
-      if (strcmp(keys[i], k) == 0)
-        known = true;
-    if (!known)
-      return px__fail(c, "%s: unknown key \"%s\"", where, k);
-  }
-  return 0;
+typedef struct {
+  px__ctx_t *c;
+  const char *where;
+  const char *const *keys;
+} px__known_t;
+
+static int px__known_cb(const px_jdoc_t *d, uint32_t key, uint32_t value, void *data) {
+  px__known_t *k = data;
+  (void)value;
+  for (size_t i = 0; k->keys[i] != NULL; i++)
+    if (px_jstr_eq(d, (int)key, k->keys[i]))
+      return 0;
+  char name[64];
+  if (px_jstr(d, (int)key, name, sizeof(name)) < 0)
+    strcpy(name, "(long key)");
+  return px__fail(k->c, "%s: unknown key \"%s\"", k->where, name);
 }
 
-static int px__failure(px__ctx_t *c, json_t *v, const char *where) {
-  if (json_is_null(v))
+static int px__only_keys(px__ctx_t *c, uint32_t obj, const char *where, const char *const *keys) {
+  px__known_t k = {c, where, keys};
+  return px_jobj_each(c->d, obj, px__known_cb, &k);
+}
+
+static int px__failure(px__ctx_t *c, int v, const char *where) {
+  if (px_jtype(c->d, v) == PX_JT_NULL)
     return 0;
-  const char *s = json_string_value(v);
-  if (s == NULL || s[0] == '\0')
+  if (px_jtype(c->d, v) != PX_JT_STRING || c->d->tok[v].len == 0)
     return px__fail(c, "%s: failure must be null or a failure string", where);
   return 0;
 }
 
-static int px__times(px__ctx_t *c, json_t *o, const char *where) {
-  double t0 = json_number_value(json_object_get(o, "t0"));
-  double t = json_number_value(json_object_get(o, "t"));
-  if (!json_is_number(json_object_get(o, "t0")) || !json_is_number(json_object_get(o, "t")) ||
-      t0 < 0 || t < 0)
+static int px__times(px__ctx_t *c, uint32_t o, const char *where) {
+  double t0, t;
+  int64_t id;
+  if (!px_jnum(c->d, px_jobj_get(c->d, o, "t0"), &t0) ||
+      !px_jnum(c->d, px_jobj_get(c->d, o, "t"), &t) || t0 < 0 || t < 0)
     return px__fail(c, "%s: t0 and t must be non-negative numbers", where);
-  json_t *id = json_object_get(o, "transaction_id");
-  if (!json_is_integer(id) || json_integer_value(id) < 1)
+  if (!px_jint(c->d, px_jobj_get(c->d, o, "transaction_id"), &id) || id < 1)
     return px__fail(c, "%s: transaction_id must be a positive integer", where);
   return 0;
 }
 
-static int px__query(px__ctx_t *c, json_t *q, size_t i) {
+static int px__query(px__ctx_t *c, uint32_t q, size_t i) {
   static const char *const keys[] = {"engine", "resolver_address", "hostname", "query_type",
                                      "rcode", "truncated", "answers", "raw_response", "failure",
                                      "t0", "t", "transaction_id", NULL};
+  const px_jdoc_t *d = c->d;
   char where[48];
   snprintf(where, sizeof(where), "queries[%zu]", i);
-  if (!json_is_object(q))
+  if (px_jtype(d, (int)q) != PX_JT_OBJECT)
     return px__fail(c, "%s: not an object", where);
   int rc = px__only_keys(c, q, where, keys);
   if (rc == 0) rc = px__require(c, q, where, "engine", "s");
@@ -122,34 +140,34 @@ static int px__query(px__ctx_t *c, json_t *q, size_t i) {
   if (rc == 0) rc = px__require(c, q, where, "truncated", "b");
   if (rc == 0) rc = px__require(c, q, where, "answers", "a");
   if (rc == 0) rc = px__require(c, q, where, "raw_response", "sn");
-  if (rc == 0) rc = px__failure(c, json_object_get(q, "failure"), where);
+  if (rc == 0) rc = px__require(c, q, where, "failure", "sn");
+  if (rc == 0) rc = px__failure(c, px_jobj_get(d, q, "failure"), where);
   if (rc == 0) rc = px__times(c, q, where);
   if (rc != 0)
     return rc;
-  const char *engine = px__str(q, "engine"), *type = px__str(q, "query_type");
-  if (strcmp(engine, "udp") != 0 && strcmp(engine, "tcp") != 0)
+  int engine = px_jobj_get(d, q, "engine"), type = px_jobj_get(d, q, "query_type");
+  if (!px_jstr_eq(d, engine, "udp") && !px_jstr_eq(d, engine, "tcp"))
     return px__fail(c, "%s: engine must be udp or tcp", where);
-  if (strcmp(type, "A") != 0 && strcmp(type, "AAAA") != 0)
+  if (!px_jstr_eq(d, type, "A") && !px_jstr_eq(d, type, "AAAA"))
     return px__fail(c, "%s: query_type must be A or AAAA", where);
-  size_t k;
-  json_t *a;
-  json_array_foreach(json_object_get(q, "answers"), k, a) {
-    const char *at = px__str(a, "answer_type");
-    if (!json_is_object(a) || at == NULL)
-      return px__fail(c, "%s.answers[%zu]: needs answer_type", where, k);
-    const char *field = strcmp(at, "A") == 0 ? "ipv4" : strcmp(at, "AAAA") == 0 ? "ipv6"
-                                                  : strcmp(at, "CNAME") == 0 ? "hostname" : NULL;
-    if (field == NULL || !json_is_string(json_object_get(a, field)))
-      return px__fail(c, "%s.answers[%zu]: bad %s answer", where, k, at);
+  int answers = px_jobj_get(d, q, "answers");
+  int a = answers + 1;
+  for (uint32_t k = 0; k < d->tok[answers].size; k++, a = (int)d->tok[a].next) {
+    int at = px_jtype(d, a) == PX_JT_OBJECT ? px_jobj_get(d, (uint32_t)a, "answer_type") : -1;
+    const char *field = px_jstr_eq(d, at, "A") ? "ipv4" : px_jstr_eq(d, at, "AAAA") ? "ipv6"
+                        : px_jstr_eq(d, at, "CNAME") ? "hostname" : NULL;
+    if (field == NULL || px_jtype(d, px_jobj_get(d, (uint32_t)a, field)) != PX_JT_STRING)
+      return px__fail(c, "%s.answers[%u]: bad answer", where, k);
   }
   return 0;
 }
 
-static int px__tcp_connect(px__ctx_t *c, json_t *e, size_t i) {
+static int px__tcp_connect(px__ctx_t *c, uint32_t e, size_t i) {
   static const char *const keys[] = {"ip", "port", "status", "t0", "t", "transaction_id", NULL};
+  const px_jdoc_t *d = c->d;
   char where[48];
   snprintf(where, sizeof(where), "tcp_connect[%zu]", i);
-  if (!json_is_object(e))
+  if (px_jtype(d, (int)e) != PX_JT_OBJECT)
     return px__fail(c, "%s: not an object", where);
   int rc = px__only_keys(c, e, where, keys);
   if (rc == 0) rc = px__require(c, e, where, "ip", "s");
@@ -158,27 +176,34 @@ static int px__tcp_connect(px__ctx_t *c, json_t *e, size_t i) {
   if (rc == 0) rc = px__times(c, e, where);
   if (rc != 0)
     return rc;
-  json_int_t port = json_integer_value(json_object_get(e, "port"));
+  int64_t port;
+  px_jint(d, px_jobj_get(d, e, "port"), &port);
   if (port < 1 || port > 65535)
     return px__fail(c, "%s: port out of range", where);
-  json_t *st = json_object_get(e, "status");
-  if (!json_is_boolean(json_object_get(st, "success")))
+  int st = px_jobj_get(d, e, "status");
+  if (!px__is(d, px_jobj_get(d, (uint32_t)st, "success"), "b"))
     return px__fail(c, "%s: status.success must be a boolean", where);
-  return px__failure(c, json_object_get(st, "failure"), where);
+  int f = px_jobj_get(d, (uint32_t)st, "failure");
+  if (f < 0)
+    return px__fail(c, "%s: status.failure is missing", where);
+  return px__failure(c, f, where);
 }
 
 /* The certificate's sha256 must be the hash of the DER it carries: the
  * collector indexes and compares by it. */
-static int px__certificate(px__ctx_t *c, json_t *cert, const char *where) {
-  const char *data = px__str(cert, "data"), *sha = px__str(cert, "sha256");
-  if (!json_is_object(cert) || data == NULL || sha == NULL ||
-      strcmp(px__str(cert, "format") ? px__str(cert, "format") : "", "base64") != 0)
+static int px__certificate(px__ctx_t *c, int cert, const char *where) {
+  const px_jdoc_t *d = c->d;
+  int data = px_jtype(d, cert) == PX_JT_OBJECT ? px_jobj_get(d, (uint32_t)cert, "data") : -1;
+  int sha = px_jtype(d, cert) == PX_JT_OBJECT ? px_jobj_get(d, (uint32_t)cert, "sha256") : -1;
+  if (px_jtype(d, data) != PX_JT_STRING || px_jtype(d, sha) != PX_JT_STRING ||
+      !px_jstr_eq(d, px_jobj_get(d, (uint32_t)cert, "format"), "base64") ||
+      d->tok[data].escaped)
     return px__fail(c, "%s: needs format \"base64\", data and sha256", where);
-  size_t n = strlen(data), der_len;
+  size_t n = d->tok[data].len, der_len;
   uint8_t *der = malloc(n + 1);
   if (der == NULL)
     return px__fail(c, "out of memory");
-  if (px_base64_decode(data, n, der, n + 1, &der_len) != 0 || der_len == 0) {
+  if (px_base64_decode(d->text + d->tok[data].start, n, der, n + 1, &der_len) != 0 || der_len == 0) {
     free(der);
     return px__fail(c, "%s: data is not base64", where);
   }
@@ -188,19 +213,20 @@ static int px__certificate(px__ctx_t *c, json_t *cert, const char *where) {
   EVP_Digest(der, der_len, md, &md_len, EVP_sha256(), NULL);
   free(der);
   px_hex_encode(md, 32, hex);
-  if (strcmp(hex, sha) != 0)
+  if (!px_jstr_eq(d, sha, hex))
     return px__fail(c, "%s: sha256 does not match the certificate's DER", where);
   return 0;
 }
 
-static int px__tls_handshake(px__ctx_t *c, json_t *h, size_t i) {
+static int px__tls_handshake(px__ctx_t *c, uint32_t h, size_t i) {
   static const char *const keys[] = {"address", "server_name", "tls_version", "cipher_suite",
                                      "negotiated_protocol", "no_tls_verify", "peer_certificates",
                                      "verification", "server_alert", "failure", "failure_detail",
                                      "t0", "t", "transaction_id", NULL};
+  const px_jdoc_t *d = c->d;
   char where[64];
   snprintf(where, sizeof(where), "tls_handshakes[%zu]", i);
-  if (!json_is_object(h))
+  if (px_jtype(d, (int)h) != PX_JT_OBJECT)
     return px__fail(c, "%s: not an object", where);
   int rc = px__only_keys(c, h, where, keys);
   if (rc == 0) rc = px__require(c, h, where, "address", "s");
@@ -213,32 +239,55 @@ static int px__tls_handshake(px__ctx_t *c, json_t *h, size_t i) {
   if (rc == 0) rc = px__require(c, h, where, "verification", "on");
   if (rc == 0) rc = px__require(c, h, where, "server_alert", "sn");
   if (rc == 0) rc = px__require(c, h, where, "failure_detail", "sn");
-  if (rc == 0) rc = px__failure(c, json_object_get(h, "failure"), where);
+  if (rc == 0) rc = px__require(c, h, where, "failure", "sn");
+  if (rc == 0) rc = px__failure(c, px_jobj_get(d, h, "failure"), where);
   if (rc == 0) rc = px__times(c, h, where);
-  size_t k;
-  json_t *cert;
-  json_array_foreach(json_object_get(h, "peer_certificates"), k, cert) {
+  if (rc != 0)
+    return rc;
+  int certs = px_jobj_get(d, h, "peer_certificates");
+  int cert = certs + 1;
+  for (uint32_t k = 0; k < d->tok[certs].size; k++, cert = (int)d->tok[cert].next) {
     char cwhere[128];
-    snprintf(cwhere, sizeof(cwhere), "%s.peer_certificates[%zu]", where, k);
-    if (rc == 0)
-      rc = px__certificate(c, cert, cwhere);
+    snprintf(cwhere, sizeof(cwhere), "%s.peer_certificates[%u]", where, k);
+    if ((rc = px__certificate(c, cert, cwhere)) != 0)
+      return rc;
   }
-  json_t *v = json_object_get(h, "verification");
-  if (rc == 0 && json_is_object(v) &&
-      (!json_is_boolean(json_object_get(v, "ok")) || !json_is_array(json_object_get(v, "errors")) ||
-       !json_is_boolean(json_object_get(v, "hostname_match"))))
-    rc = px__fail(c, "%s: verification needs ok, errors, hostname_match", where);
-  return rc;
+  int v = px_jobj_get(d, h, "verification");
+  if (px_jtype(d, v) == PX_JT_OBJECT &&
+      (!px__is(d, px_jobj_get(d, (uint32_t)v, "ok"), "b") ||
+       !px__is(d, px_jobj_get(d, (uint32_t)v, "errors"), "a") ||
+       !px__is(d, px_jobj_get(d, (uint32_t)v, "hostname_match"), "b")))
+    return px__fail(c, "%s: verification needs ok, errors, hostname_match", where);
+  return 0;
 }
 
-static int px__time_field(px__ctx_t *c, json_t *m, const char *key, time_t *out) {
-  const char *s = px__str(m, key);
-  if (s == NULL || !px__matches(s, "9999-99-99 99:99:99") || px_time_parse_utc(s, out) != 0)
+static int px__time_field(px__ctx_t *c, const char *key, time_t *out) {
+  char s[32];
+  if (px_jstr(c->d, px_jobj_get(c->d, 0, key), s, sizeof(s)) < 0 ||
+      !px__matches(s, "9999-99-99 99:99:99") || px_time_parse_utc(s, out) != 0)
     return px__fail(c, "\"%s\" must be a UTC time YYYY-MM-DD HH:MM:SS", key);
   return 0;
 }
 
-static int px__check(px__ctx_t *c, json_t *m, px_measurement_meta_t *meta) {
+static int px__annotation_cb(const px_jdoc_t *d, uint32_t key, uint32_t value, void *data) {
+  (void)key;
+  if (px_jtype(d, (int)value) != PX_JT_STRING)
+    return px__fail(data, "annotations must map strings to strings");
+  return 0;
+}
+
+/* Walks an array calling check(c, element, index). */
+static int px__each(px__ctx_t *c, int arr, int (*check)(px__ctx_t *, uint32_t, size_t)) {
+  int e = arr + 1;
+  for (uint32_t k = 0; k < c->d->tok[arr].size; k++, e = (int)c->d->tok[e].next) {
+    int rc = check(c, (uint32_t)e, k);
+    if (rc != 0)
+      return rc;
+  }
+  return 0;
+}
+
+static int px__check(px__ctx_t *c, px_measurement_meta_t *meta) {
   static const char *const top[] = {
       "data_format_version", "measurement_start_time", "test_start_time", "probe_cc",
       "probe_asn", "probe_network_name", "probe_ip", "resolver_ip", "resolver_asn",
@@ -246,108 +295,103 @@ static int px__check(px__ctx_t *c, json_t *m, px_measurement_meta_t *meta) {
       "test_version", "test_runtime", "input", "report_id", "annotations", "test_keys", NULL};
   static const char *const tk[] = {"queries", "tcp_connect", "tls_handshakes",
                                    "skipped_addresses", NULL};
+  const px_jdoc_t *d = c->d;
+  char cc[8], asn[24], rasn[24], tn[64], input[PX_TARGET_MAX + 1], rid[160];
   int rc;
   time_t tst;
 
-  if (!json_is_object(m))
+  if (px_jtype(d, 0) != PX_JT_OBJECT)
     return px__fail(c, "a measurement is a JSON object");
-  if ((rc = px__only_keys(c, m, "measurement", top)) != 0)
+  if ((rc = px__only_keys(c, 0, "measurement", top)) != 0)
     return rc;
   for (size_t i = 0; top[i] != NULL; i++)
-    if (json_object_get(m, top[i]) == NULL)
+    if (px_jobj_get(d, 0, top[i]) < 0)
       return px__fail(c, "missing \"%s\"", top[i]);
-  if (strcmp(px__str(m, "data_format_version") ? px__str(m, "data_format_version") : "", "0.2.0") != 0)
+  if (!px_jstr_eq(d, px_jobj_get(d, 0, "data_format_version"), "0.2.0"))
     return px__fail(c, "data_format_version must be \"0.2.0\"");
-  if ((rc = px__time_field(c, m, "measurement_start_time", &meta->measurement_start_time)) != 0 ||
-      (rc = px__time_field(c, m, "test_start_time", &tst)) != 0)
+  if ((rc = px__time_field(c, "measurement_start_time", &meta->measurement_start_time)) != 0 ||
+      (rc = px__time_field(c, "test_start_time", &tst)) != 0)
     return rc;
-  const char *cc = px__str(m, "probe_cc"), *asn = px__str(m, "probe_asn");
-  if (cc == NULL || !px__matches(cc, "AA"))
+  if (px_jstr(d, px_jobj_get(d, 0, "probe_cc"), cc, sizeof(cc)) < 0 || !px__matches(cc, "AA"))
     return px__fail(c, "probe_cc must be two capital letters");
-  if (asn == NULL || strncmp(asn, "AS", 2) != 0 || !px__matches(asn + 2, "9+") || strlen(asn) > 12)
+  if (px_jstr(d, px_jobj_get(d, 0, "probe_asn"), asn, sizeof(asn)) < 0 ||
+      strncmp(asn, "AS", 2) != 0 || !px__matches(asn + 2, "9+") || strlen(asn) > 12)
     return px__fail(c, "probe_asn must be AS<number>");
-  if (strcmp(px__str(m, "probe_ip") ? px__str(m, "probe_ip") : "", "127.0.0.1") != 0)
+  if (!px_jstr_eq(d, px_jobj_get(d, 0, "probe_ip"), "127.0.0.1"))
     return px__fail(c, "probe_ip must be 127.0.0.1: volunteers' addresses are never collected");
-  const char *rasn = px__str(m, "resolver_asn");
-  if (rasn == NULL || strncmp(rasn, "AS", 2) != 0 || !px__matches(rasn + 2, "9+"))
+  if (px_jstr(d, px_jobj_get(d, 0, "resolver_asn"), rasn, sizeof(rasn)) < 0 ||
+      strncmp(rasn, "AS", 2) != 0 || !px__matches(rasn + 2, "9+"))
     return px__fail(c, "resolver_asn must be AS<number>");
   static const char *const nullable[] = {"probe_network_name", "resolver_ip", "resolver_network_name"};
-  for (size_t i = 0; i < 3; i++) {
-    json_t *v = json_object_get(m, nullable[i]);
-    if (!json_is_string(v) && !json_is_null(v))
+  for (size_t i = 0; i < 3; i++)
+    if (!px__is(d, px_jobj_get(d, 0, nullable[i]), "sn"))
       return px__fail(c, "\"%s\" must be a string or null", nullable[i]);
-  }
-  if (strcmp(px__str(m, "software_name") ? px__str(m, "software_name") : "", "parallax") != 0)
+  if (!px_jstr_eq(d, px_jobj_get(d, 0, "software_name"), "parallax"))
     return px__fail(c, "software_name must be \"parallax\"");
-  const char *tn = px__str(m, "test_name");
-  if (tn == NULL || strcmp(tn, "tls_cert_consistency") != 0)
+  if (px_jstr(d, px_jobj_get(d, 0, "test_name"), tn, sizeof(tn)) < 0 ||
+      strcmp(tn, "tls_cert_consistency") != 0)
     return px__fail(c, "test_name must be \"tls_cert_consistency\"");
-  if (!json_is_string(json_object_get(m, "software_version")) ||
-      !json_is_string(json_object_get(m, "test_version")))
+  if (!px__is(d, px_jobj_get(d, 0, "software_version"), "s") ||
+      !px__is(d, px_jobj_get(d, 0, "test_version"), "s"))
     return px__fail(c, "software_version and test_version must be strings");
-  json_t *rt = json_object_get(m, "test_runtime");
-  if (!json_is_number(rt) || json_number_value(rt) < 0)
+  double rt;
+  if (!px_jnum(d, px_jobj_get(d, 0, "test_runtime"), &rt) || rt < 0)
     return px__fail(c, "test_runtime must be a non-negative number");
-  const char *input = px__str(m, "input"), *reason = NULL;
+  const char *reason = "not a string";
   px_target_t target;
-  if (input == NULL || px_target_parse(input, 443, &target, &reason) != 0)
-    return px__fail(c, "input is not a domain[:port]: %s", reason ? reason : "not a string");
-  const char *rid = px__str(m, "report_id");
-  if (rid == NULL || !px__matches(rid, "99999999T999999Z_tlscertconsistency_AA_9+_a+"))
+  if (px_jstr(d, px_jobj_get(d, 0, "input"), input, sizeof(input)) < 0 ||
+      px_target_parse(input, 443, &target, &reason) != 0)
+    return px__fail(c, "input is not a domain[:port]: %s", reason);
+  if (px_jstr(d, px_jobj_get(d, 0, "report_id"), rid, sizeof(rid)) < 0 ||
+      !px__matches(rid, "99999999T999999Z_tlscertconsistency_AA_9+_a+"))
     return px__fail(c, "report_id is malformed");
-  json_t *ann = json_object_get(m, "annotations");
-  if (!json_is_object(ann))
+  int ann = px_jobj_get(d, 0, "annotations");
+  if (px_jtype(d, ann) != PX_JT_OBJECT)
     return px__fail(c, "annotations must be an object");
-  const char *k;
-  json_t *v;
-  json_object_foreach(ann, k, v) {
-    if (!json_is_string(v))
-      return px__fail(c, "annotations.%s must be a string", k);
-  }
-  json_t *keys = json_object_get(m, "test_keys");
-  if (!json_is_object(keys))
+  if ((rc = px_jobj_each(d, (uint32_t)ann, px__annotation_cb, c)) != 0)
+    return rc;
+  int keys = px_jobj_get(d, 0, "test_keys");
+  if (px_jtype(d, keys) != PX_JT_OBJECT)
     return px__fail(c, "test_keys must be an object");
-  if ((rc = px__only_keys(c, keys, "test_keys", tk)) != 0)
+  if ((rc = px__only_keys(c, (uint32_t)keys, "test_keys", tk)) != 0)
     return rc;
   for (size_t i = 0; tk[i] != NULL; i++)
-    if (!json_is_array(json_object_get(keys, tk[i])))
+    if (px_jtype(d, px_jobj_get(d, (uint32_t)keys, tk[i])) != PX_JT_ARRAY)
       return px__fail(c, "test_keys.%s must be an array", tk[i]);
-  size_t i;
-  json_array_foreach(json_object_get(keys, "queries"), i, v)
-    if ((rc = px__query(c, v, i)) != 0)
-      return rc;
-  json_array_foreach(json_object_get(keys, "tcp_connect"), i, v)
-    if ((rc = px__tcp_connect(c, v, i)) != 0)
-      return rc;
-  json_array_foreach(json_object_get(keys, "tls_handshakes"), i, v)
-    if ((rc = px__tls_handshake(c, v, i)) != 0)
-      return rc;
+  if ((rc = px__each(c, px_jobj_get(d, (uint32_t)keys, "queries"), px__query)) != 0 ||
+      (rc = px__each(c, px_jobj_get(d, (uint32_t)keys, "tcp_connect"), px__tcp_connect)) != 0 ||
+      (rc = px__each(c, px_jobj_get(d, (uint32_t)keys, "tls_handshakes"), px__tls_handshake)) != 0)
+    return rc;
 
-  snprintf(meta->probe_cc, sizeof(meta->probe_cc), "%s", cc);
+  memcpy(meta->probe_cc, cc, 3); /* two letters and the NUL, checked above */
   snprintf(meta->probe_asn, sizeof(meta->probe_asn), "%s", asn);
   snprintf(meta->test_name, sizeof(meta->test_name), "%s", tn);
   snprintf(meta->input, sizeof(meta->input), "%s", input);
-  for (size_t j = 0; target.hostname[j] != '\0'; j++)
+  size_t j = 0;
+  for (; target.hostname[j] != '\0'; j++)
     meta->domain[j] = (char)tolower((unsigned char)target.hostname[j]);
-  meta->domain[strlen(target.hostname)] = '\0';
+  meta->domain[j] = '\0';
   return 0;
 }
 
 int px_validate_measurement(const char *content, size_t n,
                             px_measurement_meta_t *meta, char *why,
                             size_t whylen) {
-  px__ctx_t c = {why, whylen};
-  json_error_t jerr;
-
+  px_jdoc_t doc;
   memset(meta, 0, sizeof(*meta));
-  if (n == 0)
-    return px__fail(&c, "empty content");
-  if (memchr(content, '\n', n) != NULL || memchr(content, '\r', n) != NULL)
-    return px__fail(&c, "content must be one line: the compact JSON without a newline");
-  json_t *m = json_loadb(content, n, JSON_REJECT_DUPLICATES, &jerr);
-  if (m == NULL)
-    return px__fail(&c, "content is not JSON: %s (column %d)", jerr.text, jerr.column);
-  int rc = px__check(&c, m, meta);
-  json_decref(m);
+  if (n == 0) {
+    snprintf(why, whylen, "empty content");
+    return -EINVAL;
+  }
+  if (memchr(content, '\n', n) != NULL || memchr(content, '\r', n) != NULL) {
+    snprintf(why, whylen, "content must be one line: the compact JSON without a newline");
+    return -EINVAL;
+  }
+  int rc = px_json_tokenize(content, n, &doc, why, whylen);
+  if (rc != 0)
+    return rc == -ENOMEM ? (snprintf(why, whylen, "out of memory"), -EINVAL) : rc;
+  px__ctx_t c = {&doc, why, whylen};
+  rc = px__check(&c, meta);
+  px_jdoc_free(&doc);
   return rc;
 }

@@ -1,0 +1,164 @@
+/* The collector's pure parts: query strings, proxies, measurement rules. */
+#include <errno.h>
+#include <jansson.h>
+#include <string.h>
+
+#include "collector/netacl.h"
+#include "collector/query.h"
+#include "collector/store.h"
+#include "collector/validate.h"
+#include "common/netaddr.h"
+#include "tests/runner.h"
+
+PX_TEST(query_string_parsing) {
+  px_query_t q;
+  (void)state;
+  assert_int_equal(px_query_parse("key_id=SHA256:ab+c/d%2Bx&probe_cc=CN&empty=&flag", &q), 0);
+  assert_int_equal(q.n, 4);
+  /* '+' stays '+': key ids contain it. */
+  assert_string_equal(px_query_get(&q, "key_id"), "SHA256:ab+c/d+x");
+  assert_string_equal(px_query_get(&q, "probe_cc"), "CN");
+  assert_string_equal(px_query_get(&q, "empty"), "");
+  assert_string_equal(px_query_get(&q, "flag"), "");
+  assert_null(px_query_get(&q, "missing"));
+  px_query_free(&q);
+  assert_int_equal(px_query_parse(NULL, &q), 0);
+  assert_int_equal(q.n, 0);
+  assert_int_equal(px_query_parse("&&a=1&&", &q), 0);
+  assert_int_equal(q.n, 1);
+  px_query_free(&q);
+  assert_int_equal(px_query_parse("domain=%77ww.example", &q), 0);
+  assert_string_equal(px_query_get(&q, "domain"), "www.example");
+  px_query_free(&q);
+  const char *bad[] = {"a=%", "a=%4", "a=%G1", "a=%00", "a=1&a=2", "=x", "%zz=1"};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+    if (px_query_parse(bad[i], &q) != -EINVAL)
+      fail_msg("'%s' should be refused", bad[i]);
+  char enc[64];
+  px_percent_encode("SHA256:a+b/c d", enc, sizeof(enc));
+  assert_string_equal(enc, "SHA256%3Aa%2Bb%2Fc%20d");
+}
+
+PX_TEST(cursor_roundtrip) {
+  char c[64];
+  int64_t t, id;
+  (void)state;
+  px_cursor_encode(1413808496, 42, c, sizeof(c));
+  assert_int_equal(px_cursor_decode(c, &t, &id), 0);
+  assert_int_equal(t, 1413808496);
+  assert_int_equal(id, 42);
+  const char *bad[] = {"", "12", "12_", "_3", "a_b", "1_2_3", "1_-2"};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+    assert_int_equal(px_cursor_decode(bad[i], &t, &id), -EINVAL);
+}
+
+static void px__peer(const char *ip, struct sockaddr_storage *ss) {
+  assert_int_equal(px_addr_parse_ip(ip, ss), 0);
+}
+
+static const char *px__client(const char *peer, const char *xff, px_cidr_t *t, size_t n) {
+  static char out[64];
+  struct sockaddr_storage p, c;
+  px__peer(peer, &p);
+  px_client_address((struct sockaddr *)&p, xff, t, n, &c);
+  px_addr_format_ip((struct sockaddr *)&c, out, sizeof(out));
+  return out;
+}
+
+PX_TEST(trusted_proxy_client_address) {
+  px_cidr_t t[2];
+  (void)state;
+  assert_int_equal(px_cidr_parse("127.0.0.1/32", &t[0]), 0);
+  assert_int_equal(px_cidr_parse("2001:db8::/32", &t[1]), 0);
+  const char *bad[] = {"", "127.0.0.1/33", "1.2.3/8", "::/129", "x/1", "10.0.0.0/"};
+  px_cidr_t junk;
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+    assert_int_equal(px_cidr_parse(bad[i], &junk), -EINVAL);
+  /* Not behind a trusted proxy: the header is ignored. */
+  assert_string_equal(px__client("203.0.113.9", "198.51.100.1", t, 2), "203.0.113.9");
+  /* Behind nginx: the right-most untrusted hop. */
+  assert_string_equal(px__client("127.0.0.1", "198.51.100.1", t, 2), "198.51.100.1");
+  /* A client cannot pick its address by writing the header itself. */
+  assert_string_equal(px__client("127.0.0.1", "192.0.2.66, 198.51.100.1", t, 2), "198.51.100.1");
+  /* Chains of trusted proxies are walked through. */
+  assert_string_equal(px__client("127.0.0.1", "198.51.100.1, 2001:db8::5", t, 2), "198.51.100.1");
+  /* Garbage in the header: the last address that could be believed. */
+  assert_string_equal(px__client("127.0.0.1", "not-an-ip", t, 2), "127.0.0.1");
+  assert_string_equal(px__client("127.0.0.1", "", t, 2), "127.0.0.1");
+  assert_string_equal(px__client("127.0.0.1", NULL, t, 2), "127.0.0.1");
+}
+
+/* A small valid measurement, mutated by each case below. */
+static const char px__good[] =
+    "{\"data_format_version\":\"0.2.0\",\"measurement_start_time\":\"2014-10-20 12:00:00\","
+    "\"test_start_time\":\"2014-10-20 11:59:59\",\"probe_cc\":\"CN\",\"probe_asn\":\"AS4134\","
+    "\"probe_network_name\":null,\"probe_ip\":\"127.0.0.1\",\"resolver_ip\":null,"
+    "\"resolver_asn\":\"AS0\",\"resolver_network_name\":null,\"software_name\":\"parallax\","
+    "\"software_version\":\"0.1.0\",\"test_name\":\"tls_cert_consistency\",\"test_version\":\"0.1.0\","
+    "\"test_runtime\":0.5,\"input\":\"WWW.iCloud.com:443\","
+    "\"report_id\":\"20141020T115959Z_tlscertconsistency_CN_4134_abc123\","
+    "\"annotations\":{\"engine_name\":\"parallax\"},"
+    "\"test_keys\":{\"queries\":[],\"tcp_connect\":[],\"tls_handshakes\":[],\"skipped_addresses\":[]}}";
+
+static int px__validate_variant(const char *find, const char *replace, char *why) {
+  char buf[4096];
+  const char *at = strstr(px__good, find);
+  assert_non_null(at);
+  size_t pre = (size_t)(at - px__good);
+  snprintf(buf, sizeof(buf), "%.*s%s%s", (int)pre, px__good, replace, at + strlen(find));
+  px_measurement_meta_t meta;
+  return px_validate_measurement(buf, strlen(buf), &meta, why, 256);
+}
+
+PX_TEST(measurement_validation_rules) {
+  px_measurement_meta_t meta;
+  char why[256];
+  (void)state;
+  assert_int_equal(px_validate_measurement(px__good, strlen(px__good), &meta, why, sizeof(why)), 0);
+  assert_string_equal(meta.probe_cc, "CN");
+  assert_string_equal(meta.probe_asn, "AS4134");
+  assert_string_equal(meta.domain, "www.icloud.com");
+  assert_string_equal(meta.input, "WWW.iCloud.com:443");
+  assert_int_equal(meta.measurement_start_time, 1413806400);
+
+  struct {
+    const char *find, *replace, *why;
+  } cases[] = {
+      {"\"probe_ip\":\"127.0.0.1\"", "\"probe_ip\":\"192.0.2.7\"", "probe_ip"},
+      {"\"probe_cc\":\"CN\"", "\"probe_cc\":\"cn\"", "probe_cc"},
+      {"\"probe_asn\":\"AS4134\"", "\"probe_asn\":\"4134\"", "probe_asn"},
+      {"\"probe_asn\":\"AS4134\"", "\"probe_asn\":\"BS4134\"", "probe_asn"},
+      {"\"data_format_version\":\"0.2.0\"", "\"data_format_version\":\"0.3.0\"", "data_format_version"},
+      {"12:00:00", "12:00", "measurement_start_time"},
+      {"\"test_runtime\":0.5", "\"test_runtime\":-1", "test_runtime"},
+      {"\"input\":\"WWW.iCloud.com:443\"", "\"input\":\"192.0.2.1\"", "input"},
+      {"\"test_name\":\"tls_cert_consistency\"", "\"test_name\":\"web_connectivity\"", "test_name"},
+      {"\"annotations\":{\"engine_name\":\"parallax\"}", "\"annotations\":{\"n\":1}", "annotations"},
+      {"\"queries\":[]", "\"queries\":{}", "queries"},
+      {"\"skipped_addresses\":[]", "\"skipped_addresses\":[],\"extra\":[]", "unknown key"},
+      {"\"test_runtime\":0.5", "\"test_runtime\":0.5,\"probe_city\":\"x\"", "unknown key"},
+      {"\"queries\":[]", "\"queries\":[{\"engine\":\"doh\"}]", "queries[0]"},
+      {"\"tls_handshakes\":[]",
+       "\"tls_handshakes\":[{\"address\":\"192.0.2.1:443\",\"server_name\":\"x\",\"tls_version\":\"\","
+       "\"cipher_suite\":\"\",\"negotiated_protocol\":\"\",\"no_tls_verify\":false,"
+       "\"peer_certificates\":[{\"format\":\"base64\",\"data\":\"MAo=\",\"sha256\":\"00\"}],"
+       "\"verification\":null,\"server_alert\":null,\"failure\":null,\"failure_detail\":null,"
+       "\"t0\":0,\"t\":0,\"transaction_id\":1}]",
+       "sha256"},
+      {"\"probe_cc\":\"CN\"", "\"probe_cc\":\"CN\",\"probe_cc\":\"US\"", "JSON"},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    why[0] = '\0';
+    if (px__validate_variant(cases[i].find, cases[i].replace, why) != -EINVAL)
+      fail_msg("case %zu (%s) should be refused", i, cases[i].replace);
+    if (strstr(why, cases[i].why) == NULL)
+      fail_msg("case %zu: reason '%s' does not mention '%s'", i, why, cases[i].why);
+  }
+  const char *raw_bad[] = {"", "[]", "null", "{", "{\"a\":1}\n", "{\"a\":1}"};
+  for (size_t i = 0; i < sizeof(raw_bad) / sizeof(raw_bad[0]); i++)
+    assert_int_equal(px_validate_measurement(raw_bad[i], strlen(raw_bad[i]), &meta, why, sizeof(why)),
+                     -EINVAL);
+  char with_nl[sizeof(px__good) + 1];
+  snprintf(with_nl, sizeof(with_nl), "%s\n", px__good);
+  assert_int_equal(px_validate_measurement(with_nl, strlen(with_nl), &meta, why, sizeof(why)), -EINVAL);
+}
