@@ -37,7 +37,9 @@ demo: build
 	@scripts/demo.sh $(BUILD)
 
 bench: build
+	@scripts/install-deps.sh --bench
 	@bench/tls-throughput $(BUILD)
+	@bench/collector-ingest $(BUILD)
 
 install: build
 	cmake --install $(BUILD)

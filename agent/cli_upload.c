@@ -193,7 +193,8 @@ int px_cmd_status(int argc, char **argv) {
   printf("pending: %zu\nsent: %zu (kept)\nrejected: %zu\n", pending, sent, rejected);
   px__when(st.last_success, when, sizeof(when));
   printf("last upload: %s\n", when);
-  if (st.last_error[0] != '\0') {
+  /* An error older than the last success is history, not a problem. */
+  if (st.last_error[0] != '\0' && st.last_error_at >= st.last_success) {
     px__when(st.last_error_at, when, sizeof(when));
     printf("last error: %s (%s)\n", st.last_error, when);
   }

@@ -150,8 +150,15 @@ void px_upload_one(px_uploader_t *u, const char *content, size_t n, const char *
     const char *detail = json_string_value(json_object_get(resp, "detail"));
     snprintf(out->error, sizeof(out->error), "HTTP %ld%s%s%s%s", s, code ? ": " : "",
              code ? code : "", detail ? ": " : "", detail ? detail : "");
-    out->result = (s >= 400 && s < 500 && s != 408 && s != 429) ? PX_UPLOAD_REJECTED
-                                                                : PX_UPLOAD_RETRY;
+    /* Only the collector's verdict on this measurement is final. A 404
+     * from a mistyped URL, a proxy's 407, a 429: nothing wrong with the
+     * measurement, so it stays pending. */
+    static const char *const verdicts[] = {"malformed_request", "bad_signature", "too_large",
+                                           "invalid_measurement"};
+    out->result = PX_UPLOAD_RETRY;
+    for (size_t i = 0; code != NULL && s >= 400 && s < 500 && i < 4; i++)
+      if (strcmp(code, verdicts[i]) == 0)
+        out->result = PX_UPLOAD_REJECTED;
   }
   json_decref(resp);
 }
@@ -212,6 +219,8 @@ int px_upload_drain(px_uploader_t *u, px_spool_t *sp, bool respect_backoff,
         rep->rejected++;
         rep->pending--;
       }
+      st.last_error_at = time(NULL);
+      snprintf(st.last_error, sizeof(st.last_error), "rejected: %.490s", o.error);
       snprintf(rep->last_error, sizeof(rep->last_error), "%s", o.error);
     } else {
       gave_up = true;

@@ -21,8 +21,8 @@ typedef struct px_uploader px_uploader_t;
 
 typedef enum {
   PX_UPLOAD_ACCEPTED, /* 2xx: stored (or already stored) */
-  PX_UPLOAD_REJECTED, /* 4xx: this measurement will never be accepted */
-  PX_UPLOAD_RETRY     /* network error, 5xx, 408, 429: try again later */
+  PX_UPLOAD_REJECTED, /* the collector's 4xx verdict on it: never accepted */
+  PX_UPLOAD_RETRY     /* network errors, 5xx, any other answer: try later */
 } px_upload_result_t;
 
 typedef struct px_upload_outcome {

@@ -77,7 +77,8 @@ enum MHD_Result px_api_submit(px_request_t *r) {
   json_t *resp = json_object();
   json_object_set_new(resp, "measurement_uid", json_string(sub.uid));
   json_object_set_new(resp, "verification_status", json_string("verified"));
-  json_object_set_new(resp, "key_id", json_string(signer.key_id));
+  /* For a duplicate: the key of the copy that is stored and served. */
+  json_object_set_new(resp, "key_id", json_string(sub.stored_key_id));
   json_object_set_new(resp, "duplicate", json_boolean(duplicate));
   px_envelope_free(&env);
   return px_respond_json(r, MHD_HTTP_OK, resp);

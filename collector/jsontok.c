@@ -12,6 +12,7 @@ typedef struct {
   uint32_t cap;
   char *why;
   size_t whylen;
+  bool saw_space; /* whitespace between tokens */
 } px__tz_t;
 
 static int px__fail(px__tz_t *z, const char *what) {
@@ -25,6 +26,7 @@ static void px__ws(px__tz_t *z) {
     if (c != ' ' && c != '\t' && c != '\n' && c != '\r')
       break;
     z->i++;
+    z->saw_space = true;
   }
 }
 
@@ -188,9 +190,75 @@ static bool px__keys_equal(const px_jdoc_t *d, uint32_t a, uint32_t b) {
   return lx == ly && memcmp(bx, by, (size_t)lx) == 0;
 }
 
+typedef struct {
+  const char *p;
+  size_t n;
+} px__key_t;
+
+static int px__key_cmp(const void *a, const void *b) {
+  const px__key_t *x = a, *y = b;
+  size_t n = x->n < y->n ? x->n : y->n;
+  int c = memcmp(x->p, y->p, n);
+  return c != 0 ? c : (x->n > y->n) - (x->n < y->n);
+}
+
+/* Duplicate keys would let two readers see two documents. Small objects
+ * are compared pairwise; large ones sorted, so a hostile object with tens
+ * of thousands of keys costs n log n, not n squared. */
+static bool px__has_duplicate_key(const px_jdoc_t *d, uint32_t obj) {
+  uint32_t size = d->tok[obj].size;
+  if (size < 2)
+    return false;
+  if (size <= 16) {
+    uint32_t k1 = obj + 1;
+    for (uint32_t a = 0; a < size; a++) {
+      uint32_t k2 = d->tok[k1 + 1].next;
+      for (uint32_t b = a + 1; b < size; b++) {
+        if (px__keys_equal(d, k1, k2))
+          return true;
+        k2 = d->tok[k2 + 1].next;
+      }
+      k1 = d->tok[k1 + 1].next;
+    }
+    return false;
+  }
+  px__key_t *keys = calloc(size, sizeof(*keys));
+  char **copies = calloc(size, sizeof(*copies));
+  bool dup = keys == NULL || copies == NULL; /* out of memory: refuse */
+  uint32_t k = obj + 1;
+  for (uint32_t i = 0; !dup && i < size; i++, k = d->tok[k + 1].next) {
+    const px_jtok_t *t = &d->tok[k];
+    if (!t->escaped) {
+      keys[i].p = d->text + t->start;
+      keys[i].n = t->len;
+      continue;
+    }
+    /* Unescaped is never longer; px_jstr wants a little slack. */
+    copies[i] = malloc((size_t)t->len + 8);
+    int len = copies[i] ? px_jstr(d, (int)k, copies[i], (size_t)t->len + 8) : -1;
+    if (len < 0) {
+      dup = true;
+      break;
+    }
+    keys[i].p = copies[i];
+    keys[i].n = (size_t)len;
+  }
+  if (!dup) {
+    qsort(keys, size, sizeof(*keys), px__key_cmp);
+    for (uint32_t i = 1; i < size && !dup; i++)
+      dup = px__key_cmp(&keys[i - 1], &keys[i]) == 0;
+  }
+  for (uint32_t i = 0; copies != NULL && i < size; i++)
+    free(copies[i]);
+  free(copies);
+  free(keys);
+  return dup;
+}
+
 /* Iterative, with an explicit stack of open containers. */
-int px_json_tokenize(const char *text, size_t n, px_jdoc_t *doc, char *why, size_t whylen) {
-  px__tz_t z = {(const unsigned char *)text, n, 0, doc, 0, why, whylen};
+int px_json_tokenize(const char *text, size_t n, px_jdoc_t *doc, unsigned flags, char *why,
+                     size_t whylen) {
+  px__tz_t z = {(const unsigned char *)text, n, 0, doc, 0, why, whylen, false};
   uint32_t stack[PX_JSON_MAX_DEPTH];
   int depth = 0;
   int rc = 0;
@@ -283,21 +351,10 @@ int px_json_tokenize(const char *text, size_t n, px_jdoc_t *doc, char *why, size
       z.i++;
       depth--;
       doc->tok[top].next = doc->n;
-      if (doc->tok[top].type == PX_JT_OBJECT) {
-        /* Duplicate keys would let two readers see two documents. */
-        uint32_t k1 = top + 1;
-        for (uint32_t a = 0; a < doc->tok[top].size; a++) {
-          uint32_t k2 = doc->tok[k1 + 1].next;
-          for (uint32_t b = a + 1; b < doc->tok[top].size; b++) {
-            if (px__keys_equal(doc, k1, k2)) {
-              snprintf(why, whylen, "content is not JSON: duplicate key");
-              rc = -EINVAL;
-              goto out;
-            }
-            k2 = doc->tok[k2 + 1].next;
-          }
-          k1 = doc->tok[k1 + 1].next;
-        }
+      if (doc->tok[top].type == PX_JT_OBJECT && px__has_duplicate_key(doc, top)) {
+        snprintf(why, whylen, "content is not JSON: duplicate key");
+        rc = -EINVAL;
+        goto out;
       }
     }
     continue;
@@ -317,6 +374,10 @@ int px_json_tokenize(const char *text, size_t n, px_jdoc_t *doc, char *why, size
     px__ws(&z);
   }
 out:
+  if (rc == 0 && (flags & PX_JSON_COMPACT) && z.saw_space) {
+    snprintf(why, whylen, "content is not compact JSON: whitespace between tokens");
+    rc = -EINVAL;
+  }
   if (rc != 0)
     px_jdoc_free(doc);
   return rc;

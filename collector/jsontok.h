@@ -39,10 +39,15 @@ typedef struct px_jdoc {
 
 #define PX_JSON_MAX_DEPTH 64
 
+/* Flags: refuse any whitespace between tokens (the signed form of a
+ * measurement is compact JSON). */
+#define PX_JSON_COMPACT 1u
+
 /* Tokenizes one JSON value filling the whole text (whitespace around it
- * allowed), rejecting duplicate keys in any object. Returns 0 or -EINVAL
- * with a reason (and byte offset) in why. */
-int px_json_tokenize(const char *text, size_t n, px_jdoc_t *doc, char *why, size_t whylen);
+ * allowed unless PX_JSON_COMPACT), rejecting duplicate keys in any object.
+ * Returns 0 or -EINVAL with a reason (and byte offset) in why. */
+int px_json_tokenize(const char *text, size_t n, px_jdoc_t *doc, unsigned flags, char *why,
+                     size_t whylen);
 void px_jdoc_free(px_jdoc_t *doc);
 
 /* Index of the value of key in the object at obj, or -1. */

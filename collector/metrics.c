@@ -13,7 +13,7 @@ static const double px__buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                      0.1,   0.25,   0.5,   1,    2.5,   10};
 #define PX__NBUCKETS (sizeof(px__buckets) / sizeof(px__buckets[0]))
 
-static atomic_ullong px__accepted, px__duplicates, px__requests;
+static atomic_ullong px__accepted, px__duplicates, px__requests, px__refused;
 static atomic_ullong px__rejected[PX__NREASONS];
 static atomic_ullong px__hist[PX__NBUCKETS + 1];
 static atomic_ullong px__latency_us_sum;
@@ -21,6 +21,7 @@ static atomic_ullong px__latency_us_sum;
 void px_metrics_accepted(void) { atomic_fetch_add(&px__accepted, 1); }
 void px_metrics_duplicate(void) { atomic_fetch_add(&px__duplicates, 1); }
 void px_metrics_request(void) { atomic_fetch_add(&px__requests, 1); }
+void px_metrics_connection_refused(void) { atomic_fetch_add(&px__refused, 1); }
 
 void px_metrics_rejected(const char *reason) {
   size_t i = 0;
@@ -47,6 +48,10 @@ char *px_metrics_render(void) {
              "# TYPE parallax_collector_requests_total counter\n"
              "parallax_collector_requests_total %llu\n",
           atomic_load(&px__requests));
+  fprintf(f, "# HELP parallax_collector_connections_cut_total Connections refused or cut: over a client's allowance, or too slow to send a request.\n"
+             "# TYPE parallax_collector_connections_cut_total counter\n"
+             "parallax_collector_connections_cut_total %llu\n",
+          atomic_load(&px__refused));
   fprintf(f, "# HELP parallax_collector_measurements_accepted_total Measurements stored.\n"
              "# TYPE parallax_collector_measurements_accepted_total counter\n"
              "parallax_collector_measurements_accepted_total %llu\n",

@@ -10,6 +10,8 @@ void px_metrics_rejected(const char *reason);
 /* Seconds from the first byte of a submission to its answer. */
 void px_metrics_submit_latency(double seconds);
 void px_metrics_request(void);
+/* A connection refused (over its client's allowance) or cut (too slow). */
+void px_metrics_connection_refused(void);
 
 /* The exposition text (caller frees). */
 char *px_metrics_render(void);

@@ -1,9 +1,11 @@
 #include "collector/server.h"
 
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -15,6 +17,189 @@ static uint64_t px__now_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- limits -------------------------------------------------------------
+ *
+ * Per-client allowance: direct clients may hold --per-ip-limit connections;
+ * requests arriving through a --trusted-proxy are counted per forwarded
+ * address instead (concurrent requests), so one client behind nginx cannot
+ * lock out the others. Counts live in a small hash table under c->mu. */
+
+struct px__ipcount {
+  int family;
+  unsigned char addr[16];
+  unsigned count;
+  px__ipcount_t *next;
+};
+
+#define PX__IP_BUCKETS 1024
+
+static void px__addr_key(const struct sockaddr *sa, int *family, unsigned char key[16]) {
+  memset(key, 0, 16);
+  *family = sa->sa_family;
+  if (sa->sa_family == AF_INET6)
+    memcpy(key, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+  else
+    memcpy(key, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+}
+
+static px__ipcount_t **px__ip_slot(px_collector_t *c, const struct sockaddr *sa, int *family,
+                                   unsigned char key[16]) {
+  px__addr_key(sa, family, key);
+  unsigned h = 2166136261u;
+  for (int i = 0; i < 16; i++)
+    h = (h ^ key[i]) * 16777619u;
+  px__ipcount_t **pp = &c->ipcounts[h % PX__IP_BUCKETS];
+  while (*pp != NULL && ((*pp)->family != *family || memcmp((*pp)->addr, key, 16) != 0))
+    pp = &(*pp)->next;
+  return pp;
+}
+
+/* Takes one unit of sa's allowance; false when it has none left. */
+static bool px__ip_acquire(px_collector_t *c, const struct sockaddr *sa) {
+  int family;
+  unsigned char key[16];
+  bool ok = true;
+  pthread_mutex_lock(&c->mu);
+  px__ipcount_t **pp = px__ip_slot(c, sa, &family, key);
+  if (*pp == NULL) {
+    *pp = calloc(1, sizeof(**pp));
+    if (*pp != NULL) {
+      (*pp)->family = family;
+      memcpy((*pp)->addr, key, 16);
+    }
+  }
+  if (*pp == NULL || (*pp)->count >= c->cfg.per_ip_limit)
+    ok = false;
+  else
+    (*pp)->count++;
+  pthread_mutex_unlock(&c->mu);
+  return ok;
+}
+
+static void px__ip_release(px_collector_t *c, const struct sockaddr *sa) {
+  int family;
+  unsigned char key[16];
+  pthread_mutex_lock(&c->mu);
+  px__ipcount_t **pp = px__ip_slot(c, sa, &family, key);
+  if (*pp != NULL && --(*pp)->count == 0) {
+    px__ipcount_t *gone = *pp;
+    *pp = gone->next;
+    free(gone);
+  }
+  pthread_mutex_unlock(&c->mu);
+}
+
+static bool px__trusted_peer(const px_collector_t *c, const struct sockaddr *sa) {
+  for (size_t i = 0; i < c->cfg.ntrusted; i++)
+    if (px_cidr_contains(&c->cfg.trusted[i], sa))
+      return true;
+  return false;
+}
+
+/* One per open connection: the request deadline. MHD's own timeout only
+ * counts idle time, so a client dribbling a byte at a time could hold a
+ * connection thread forever. */
+struct px__conn {
+  int fd;
+  uint64_t receiving_since; /* 0 while a response is being sent */
+  bool counted;             /* holds one unit of its peer's allowance */
+  bool cut;
+  struct sockaddr_storage peer;
+  px__conn_t *prev, *next;
+};
+
+static void px__notify_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                                  enum MHD_ConnectionNotificationCode code) {
+  px_collector_t *c = cls;
+  if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+    px__conn_t *e = calloc(1, sizeof(*e));
+    const union MHD_ConnectionInfo *fd = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    const union MHD_ConnectionInfo *addr = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    *socket_context = e;
+    if (e == NULL || fd == NULL || addr == NULL)
+      return;
+    e->fd = fd->connect_fd;
+    memcpy(&e->peer, addr->client_addr, px_addr_len(addr->client_addr));
+    e->receiving_since = px__now_ns();
+    bool refuse = false;
+    if (!px__trusted_peer(c, (struct sockaddr *)&e->peer)) {
+      e->counted = px__ip_acquire(c, (struct sockaddr *)&e->peer);
+      refuse = !e->counted;
+    }
+    pthread_mutex_lock(&c->mu);
+    e->next = c->conns;
+    if (c->conns != NULL)
+      c->conns->prev = e;
+    c->conns = e;
+    if (refuse) {
+      /* Over its allowance: the connection thread sees end of file and
+       * closes; the socket itself stays MHD's to close. */
+      e->cut = true;
+      shutdown(e->fd, SHUT_RDWR);
+      px_metrics_connection_refused();
+    }
+    pthread_mutex_unlock(&c->mu);
+  } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+    px__conn_t *e = *socket_context;
+    if (e == NULL)
+      return;
+    /* MHD closes the socket only after this returns, so the watchdog,
+     * which shuts sockets down under c->mu, never touches a reused fd. */
+    pthread_mutex_lock(&c->mu);
+    if (e->prev != NULL)
+      e->prev->next = e->next;
+    else
+      c->conns = e->next;
+    if (e->next != NULL)
+      e->next->prev = e->prev;
+    pthread_mutex_unlock(&c->mu);
+    if (e->counted)
+      px__ip_release(c, (struct sockaddr *)&e->peer);
+    free(e);
+    *socket_context = NULL;
+  }
+}
+
+static px__conn_t *px__conn_of(struct MHD_Connection *conn) {
+  const union MHD_ConnectionInfo *i = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+  return i != NULL ? i->socket_context : NULL;
+}
+
+/* receiving: the connection waits for (more of) a request from now on. */
+static void px__set_receiving(px_collector_t *c, struct MHD_Connection *conn, bool receiving) {
+  px__conn_t *e = px__conn_of(conn);
+  if (e == NULL)
+    return;
+  pthread_mutex_lock(&c->mu);
+  e->receiving_since = receiving ? px__now_ns() : 0;
+  pthread_mutex_unlock(&c->mu);
+}
+
+static void *px__watchdog_main(void *arg) {
+  px_collector_t *c = arg;
+  pthread_mutex_lock(&c->mu);
+  while (!c->stopping) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += 250 * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+      ts.tv_sec++;
+      ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&c->watchdog_cv, &c->mu, &ts);
+    uint64_t now = px__now_ns(), limit = (uint64_t)c->cfg.timeout_s * 1000000000ull;
+    for (px__conn_t *e = c->conns; e != NULL; e = e->next) {
+      if (!e->cut && e->receiving_since != 0 && now - e->receiving_since > limit) {
+        e->cut = true;
+        shutdown(e->fd, SHUT_RDWR);
+        px_metrics_connection_refused();
+      }
+    }
+  }
+  pthread_mutex_unlock(&c->mu);
+  return NULL;
 }
 
 enum MHD_Result px_respond(px_request_t *r, unsigned status, const char *content_type,
@@ -60,10 +245,16 @@ void px_public_base(px_request_t *r, char *out, size_t n) {
     return;
   }
   const char *host = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
+  const char *proto = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-Forwarded-Proto");
+  const union MHD_ConnectionInfo *peer =
+      MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+  /* Behind a trusted TLS-terminating proxy the links must say https. */
+  bool https = proto != NULL && strcmp(proto, "https") == 0 && peer != NULL &&
+               px__trusted_peer(r->c, peer->client_addr);
   bool sane = host != NULL && host[0] != '\0' && strlen(host) < 256 &&
               strspn(host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]") ==
                   strlen(host);
-  snprintf(out, n, "http://%s", sane ? host : "localhost");
+  snprintf(out, n, "%s://%s", https ? "https" : "http", sane ? host : "localhost");
 }
 
 static void *px__uri_cb(void *cls, const char *uri, struct MHD_Connection *conn) {
@@ -72,7 +263,7 @@ static void *px__uri_cb(void *cls, const char *uri, struct MHD_Connection *conn)
   if (r == NULL)
     return NULL;
   r->c = c;
-  r->conn = conn;
+  (void)conn; /* set on the first access-handler call, which admits it */
   r->start_ns = px__now_ns();
   r->uri = strdup(uri ? uri : "/");
   if (r->uri == NULL) {
@@ -96,8 +287,11 @@ static void px__completed_cb(void *cls, struct MHD_Connection *conn, void **req_
   px_request_t *r = *req_cls;
   (void)conn;
   (void)toe;
+  px__set_receiving(c, conn, true); /* a keep-alive connection waits for the next */
   if (r == NULL)
     return;
+  if (r->counted)
+    px__ip_release(c, (struct sockaddr *)&r->client);
   free(r->body);
   free(r->uri);
   free(r);
@@ -191,7 +385,26 @@ static enum MHD_Result px__access_cb(void *cls, struct MHD_Connection *conn, con
   (void)version;
   if (r == NULL)
     return MHD_NO; /* out of memory in the URI callback */
-  r->conn = conn;
+  if (r->conn == NULL) {
+    r->conn = conn;
+    /* First call: headers are in. Behind a trusted proxy, the client is
+     * the forwarded address, and it has an allowance of its own. */
+    const union MHD_ConnectionInfo *peer =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (peer != NULL && px__trusted_peer(r->c, peer->client_addr)) {
+      const char *xff = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Forwarded-For");
+      px_client_address(peer->client_addr, xff, r->c->cfg.trusted, r->c->cfg.ntrusted,
+                        &r->client);
+      if (!px__trusted_peer(r->c, (struct sockaddr *)&r->client)) {
+        if (!px__ip_acquire(r->c, (struct sockaddr *)&r->client)) {
+          px_metrics_connection_refused();
+          return px_respond_error(r, MHD_HTTP_TOO_MANY_REQUESTS, "too_many_requests",
+                                  "this client already has as many requests in flight as allowed");
+        }
+        r->counted = true;
+      }
+    }
+  }
   bool post = strcmp(method, MHD_HTTP_METHOD_POST) == 0;
   bool get = strcmp(method, MHD_HTTP_METHOD_GET) == 0 || strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
 
@@ -219,6 +432,7 @@ static enum MHD_Result px__access_cb(void *cls, struct MHD_Connection *conn, con
     }
     if (r->too_large)
       return px__too_large(r);
+    px__set_receiving(r->c, conn, false);
     enum MHD_Result ret = px_api_submit(r);
     px_metrics_submit_latency((double)(px__now_ns() - r->start_ns) / 1e9);
     return ret;
@@ -227,6 +441,7 @@ static enum MHD_Result px__access_cb(void *cls, struct MHD_Connection *conn, con
     *upload_data_size = 0; /* bodies of other requests are ignored */
     return MHD_YES;
   }
+  px__set_receiving(r->c, conn, false);
   if (get)
     return px__get(r);
   if (post)
@@ -236,6 +451,11 @@ static enum MHD_Result px__access_cb(void *cls, struct MHD_Connection *conn, con
 }
 
 int px_server_start(px_collector_t *c, char *err, size_t errlen) {
+  pthread_mutex_init(&c->mu, NULL);
+  pthread_cond_init(&c->watchdog_cv, NULL);
+  c->ipcounts = calloc(PX__IP_BUCKETS, sizeof(*c->ipcounts));
+  if (c->ipcounts == NULL)
+    return -ENOMEM;
   unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
                    MHD_USE_ITC | MHD_USE_ERROR_LOG;
   if (c->cfg.listen.ss_family == AF_INET6)
@@ -245,8 +465,8 @@ int px_server_start(px_collector_t *c, char *err, size_t errlen) {
       MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&c->cfg.listen,
       MHD_OPTION_URI_LOG_CALLBACK, px__uri_cb, c,
       MHD_OPTION_NOTIFY_COMPLETED, px__completed_cb, c,
+      MHD_OPTION_NOTIFY_CONNECTION, px__notify_connection, c,
       MHD_OPTION_CONNECTION_LIMIT, c->cfg.max_connections,
-      MHD_OPTION_PER_IP_CONNECTION_LIMIT, c->cfg.per_ip_limit,
       MHD_OPTION_CONNECTION_TIMEOUT, c->cfg.timeout_s,
       MHD_OPTION_THREAD_STACK_SIZE, (size_t)(512 * 1024),
       MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
@@ -255,8 +475,12 @@ int px_server_start(px_collector_t *c, char *err, size_t errlen) {
     char addr[PX_ADDRSTRLEN];
     px_addr_format((struct sockaddr *)&c->cfg.listen, addr, sizeof(addr));
     snprintf(err, errlen, "cannot listen on %s (address in use, or not permitted?)", addr);
+    free(c->ipcounts);
+    c->ipcounts = NULL;
     return -EADDRINUSE;
   }
+  if (pthread_create(&c->watchdog, NULL, px__watchdog_main, c) == 0)
+    c->watchdog_running = true;
   return 0;
 }
 
@@ -272,4 +496,18 @@ void px_server_stop(px_collector_t *c) {
   if (listen_fd != MHD_INVALID_SOCKET)
     close(listen_fd);
   c->daemon = NULL;
+  pthread_mutex_lock(&c->mu);
+  c->stopping = true;
+  pthread_cond_signal(&c->watchdog_cv);
+  pthread_mutex_unlock(&c->mu);
+  if (c->watchdog_running)
+    pthread_join(c->watchdog, NULL);
+  for (size_t i = 0; c->ipcounts != NULL && i < PX__IP_BUCKETS; i++)
+    while (c->ipcounts[i] != NULL) {
+      px__ipcount_t *gone = c->ipcounts[i];
+      c->ipcounts[i] = gone->next;
+      free(gone);
+    }
+  free(c->ipcounts);
+  c->ipcounts = NULL;
 }

@@ -2,6 +2,7 @@
 #define PX_SERVER_H
 
 #include <microhttpd.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -23,11 +24,23 @@ typedef struct px_collector_config {
   const char *public_url; /* NULL: http://<Host header> */
 } px_collector_config_t;
 
+typedef struct px__conn px__conn_t;
+typedef struct px__ipcount px__ipcount_t;
+
 typedef struct px_collector {
   px_collector_config_t cfg;
   px_store_t *store;
   struct MHD_Daemon *daemon;
   atomic_int active;   /* requests between first byte and completion */
+
+  /* Limits MHD does not have: a deadline for receiving each request, and
+   * per-client counts that see through trusted proxies (server.c). */
+  pthread_mutex_t mu;
+  pthread_cond_t watchdog_cv;
+  pthread_t watchdog;
+  bool watchdog_running, stopping;
+  px__conn_t *conns;
+  px__ipcount_t **ipcounts; /* hash buckets */
 } px_collector_t;
 
 /* One HTTP request; created by the URI callback (so the raw query string
@@ -35,6 +48,8 @@ typedef struct px_collector {
 typedef struct px_request {
   px_collector_t *c;
   struct MHD_Connection *conn;
+  bool counted;                  /* holds one of its client's allowance */
+  struct sockaddr_storage client; /* through trusted proxies */
   char *uri;
   const char *path;    /* uri up to '?' (NUL written over '?') */
   const char *query;   /* after '?', or NULL */

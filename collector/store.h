@@ -26,6 +26,7 @@ typedef struct px_submission {
   px_measurement_meta_t meta;
   time_t received_at;
   char uid[PX_UID_MAX];  /* derived from the content, so equal content => equal uid */
+  char stored_key_id[PX_KEY_ID_LEN]; /* set by put(): who signed the stored copy */
 } px_submission_t;
 
 /* Filters of the researcher API; NULL/false fields do not filter. */

@@ -26,7 +26,7 @@ typedef struct px__job {
 struct px_store {
   char path[4096];
   sqlite3 *writer;
-  sqlite3_stmt *ins_key, *ins_m;
+  sqlite3_stmt *ins_key, *ins_m, *find;
   pthread_t thread;
   pthread_mutex_t mu;
   pthread_cond_t work_cv;
@@ -132,8 +132,29 @@ static int px__open_conn(const char *path, bool readonly, sqlite3 **db, char *er
 /* Writes one job inside the open transaction. */
 static void px__write_job(px_store_t *s, px__job_t *j) {
   px_submission_t *sub = j->sub;
+  sqlite3_stmt *k = s->ins_key, *m = s->ins_m, *f = s->find;
+
+  /* Content already stored (a retry, or the same bytes signed by another
+   * key): nothing changes, not even the key list. The writer is the only
+   * writer, so this check cannot race. */
+  sqlite3_reset(f);
+  sqlite3_bind_blob(f, 1, sub->sha256, 32, SQLITE_STATIC);
+  int step = sqlite3_step(f);
+  if (step == SQLITE_ROW) {
+    snprintf(sub->stored_key_id, sizeof(sub->stored_key_id), "%s",
+             (const char *)sqlite3_column_text(f, 0));
+    sqlite3_reset(f);
+    j->duplicate = true;
+    j->rc = 0;
+    return;
+  }
+  sqlite3_reset(f);
+  if (step != SQLITE_DONE) {
+    j->rc = -EIO;
+    return;
+  }
+  snprintf(sub->stored_key_id, sizeof(sub->stored_key_id), "%s", sub->key->key_id);
   char *line = px_ssh_pubkey_line(sub->key);
-  sqlite3_stmt *k = s->ins_key, *m = s->ins_m;
   if (line == NULL) {
     j->rc = -ENOMEM;
     return;
@@ -166,9 +187,7 @@ static void px__write_job(px_store_t *s, px__job_t *j) {
     j->rc = -EIO;
     return;
   }
-  /* The uid is a function of the content, so a duplicate's stored uid is
-   * the one already in sub->uid. */
-  j->duplicate = sqlite3_changes(s->writer) == 0;
+  j->duplicate = false;
   j->rc = 0;
 }
 
@@ -252,7 +271,9 @@ int px_store_open(const char *url, px_store_t **out, char *err, size_t errlen) {
                           "measurement_start_time, received_at) VALUES "
                           "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) "
                           "ON CONFLICT(content_sha256) DO NOTHING",
-                          -1, SQLITE_PREPARE_PERSISTENT, &s->ins_m, NULL) != SQLITE_OK)) {
+                          -1, SQLITE_PREPARE_PERSISTENT, &s->ins_m, NULL) != SQLITE_OK ||
+       sqlite3_prepare_v3(s->writer, "SELECT key_id FROM measurements WHERE content_sha256 = ?1",
+                          -1, SQLITE_PREPARE_PERSISTENT, &s->find, NULL) != SQLITE_OK)) {
     snprintf(err, errlen, "sqlite: %s", sqlite3_errmsg(s->writer));
     rc = -EIO;
   }
@@ -261,6 +282,7 @@ int px_store_open(const char *url, px_store_t **out, char *err, size_t errlen) {
   if (rc != 0) {
     sqlite3_finalize(s->ins_key);
     sqlite3_finalize(s->ins_m);
+    sqlite3_finalize(s->find);
     for (int i = 0; i < PX__READERS; i++)
       sqlite3_close(s->readers[i]);
     sqlite3_close(s->writer);
@@ -286,6 +308,7 @@ void px_store_close(px_store_t *s) {
   pthread_join(s->thread, NULL);
   sqlite3_finalize(s->ins_key);
   sqlite3_finalize(s->ins_m);
+  sqlite3_finalize(s->find);
   for (int i = 0; i < PX__READERS; i++)
     sqlite3_close(s->readers[i]);
   sqlite3_close(s->writer);

@@ -53,6 +53,16 @@ static bool px__matches(const char *s, const char *shape) {
   return *s == '\0';
 }
 
+/* "AS<n>" in the one spelling the researcher API filters by: the form
+ * px_probe_asn_normalize produces. */
+static bool px__asn(const char *s) {
+  if (strncmp(s, "AS", 2) != 0 || !px__matches(s + 2, "9+") || strlen(s) > 12)
+    return false;
+  if (s[2] == '0' && s[3] != '\0')
+    return false;
+  return strtoull(s + 2, NULL, 10) <= 4294967295ull;
+}
+
 /* Types as letters: s string, n null, i integer, r number, b boolean,
  * o object, a array. */
 static bool px__is(const px_jdoc_t *d, int idx, const char *types) {
@@ -314,14 +324,12 @@ static int px__check(px__ctx_t *c, px_measurement_meta_t *meta) {
     return rc;
   if (px_jstr(d, px_jobj_get(d, 0, "probe_cc"), cc, sizeof(cc)) < 0 || !px__matches(cc, "AA"))
     return px__fail(c, "probe_cc must be two capital letters");
-  if (px_jstr(d, px_jobj_get(d, 0, "probe_asn"), asn, sizeof(asn)) < 0 ||
-      strncmp(asn, "AS", 2) != 0 || !px__matches(asn + 2, "9+") || strlen(asn) > 12)
-    return px__fail(c, "probe_asn must be AS<number>");
+  if (px_jstr(d, px_jobj_get(d, 0, "probe_asn"), asn, sizeof(asn)) < 0 || !px__asn(asn))
+    return px__fail(c, "probe_asn must be AS<number> (0 to 4294967295, no leading zeros)");
   if (!px_jstr_eq(d, px_jobj_get(d, 0, "probe_ip"), "127.0.0.1"))
     return px__fail(c, "probe_ip must be 127.0.0.1: volunteers' addresses are never collected");
-  if (px_jstr(d, px_jobj_get(d, 0, "resolver_asn"), rasn, sizeof(rasn)) < 0 ||
-      strncmp(rasn, "AS", 2) != 0 || !px__matches(rasn + 2, "9+"))
-    return px__fail(c, "resolver_asn must be AS<number>");
+  if (px_jstr(d, px_jobj_get(d, 0, "resolver_asn"), rasn, sizeof(rasn)) < 0 || !px__asn(rasn))
+    return px__fail(c, "resolver_asn must be AS<number> (0 to 4294967295, no leading zeros)");
   static const char *const nullable[] = {"probe_network_name", "resolver_ip", "resolver_network_name"};
   for (size_t i = 0; i < 3; i++)
     if (!px__is(d, px_jobj_get(d, 0, nullable[i]), "sn"))
@@ -364,7 +372,7 @@ static int px__check(px__ctx_t *c, px_measurement_meta_t *meta) {
     return rc;
 
   memcpy(meta->probe_cc, cc, 3); /* two letters and the NUL, checked above */
-  snprintf(meta->probe_asn, sizeof(meta->probe_asn), "%s", asn);
+  memcpy(meta->probe_asn, asn, strlen(asn) + 1); /* at most 12 characters, checked above */
   snprintf(meta->test_name, sizeof(meta->test_name), "%s", tn);
   snprintf(meta->input, sizeof(meta->input), "%s", input);
   size_t j = 0;
@@ -387,7 +395,7 @@ int px_validate_measurement(const char *content, size_t n,
     snprintf(why, whylen, "content must be one line: the compact JSON without a newline");
     return -EINVAL;
   }
-  int rc = px_json_tokenize(content, n, &doc, why, whylen);
+  int rc = px_json_tokenize(content, n, &doc, PX_JSON_COMPACT, why, whylen);
   if (rc != 0)
     return rc == -ENOMEM ? (snprintf(why, whylen, "out of memory"), -EINVAL) : rc;
   px__ctx_t c = {&doc, why, whylen};

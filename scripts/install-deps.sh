@@ -10,10 +10,14 @@ packages=(
   libcurl4-openssl-dev libmicrohttpd-dev libsqlite3-dev
   # test peers and tools
   openssl dnsmasq-base nginx-light gnutls-bin iproute2
-  python3 python3-jsonschema valgrind procps
+  python3 python3-jsonschema valgrind procps curl
   # signatures, upload paths: OpenSSH for ssh-keygen -Y, proxies for --proxy
-  openssh-client curl tinyproxy dante-server sqlite3
+  openssh-client tinyproxy dante-server sqlite3
 )
+# make bench: load generation and signing at benchmark volume.
+if [ "${1:-}" = "--bench" ]; then
+  packages+=(wrk python3-cryptography)
+fi
 
 missing=()
 for p in "${packages[@]}"; do

@@ -146,6 +146,9 @@ PX_TEST(measurement_validation_rules) {
        "\"t0\":0,\"t\":0,\"transaction_id\":1}]",
        "sha256"},
       {"\"probe_cc\":\"CN\"", "\"probe_cc\":\"CN\",\"probe_cc\":\"US\"", "JSON"},
+      {"\"probe_asn\":\"AS4134\"", "\"probe_asn\":\"AS04134\"", "probe_asn"},
+      {"\"probe_asn\":\"AS4134\"", "\"probe_asn\":\"AS4294967296\"", "probe_asn"},
+      {"\"probe_cc\":\"CN\"", "\"probe_cc\": \"CN\"", "compact"},
   };
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
     why[0] = '\0';

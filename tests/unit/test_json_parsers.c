@@ -57,7 +57,7 @@ static void px__agree(const char *text) {
   px_jdoc_t d;
   char why[256];
   json_t *j = json_loadb(text, strlen(text), JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, NULL);
-  int rc = px_json_tokenize(text, strlen(text), &d, why, sizeof(why));
+  int rc = px_json_tokenize(text, strlen(text), &d, 0, why, sizeof(why));
   if ((rc == 0) != (j != NULL))
     fail_msg("'%s': tokenizer %s, jansson %s", text, rc == 0 ? "accepts" : "refuses",
              j ? "accepts" : "refuses");
@@ -72,7 +72,7 @@ PX_TEST(json_tokenizer) {
   (void)state;
   const char *doc = "{\"a\":[1,2,{\"b\":null}],\"c\":\"x\\u00e9\",\"d\":{},\"e\":[],\"f\":-1.5e3,"
                     "\"g\":true,\"h\":false,\"k\\u0065y\":7}";
-  assert_int_equal(px_json_tokenize(doc, strlen(doc), &d, why, sizeof(why)), 0);
+  assert_int_equal(px_json_tokenize(doc, strlen(doc), &d, 0, why, sizeof(why)), 0);
   assert_int_equal(px_jtype(&d, 0), PX_JT_OBJECT);
   assert_int_equal(d.tok[0].size, 8);
   assert_int_equal(d.tok[0].next, d.n);
@@ -108,10 +108,40 @@ PX_TEST(json_tokenizer) {
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
     px__agree(cases[i]);
 
+  /* Large objects: duplicates found (also when written with escapes), and
+   * 40,000 distinct keys cost n log n, not n squared (the runner's timeout
+   * would catch the quadratic version). */
+  enum { N = 40000 };
+  char *big = malloc(N * 16 + 16), *p = big;
+  p += sprintf(p, "{");
+  for (int i = 0; i < N; i++)
+    p += sprintf(p, "%s\"k%d\":1", i ? "," : "", i);
+  strcpy(p, "}");
+  assert_int_equal(px_json_tokenize(big, strlen(big), &d, 0, why, sizeof(why)), 0);
+  assert_int_equal(d.tok[0].size, N);
+  px_jdoc_free(&d);
+  p[-4] = '0'; /* the last key, k39999, becomes a second "k39990" */
+  assert_int_equal(px_json_tokenize(big, strlen(big), &d, 0, why, sizeof(why)), -EINVAL);
+  assert_non_null(strstr(why, "duplicate"));
+  free(big);
+  char esc[512];
+  p = esc;
+  p += sprintf(p, "{");
+  for (int i = 0; i < 20; i++)
+    p += sprintf(p, "\"k%d\":1,", i);
+  sprintf(p, "\"\\u006b7\":2}");
+  assert_int_equal(px_json_tokenize(esc, strlen(esc), &d, 0, why, sizeof(why)), -EINVAL);
+
+  /* The compact form is enforced only when asked. */
+  assert_int_equal(px_json_tokenize("{\"a\": 1}", 8, &d, PX_JSON_COMPACT, why, sizeof(why)), -EINVAL);
+  assert_non_null(strstr(why, "compact"));
+  assert_int_equal(px_json_tokenize("{\"a\":\" x \"}", 11, &d, PX_JSON_COMPACT, why, sizeof(why)), 0);
+  px_jdoc_free(&d);
+
   /* Nesting is bounded: no stack to exhaust. */
   char deep[300];
   memset(deep, '[', 200);
   deep[200] = '\0';
-  assert_int_equal(px_json_tokenize(deep, 200, &d, why, sizeof(why)), -EINVAL);
+  assert_int_equal(px_json_tokenize(deep, 200, &d, 0, why, sizeof(why)), -EINVAL);
   assert_non_null(strstr(why, "deeply"));
 }

@@ -1,0 +1,613 @@
+"""Helpers of the collector tests: a real parallax-collector on a free
+loopback port with its own SQLite database, plain-urllib HTTP, and signed
+measurements made by the agent (`parallax submit`) or by OpenSSH
+(`ssh-keygen -Y sign`). Every JSON document the collector emits is
+checked against its schema in schemas/ by the helpers that fetch it."""
+import base64
+import copy
+import datetime
+import glob
+import hashlib
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import pxtest
+
+COLLECTOR_BIN = os.environ.get("PX_COLLECTOR_BIN",
+                               os.path.join(pxtest.SOURCE, "build", "parallax-collector"))
+NAMESPACE = "parallax-measurement-v1"
+
+SUBMIT_REQUEST = pxtest.load_schema("submit-request.schema.json")
+SUBMIT_RESPONSE = pxtest.load_schema("submit-response.schema.json")
+ERROR = pxtest.load_schema("error.schema.json")
+LIST = pxtest.load_schema("measurements-list.schema.json")
+EXPORT_LINE = pxtest.load_schema("export-line.schema.json")
+MEASUREMENT = pxtest.MEASUREMENT
+
+# Sanitizer builds are slower: deadlines scale, assertions do not.
+SLOW = 4 if pxtest.SANITIZED else 1
+
+
+def check(validator, doc, what="document"):
+    """Raises AssertionError naming every schema violation of doc."""
+    errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.path))
+    if errors:
+        raise AssertionError(f"{what} does not match its schema: " + "; ".join(
+            f'{"/".join(map(str, e.path)) or "(top)"}: {e.message}' for e in errors[:5])
+            + f"\n{json.dumps(doc)[:600]}")
+    return doc
+
+
+def free_port():
+    """A TCP port nothing listens on right now (bound once to 0 and let go)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate, timeout, what, interval=0.02):
+    deadline = time.monotonic() + timeout * SLOW
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout * SLOW:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+def port_open(port, host="127.0.0.1"):
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+# ---- HTTP -------------------------------------------------------------------
+
+# No proxy from the environment: these requests go to 127.0.0.1 only.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def request(method, url, body=None, headers=None, timeout=30):
+    """(status, headers as a lower-case dict, body bytes); HTTP errors are
+    answers too, not exceptions."""
+    assert url.startswith("http://127.0.0.1:"), url
+    if isinstance(body, (dict, list)):
+        body = json.dumps(body).encode()
+        headers = dict(headers or {}, **{"Content-Type": "application/json"})
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with _OPENER.open(req, timeout=timeout) as resp:
+            return resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read()
+    except urllib.error.HTTPError as e:
+        with e:
+            return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read()
+
+
+def get(url, **kw):
+    return request("GET", url, **kw)
+
+
+def post(url, body, **kw):
+    return request("POST", url, body=body, **kw)
+
+
+def json_body(status, headers, body, validator, what):
+    """Parses a JSON answer: content type, one line ending in a newline,
+    schema."""
+    assert headers.get("content-type", "").startswith("application/json"), (what, headers)
+    doc = json.loads(body)
+    return check(validator, doc, what)
+
+
+def error_body(answer, status, code):
+    """Checks an error answer: the status, the error schema and the code."""
+    st, headers, body = answer
+    if st != status:
+        raise AssertionError(f"expected HTTP {status} {code}, got {st}: {body[:300]!r}")
+    doc = json_body(st, headers, body, ERROR, f"HTTP {st} error")
+    if doc["error"] != code:
+        raise AssertionError(f"expected error {code}, got {doc}")
+    return doc
+
+
+# ---- the collector ----------------------------------------------------------
+
+class Collector:
+    """One parallax-collector process on 127.0.0.1:<free port>, database
+    DIR/collector.sqlite unless db is given. start/stop/kill9/restart keep
+    the port and the database."""
+
+    def __init__(self, workdir, extra=(), port=None, db=None):
+        self.workdir = workdir
+        self.extra = list(extra)
+        self.fixed_port = port is not None
+        self.port = port or free_port()
+        self.db = db or os.path.join(workdir, "collector.sqlite")
+        self.proc = None
+        self.returncode = None
+        self.log_path = os.path.join(workdir, "collector.log")
+        self.starts = 0
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def api(self, path, **params):
+        q = urllib.parse.urlencode(params, quote_via=urllib.parse.quote, safe="")
+        return f"{self.url}{path}" + (f"?{q}" if q else "")
+
+    def start(self, timeout=15):
+        assert self.proc is None or self.proc.poll() is not None, "already running"
+        self.starts += 1
+        log = open(self.log_path, "ab")
+        log.write(f"---- start {self.starts}\n".encode())
+        log.flush()
+        self.proc = subprocess.Popen(
+            [COLLECTOR_BIN, "--listen", f"127.0.0.1:{self.port}", "--db", f"sqlite:{self.db}"]
+            + self.extra, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        log.close()
+        deadline = time.monotonic() + timeout * SLOW
+        while True:
+            if self.proc.poll() is not None:
+                if (not self.fixed_port and self.starts == 1 and
+                        "cannot listen" in self.log().rsplit("---- start", 1)[-1]):
+                    # Someone took the free port meanwhile: take another.
+                    self.port = free_port()
+                    self.starts = 0
+                    return self.start(timeout)
+                raise AssertionError(f"parallax-collector exited with {self.proc.returncode}:\n"
+                                     + self.log())
+            try:
+                st, _, body = get(self.url + "/healthz", timeout=2)
+                if st == 200:
+                    return self
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                self.kill9()
+                raise AssertionError("parallax-collector did not become healthy:\n" + self.log())
+            time.sleep(0.02)
+
+    def log(self):
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return f.read()[-4000:]
+        except OSError:
+            return ""
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout=20):
+        """SIGTERM and wait; returns the exit status (None if it had to be
+        killed)."""
+        if self.proc is None:
+            return self.returncode
+        p, self.proc = self.proc, None
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(timeout=timeout * SLOW)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+                self.returncode = None
+                return None
+        self.returncode = p.returncode
+        return p.returncode
+
+    def kill9(self):
+        if self.proc is None:
+            return
+        p, self.proc = self.proc, None
+        if p.poll() is None:
+            p.send_signal(signal.SIGKILL)
+        p.wait()
+        self.returncode = -9
+
+    def restart(self):
+        self.stop()
+        return self.start()
+
+    # -- API shortcuts --
+
+    def healthz(self):
+        st, headers, body = get(self.url + "/healthz")
+        return st, (json.loads(body) if st == 200 else body)
+
+    def submit(self, body, valid_request=True):
+        """POSTs a submit body (a dict, or bytes as they are); returns
+        (status, parsed JSON answer), the answer checked against the
+        submit-response or error schema. A dict is first checked against
+        the submit-request schema unless valid_request is false."""
+        if isinstance(body, dict):
+            if valid_request:
+                check(SUBMIT_REQUEST, body, "submit request")
+            data = json.dumps(body, ensure_ascii=False).encode()
+        else:
+            data = body
+        st, headers, raw = post(self.url + "/api/v1/submit_measurement", data,
+                                headers={"Content-Type": "application/json"})
+        doc = json_body(st, headers, raw, SUBMIT_RESPONSE if st == 200 else ERROR,
+                        f"submit answer (HTTP {st})")
+        return st, doc
+
+    def list_page(self, raw_query=None, **params):
+        url = self.api("/api/v1/measurements", **params)
+        if raw_query is not None:
+            url = f"{self.url}/api/v1/measurements?{raw_query}"
+        st, headers, body = get(url)
+        if st != 200:
+            raise AssertionError(f"GET {url}: HTTP {st}: {body[:300]!r}")
+        return json_body(st, headers, body, LIST, "measurements list")
+
+    def list_all(self, limit=1000, **params):
+        """Every result of a filtered listing, walking next_cursor; checks
+        that pages never overlap and that the last page says null."""
+        out, cursor, seen = [], None, set()
+        for _ in range(100000):
+            page = self.list_page(limit=limit, **params, **({"cursor": cursor} if cursor else {}))
+            assert page["metadata"]["count"] == len(page["results"]), page["metadata"]
+            assert page["metadata"]["limit"] == limit, page["metadata"]
+            for r in page["results"]:
+                assert r["measurement_uid"] not in seen, f"uid twice: {r['measurement_uid']}"
+                seen.add(r["measurement_uid"])
+            out.extend(page["results"])
+            cursor = page["metadata"]["next_cursor"]
+            if cursor is None:
+                return out
+            assert page["results"], "an empty page with a next_cursor"
+        raise AssertionError("pagination does not end")
+
+    def count(self, **params):
+        return len(self.list_all(**params))
+
+    def export(self, raw_query=None, **params):
+        """The export lines, each checked against export-line.schema.json."""
+        url = self.api("/api/v1/export.jsonl", **params)
+        if raw_query is not None:
+            url = f"{self.url}/api/v1/export.jsonl?{raw_query}"
+        st, headers, body = get(url)
+        assert st == 200, (st, body[:300])
+        assert headers.get("content-type", "").startswith("application/x-ndjson"), headers
+        assert body == b"" or body.endswith(b"\n"), body[-100:]
+        lines = body.decode("utf-8").splitlines()
+        return [check(EXPORT_LINE, json.loads(line), "export line") for line in lines], body
+
+    def raw(self, uid):
+        return get(self.api("/api/v1/raw_measurement", measurement_uid=uid))
+
+    def signature(self, uid):
+        return get(self.api("/api/v1/measurement_signature", measurement_uid=uid))
+
+    def allowed_signers(self):
+        st, headers, body = get(self.url + "/api/v1/allowed_signers")
+        assert st == 200, (st, body)
+        assert headers.get("content-type", "").startswith("text/plain"), headers
+        return body.decode()
+
+    def metrics(self):
+        st, headers, body = get(self.url + "/metrics")
+        assert st == 200, (st, body)
+        assert headers.get("content-type", "").startswith("text/plain"), headers
+        return parse_metrics(body.decode())
+
+    def accepted(self):
+        return self.metrics().get(("parallax_collector_measurements_accepted_total", ()), 0)
+
+    def db_count(self):
+        """Rows in the database, read by the sqlite3 command (the collector's
+        WAL is honoured)."""
+        p = subprocess.run(["sqlite3", self.db, "SELECT count(*) FROM measurements;"],
+                           capture_output=True, text=True, timeout=30)
+        assert p.returncode == 0, p.stderr
+        return int(p.stdout.strip())
+
+    def integrity(self):
+        p = subprocess.run(["sqlite3", self.db, "PRAGMA integrity_check;"],
+                           capture_output=True, text=True, timeout=60)
+        return p.returncode, p.stdout.strip(), p.stderr.strip()
+
+
+_METRIC = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([^}]*)\})? ([-+]?(?:[0-9.eE+-]+|Inf|NaN))$')
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def parse_metrics(text):
+    """Prometheus text format 0.0.4 -> {(name, ((label, value), ...)): float}.
+    Fails on a line that is not a comment, a blank or a sample, and on a
+    sample of a metric without # TYPE."""
+    out, typed = {}, set()
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        if line.startswith("#"):
+            parts = line.split(None, 3)
+            if len(parts) >= 3 and parts[1] == "TYPE":
+                assert parts[3] in ("counter", "gauge", "histogram", "summary", "untyped"), line
+                typed.add(parts[2])
+            continue
+        m = _METRIC.match(line)
+        assert m, f"not a Prometheus sample line: {line!r}"
+        name, labels = m.group(1), ()
+        if m.group(3):
+            labels = tuple(sorted(_LABEL.findall(m.group(3))))
+        base = re.sub(r"_(bucket|sum|count|total)$", "", name)
+        assert name in typed or base in typed or re.sub(r"_(bucket|sum|count)$", "", name) in typed, \
+            f"sample without # TYPE: {line}"
+        out[(name, labels)] = float(m.group(4))
+    return out
+
+
+# ---- measurements -----------------------------------------------------------
+
+def compact(m):
+    return json.dumps(m, separators=(",", ":"), ensure_ascii=False)
+
+
+def measure_lines(*targets, extra=()):
+    """Runs `parallax measure` against the test world; returns the exact
+    output lines (str, no newline), each validated against the measurement
+    schema."""
+    p = pxtest.run(["measure"] + pxtest.world_args(*extra) + list(targets))
+    if p.returncode != 0:
+        raise AssertionError(f"parallax measure: exit {p.returncode}: {p.stderr}")
+    lines = p.stdout.split("\n")
+    assert lines[-1] == "", "output does not end in a newline"
+    lines = lines[:-1]
+    assert len(lines) == len(targets), (len(lines), targets)
+    for line in lines:
+        check(MEASUREMENT, json.loads(line), "measurement")
+    return lines
+
+
+def variant(base, i, start=None, cc=None, asn=None, input=None, step=61):
+    """A distinct, schema-valid measurement derived from base (a dict): its
+    own measurement_start_time (start + i*step seconds), country, network
+    and input. Returns the compact JSON text."""
+    m = copy.deepcopy(base)
+    start = start or datetime.datetime(2014, 10, 20, 12, 0, 0)
+    t = start + datetime.timedelta(seconds=i * step)
+    m["measurement_start_time"] = t.strftime("%Y-%m-%d %H:%M:%S")
+    m["test_start_time"] = m["measurement_start_time"]
+    if cc is not None:
+        m["probe_cc"] = cc
+    if asn is not None:
+        m["probe_asn"] = asn
+    if input is not None:
+        m["input"] = input
+    num = m["probe_asn"][2:]
+    m["report_id"] = f'{t.strftime("%Y%m%dT%H%M%SZ")}_tlscertconsistency_{m["probe_cc"]}_{num}_v{i:06d}'
+    check(MEASUREMENT, m, "variant")
+    return compact(m)
+
+
+def submit_body(content, signature):
+    if isinstance(content, bytes):
+        content = content.decode("utf-8")
+    return {"format": "json", "content": content, "signature": signature}
+
+
+def key_id_of_pub(pub_line):
+    """The OpenSSH SHA256: fingerprint of an ssh-ed25519 public key line."""
+    blob = base64.b64decode(pub_line.split()[1])
+    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+
+
+class Agent:
+    """An agent state directory: `parallax submit --state-dir D` signs and
+    spools; sign() returns the spooled (content bytes, signature text)
+    pairs and empties pending/ again."""
+
+    def __init__(self, state_dir):
+        self.dir = state_dir
+
+    @property
+    def pending(self):
+        return os.path.join(self.dir, "spool", "pending")
+
+    def spool(self, lines):
+        """Signs and spools lines (str); returns nothing, leaves them pending."""
+        path = os.path.join(os.path.dirname(self.dir), f".submit-{os.getpid()}-{time.monotonic_ns()}.jsonl")
+        with open(path, "w", encoding="utf-8") as f:
+            for line in lines:
+                f.write(line + "\n")
+        p = pxtest.run(["submit", "--state-dir", self.dir, path])
+        os.unlink(path)
+        if p.returncode != 0:
+            raise AssertionError(f"parallax submit: exit {p.returncode}: {p.stderr}")
+        return p
+
+    def pairs(self, sub="pending"):
+        """{content bytes: signature text} of the spool's sub directory."""
+        out = {}
+        for j in sorted(glob.glob(os.path.join(self.dir, "spool", sub, "*.json"))):
+            with open(j, "rb") as f:
+                content = f.read()
+            with open(j + ".sig") as f:
+                out[content] = f.read()
+        return out
+
+    def sign(self, lines):
+        """[(content bytes, signature)] in the order of lines."""
+        self.spool(lines)
+        pairs = self.pairs()
+        for j in glob.glob(os.path.join(self.pending, "*.json*")):
+            os.unlink(j)
+        return [(line.encode(), pairs[line.encode()]) for line in lines]
+
+    @property
+    def pub(self):
+        with open(os.path.join(self.dir, "parallax_ed25519.pub")) as f:
+            return f.read().strip()
+
+    @property
+    def key_id(self):
+        return key_id_of_pub(self.pub)
+
+    def status(self):
+        p = pxtest.run(["status", "--state-dir", self.dir])
+        assert p.returncode == 0, p.stderr
+        out = {}
+        for line in p.stdout.splitlines():
+            k, _, v = line.partition(": ")
+            out[k] = v
+        return out
+
+    def counts(self):
+        def n(sub):
+            d = os.path.join(self.dir, "spool", sub)
+            return len([x for x in os.listdir(d) if x.endswith(".json")]) if os.path.isdir(d) else 0
+        return {"pending": n("pending"), "sent": n("sent"), "rejected": n("rejected")}
+
+
+class SSHKey:
+    """An Ed25519 key made by ssh-keygen; signs files with ssh-keygen -Y sign."""
+
+    def __init__(self, directory, name="id_ed25519"):
+        self.path = os.path.join(directory, name)
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", self.path],
+                       check=True, capture_output=True)
+        with open(self.path + ".pub") as f:
+            self.pub = f.read().strip()
+        self.key_id = key_id_of_pub(self.pub)
+        fp = subprocess.run(["ssh-keygen", "-l", "-E", "sha256", "-f", self.path + ".pub"],
+                            check=True, capture_output=True, text=True).stdout.split()[1]
+        assert fp == self.key_id, (fp, self.key_id)
+
+    def sign(self, contents, namespace=NAMESPACE):
+        """[(content bytes, signature)] for contents (bytes or str), signed
+        over their exact bytes."""
+        d = tempfile.mkdtemp(dir=os.path.dirname(self.path))
+        files = []
+        for i, c in enumerate(contents):
+            p = os.path.join(d, f"m{i}.json")
+            with open(p, "wb") as f:
+                f.write(c.encode() if isinstance(c, str) else c)
+            files.append(p)
+        out = []
+        for k in range(0, len(files), 200):
+            subprocess.run(["ssh-keygen", "-q", "-Y", "sign", "-f", self.path, "-n", namespace]
+                           + files[k:k + 200], check=True, capture_output=True)
+        for p, c in zip(files, contents):
+            with open(p + ".sig") as f:
+                out.append((c.encode() if isinstance(c, str) else c, f.read()))
+        shutil.rmtree(d)
+        return out
+
+
+# ---- SSHSIG surgery (for the forgery tests) ---------------------------------
+
+def sshsig_decode(armored):
+    lines = armored.strip().splitlines()
+    assert lines[0] == "-----BEGIN SSH SIGNATURE-----" and lines[-1] == "-----END SSH SIGNATURE-----"
+    return base64.b64decode("".join(lines[1:-1]))
+
+
+def sshsig_encode(blob):
+    b64 = base64.b64encode(blob).decode()
+    body = "\n".join(b64[i:i + 70] for i in range(0, len(b64), 70))
+    return f"-----BEGIN SSH SIGNATURE-----\n{body}\n-----END SSH SIGNATURE-----\n"
+
+
+def _ssh_string(data, off):
+    n = int.from_bytes(data[off:off + 4], "big")
+    return data[off + 4:off + 4 + n], off + 4 + n
+
+
+def sshsig_swap_key(armored, pub_line):
+    """The same SSHSIG with its public key blob replaced by pub_line's."""
+    blob = sshsig_decode(armored)
+    assert blob[:6] == b"SSHSIG"
+    off = 10  # magic + version
+    old, end = _ssh_string(blob, off)
+    new = base64.b64decode(pub_line.split()[1])
+    return sshsig_encode(blob[:off] + len(new).to_bytes(4, "big") + new + blob[end:])
+
+
+# ---- OpenSSH verification ---------------------------------------------------
+
+def ssh_verify(workdir, allowed_signers_text, key_id, content, signature):
+    """Runs the real `ssh-keygen -Y verify`; returns the CompletedProcess."""
+    d = tempfile.mkdtemp(dir=workdir)
+    try:
+        a = os.path.join(d, "allowed_signers")
+        s = os.path.join(d, "m.json.sig")
+        with open(a, "w") as f:
+            f.write(allowed_signers_text)
+        with open(s, "w") as f:
+            f.write(signature)
+        return subprocess.run(["ssh-keygen", "-Y", "verify", "-f", a, "-I", key_id,
+                               "-n", NAMESPACE, "-s", s], input=content,
+                              capture_output=True, timeout=30)
+    finally:
+        shutil.rmtree(d)
+
+
+def ssh_check_novalidate(workdir, content, signature):
+    d = tempfile.mkdtemp(dir=workdir)
+    try:
+        s = os.path.join(d, "m.json.sig")
+        with open(s, "w") as f:
+            f.write(signature)
+        return subprocess.run(["ssh-keygen", "-Y", "check-novalidate", "-n", NAMESPACE, "-s", s],
+                              input=content, capture_output=True, timeout=30)
+    finally:
+        shutil.rmtree(d)
+
+
+class ChunkedPost:
+    """POSTs body with Transfer-Encoding: chunked through http.client,
+    stopping early when the server answers (or closes) before the body is
+    through. Returns (status or None, body bytes or None)."""
+
+    @staticmethod
+    def send(port, path, body, chunk=65536, content_length=False, timeout=30):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        try:
+            conn.putrequest("POST", path)
+            conn.putheader("Content-Type", "application/json")
+            if content_length:
+                conn.putheader("Content-Length", str(len(body)))
+            else:
+                conn.putheader("Transfer-Encoding", "chunked")
+            conn.endheaders()
+            sock = conn.sock
+            import select
+            try:
+                for off in range(0, len(body), chunk):
+                    r, _, _ = select.select([sock], [], [], 0)
+                    if r:
+                        break  # the server has spoken (or closed): stop sending
+                    piece = body[off:off + chunk]
+                    if content_length:
+                        sock.sendall(piece)
+                    else:
+                        sock.sendall(b"%x\r\n" % len(piece) + piece + b"\r\n")
+                else:
+                    if not content_length:
+                        sock.sendall(b"0\r\n\r\n")
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            try:
+                resp = conn.getresponse()
+                return resp.status, resp.read()
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError,
+                    http.client.BadStatusLine):
+                return None, None
+        finally:
+            conn.close()
