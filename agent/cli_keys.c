@@ -192,6 +192,8 @@ static void px__verify_export(px__verify_t *v, const char *path, char *data, siz
 int px_cmd_verify(int argc, char **argv) {
   static const struct option opts[] = {
       {"allowed-signers", required_argument, NULL, 'a'},
+      /* Accepted like every agent command; verifying needs no state. */
+      {"state-dir", required_argument, NULL, 's'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
@@ -215,7 +217,8 @@ int px_cmd_verify(int argc, char **argv) {
     }
     if (c == '?' || c == ':')
       return px__getopt_error("parallax verify", c, argv);
-    signers = optarg;
+    if (c == 'a')
+      signers = optarg;
   }
   if (optind >= argc) {
     fprintf(stderr, "parallax verify: give the files to verify\n");
