@@ -135,7 +135,8 @@ static int px__list(const char *dir, px_spool_list_t *out) {
     out->names[out->n++] = n;
   }
   closedir(d);
-  qsort(out->names, out->n, sizeof(char *), px__cmp);
+  if (out->n > 1)
+    qsort(out->names, out->n, sizeof(char *), px__cmp);
   return 0;
 }
 
