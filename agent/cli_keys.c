@@ -11,6 +11,7 @@
 #include "agent/cli_keys.h"
 #include "agent/keyfile.h"
 #include "common/allowed_signers.h"
+#include "common/fileio.h"
 #include "common/sshsig.h"
 #include "common/timeutil.h"
 
@@ -130,37 +131,6 @@ static void px__verify_one(px__verify_t *v, const char *where, const char *conte
   v->ok++;
 }
 
-static char *px__slurp(const char *path, size_t *n) {
-  FILE *f = fopen(path, "rb");
-  if (f == NULL)
-    return NULL;
-  char *buf = NULL;
-  size_t len = 0, cap = 0, r;
-  do {
-    if (len + 65536 + 1 > cap) {
-      cap = cap ? cap * 2 : 65536 * 2;
-      char *b = realloc(buf, cap);
-      if (b == NULL) {
-        free(buf);
-        fclose(f);
-        return NULL;
-      }
-      buf = b;
-    }
-    r = fread(buf + len, 1, cap - len - 1, f);
-    len += r;
-  } while (r > 0);
-  bool bad = ferror(f);
-  fclose(f);
-  if (bad) {
-    free(buf);
-    return NULL;
-  }
-  buf[len] = '\0';
-  *n = len;
-  return buf;
-}
-
 /* A collector export: one {"measurement_uid","key_id","content","signature"}
  * per line. */
 static void px__verify_export(px__verify_t *v, const char *path, char *data, size_t n) {
@@ -238,8 +208,8 @@ int px_cmd_verify(int argc, char **argv) {
     if (plen > 4 && strcmp(path + plen - 4, ".sig") == 0)
       path[plen - 4] = '\0'; /* given the signature: verify its message */
     size_t n, sig_len;
-    char *data = px__slurp(path, &n);
-    if (data == NULL) {
+    char *data = NULL, *sig = NULL;
+    if (px_read_file(path, &data, &n) != 0) {
       printf("%s: FAILED: cannot read: %s\n", path, strerror(errno));
       v.failed++;
       continue;
@@ -250,8 +220,7 @@ int px_cmd_verify(int argc, char **argv) {
     if (is_export) {
       px__verify_export(&v, path, data, n);
     } else {
-      char *sig = px__slurp(sigpath, &sig_len);
-      if (sig == NULL) {
+      if (px_read_file(sigpath, &sig, &sig_len) != 0) {
         printf("%s: FAILED: cannot read %s\n", path, sigpath);
         v.failed++;
       } else {

@@ -14,6 +14,7 @@
 #include "agent/engine.h"
 #include "agent/progress.h"
 #include "agent/sysresolver.h"
+#include "common/encoding.h"
 #include "common/json_util.h"
 #include "common/measurement.h"
 #include "common/netaddr.h"
@@ -114,17 +115,12 @@ static int px__append_addr(struct sockaddr_storage **arr, size_t *n,
   return 0;
 }
 
-static int px__parse_uint(const char *arg, unsigned min, unsigned max,
-                          unsigned *out) {
-  char *end;
-  if (arg[0] < '0' || arg[0] > '9')
-    return -EINVAL;
-  errno = 0;
-  unsigned long v = strtoul(arg, &end, 10);
-  if (errno != 0 || *end != '\0' || v < min || v > max)
-    return -EINVAL;
-  *out = (unsigned)v;
-  return 0;
+static int px__parse_uint(const char *arg, unsigned min, unsigned max, unsigned *out) {
+  unsigned long v;
+  int rc = px_parse_ulong(arg, min, max, &v);
+  if (rc == 0)
+    *out = (unsigned)v;
+  return rc;
 }
 
 #define PX__FAIL(...) (snprintf(err, errlen, __VA_ARGS__), -EINVAL)

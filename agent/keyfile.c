@@ -10,41 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/fileio.h"
 #include "common/statedir.h"
-
-/* Writes data to path only if path does not exist yet: a temporary file,
- * fsync, then link(2), which refuses to replace. */
-static int px__write_new(const char *path, const void *data, size_t n, mode_t mode) {
-  char tmp[PX_PATH_MAX];
-  if (snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof(tmp))
-    return -ENAMETOOLONG;
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
-  if (fd < 0)
-    return -errno;
-  int rc = 0;
-  const char *p = data;
-  while (n > 0) {
-    ssize_t w = write(fd, p, n);
-    if (w < 0) {
-      if (errno == EINTR)
-        continue;
-      rc = -errno;
-      break;
-    }
-    p += w;
-    n -= (size_t)w;
-  }
-  if (rc == 0 && fchmod(fd, mode) != 0)
-    rc = -errno;
-  if (rc == 0 && fsync(fd) != 0)
-    rc = -errno;
-  if (close(fd) != 0 && rc == 0)
-    rc = -errno;
-  if (rc == 0 && link(tmp, path) != 0)
-    rc = -errno;
-  unlink(tmp);
-  return rc;
-}
 
 int px_key_generate(const char *path, px_ssh_pubkey_t *pub, char *err,
                     size_t errlen) {
@@ -73,7 +40,7 @@ int px_key_generate(const char *path, px_ssh_pubkey_t *pub, char *err,
   }
   char *pem;
   long pem_len = BIO_get_mem_data(bio, &pem);
-  rc = px__write_new(path, pem, (size_t)pem_len, 0600);
+  rc = px_write_file_new(path, pem, (size_t)pem_len, 0600);
   if (rc != 0) {
     snprintf(err, errlen, "cannot write %s: %s", path, strerror(-rc));
     goto done;
@@ -93,7 +60,7 @@ int px_key_generate(const char *path, px_ssh_pubkey_t *pub, char *err,
   }
   n = (size_t)sprintf(with_nl, "%s parallax\n", line);
   unlink(pub_path); /* a stale .pub of an older key must not survive */
-  rc = px__write_new(pub_path, with_nl, n, 0644);
+  rc = px_write_file_new(pub_path, with_nl, n, 0644);
   free(with_nl);
   if (rc != 0)
     snprintf(err, errlen, "cannot write %s: %s", pub_path, strerror(-rc));

@@ -13,58 +13,27 @@
 #include <unistd.h>
 
 #include "agent/keyfile.h"
+#include "common/fileio.h"
 
 #define PX__MAX_FRAME (16u << 20)
 #define PX__SIGNER_FD 3
-
-static int px__write_all(int fd, const void *data, size_t n) {
-  const char *p = data;
-  while (n > 0) {
-    ssize_t w = write(fd, p, n);
-    if (w < 0) {
-      if (errno == EINTR)
-        continue;
-      return -errno;
-    }
-    p += w;
-    n -= (size_t)w;
-  }
-  return 0;
-}
-
-static int px__read_all(int fd, void *data, size_t n) {
-  char *p = data;
-  while (n > 0) {
-    ssize_t r = read(fd, p, n);
-    if (r < 0) {
-      if (errno == EINTR)
-        continue;
-      return -errno;
-    }
-    if (r == 0)
-      return -EPIPE;
-    p += r;
-    n -= (size_t)r;
-  }
-  return 0;
-}
 
 /* A frame: 4-byte big-endian length, then that many bytes; replies start
  * with a status byte, 'K' (ok) or 'E' (error text follows). */
 static int px__send_frame(int fd, char status, const void *data, size_t n) {
   uint32_t len = (uint32_t)n + (status ? 1u : 0u);
   uint8_t be[4] = {(uint8_t)(len >> 24), (uint8_t)(len >> 16), (uint8_t)(len >> 8), (uint8_t)len};
-  int rc = px__write_all(fd, be, 4);
+  int rc = px_write_all(fd, be, 4);
   if (rc == 0 && status)
-    rc = px__write_all(fd, &status, 1);
+    rc = px_write_all(fd, &status, 1);
   if (rc == 0)
-    rc = px__write_all(fd, data, n);
+    rc = px_write_all(fd, data, n);
   return rc;
 }
 
 static int px__recv_frame(int fd, char **data, size_t *n) {
   uint8_t be[4];
-  int rc = px__read_all(fd, be, 4);
+  int rc = px_read_all(fd, be, 4);
   if (rc != 0)
     return rc;
   uint32_t len = ((uint32_t)be[0] << 24) | ((uint32_t)be[1] << 16) | ((uint32_t)be[2] << 8) | be[3];
@@ -73,7 +42,7 @@ static int px__recv_frame(int fd, char **data, size_t *n) {
   *data = malloc(len + 1);
   if (*data == NULL)
     return -ENOMEM;
-  rc = px__read_all(fd, *data, len);
+  rc = px_read_all(fd, *data, len);
   if (rc != 0) {
     free(*data);
     *data = NULL;

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "common/encoding.h"
+#include "common/fileio.h"
 #include "common/json_util.h"
 #include "common/statedir.h"
 #include "common/timeutil.h"
@@ -33,49 +34,6 @@ int px_spool_open(px_spool_t *sp, const char *state_dir, char *err, size_t errle
     }
   }
   return 0;
-}
-
-static int px__fsync_dir(const char *dir) {
-  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0)
-    return -errno;
-  int rc = fsync(fd) == 0 ? 0 : -errno;
-  close(fd);
-  return rc;
-}
-
-int px_write_file_atomic(const char *dir, const char *name, const void *data, size_t n,
-                         unsigned mode) {
-  char tmp[4400], final[4400];
-  snprintf(tmp, sizeof(tmp), "%s/.tmp.%ld.%s", dir, (long)getpid(), name);
-  snprintf(final, sizeof(final), "%s/%s", dir, name);
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, (mode_t)mode);
-  if (fd < 0)
-    return -errno;
-  int rc = 0;
-  const char *p = data;
-  while (n > 0) {
-    ssize_t w = write(fd, p, n);
-    if (w < 0) {
-      if (errno == EINTR)
-        continue;
-      rc = -errno;
-      break;
-    }
-    p += w;
-    n -= (size_t)w;
-  }
-  if (rc == 0 && fsync(fd) != 0)
-    rc = -errno;
-  if (close(fd) != 0 && rc == 0)
-    rc = -errno;
-  if (rc == 0 && rename(tmp, final) != 0)
-    rc = -errno;
-  if (rc != 0) {
-    unlink(tmp);
-    return rc;
-  }
-  return px__fsync_dir(dir);
 }
 
 int px_spool_add(px_spool_t *sp, const char *content, size_t n, const char *signature,
@@ -153,50 +111,15 @@ void px_spool_list_free(px_spool_list_t *l) {
   memset(l, 0, sizeof(*l));
 }
 
-static int px__slurp(const char *path, char **out, size_t *n) {
-  FILE *f = fopen(path, "rb");
-  if (f == NULL)
-    return -errno;
-  char *buf = NULL;
-  size_t len = 0, cap = 0;
-  for (;;) {
-    if (len + 65536 > cap) {
-      cap = cap ? cap * 2 : 65536;
-      char *b = realloc(buf, cap + 1);
-      if (b == NULL) {
-        free(buf);
-        fclose(f);
-        return -ENOMEM;
-      }
-      buf = b;
-    }
-    size_t r = fread(buf + len, 1, cap - len, f);
-    len += r;
-    if (r == 0)
-      break;
-  }
-  int rc = ferror(f) ? -EIO : 0;
-  fclose(f);
-  if (rc != 0) {
-    free(buf);
-    return rc;
-  }
-  buf[len] = '\0';
-  *out = buf;
-  if (n != NULL)
-    *n = len;
-  return 0;
-}
-
 int px_spool_read(px_spool_t *sp, const char *name, char **content, size_t *n,
                   char **signature) {
   char path[4400];
   snprintf(path, sizeof(path), "%s/pending/%s.json", sp->root, name);
-  int rc = px__slurp(path, content, n);
+  int rc = px_read_file(path, content, n);
   if (rc != 0)
     return rc;
   snprintf(path, sizeof(path), "%s/pending/%s.json.sig", sp->root, name);
-  rc = px__slurp(path, signature, NULL);
+  rc = px_read_file(path, signature, NULL);
   if (rc != 0) {
     free(*content);
     *content = NULL;
@@ -223,9 +146,9 @@ static int px__move(px_spool_t *sp, const char *name, const char *to, const char
     if (rename(a, b) != 0)
       return -errno;
   }
-  rc = px__fsync_dir(to_dir);
+  rc = px_fsync_dir(to_dir);
   if (rc == 0)
-    rc = px__fsync_dir(from_dir);
+    rc = px_fsync_dir(from_dir);
   return rc;
 }
 

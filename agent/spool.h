@@ -57,9 +57,4 @@ int px_spool_prune_sent(px_spool_t *sp, size_t keep);
 int px_spool_state_load(px_spool_t *sp, px_upload_state_t *st);
 int px_spool_state_save(px_spool_t *sp, const px_upload_state_t *st);
 
-/* Writes data to dir/name atomically and durably (tmp, fsync, rename,
- * fsync dir). */
-int px_write_file_atomic(const char *dir, const char *name, const void *data, size_t n,
-                         unsigned mode);
-
 #endif

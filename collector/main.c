@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "collector/server.h"
+#include "common/encoding.h"
 #include "common/netaddr.h"
 #include "common/statedir.h"
 #include "px_version.h"
@@ -41,18 +42,6 @@ static void px__usage(FILE *out) {
         "  -h, --help, --version\n"
         "\nThe collector never stores the uploader's IP address.\n",
         out);
-}
-
-static int px__uint(const char *arg, unsigned long min, unsigned long max, unsigned long *out) {
-  char *end;
-  if (arg[0] < '0' || arg[0] > '9')
-    return -EINVAL;
-  errno = 0;
-  unsigned long v = strtoul(arg, &end, 10);
-  if (errno != 0 || *end != '\0' || v < min || v > max)
-    return -EINVAL;
-  *out = v;
-  return 0;
 }
 
 int main(int argc, char **argv) {
@@ -108,7 +97,7 @@ int main(int argc, char **argv) {
       state_flag = optarg;
       break;
     case O_MAXBODY:
-      if (px__uint(optarg, 1024, 1ul << 30, &v) != 0) {
+      if (px_parse_ulong(optarg, 1024, 1ul << 30, &v) != 0) {
         fprintf(stderr, "parallax-collector: --max-body: 1024 to 1073741824 bytes\n");
         return PX_EXIT_USAGE;
       }
@@ -117,7 +106,7 @@ int main(int argc, char **argv) {
     case O_MAXCONN:
     case O_PERIP:
     case O_TIMEOUT:
-      if (px__uint(optarg, 1, 1000000, &v) != 0) {
+      if (px_parse_ulong(optarg, 1, 1000000, &v) != 0) {
         fprintf(stderr, "parallax-collector: %s: a positive number\n", argv[optind - 1]);
         return PX_EXIT_USAGE;
       }

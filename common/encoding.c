@@ -119,3 +119,15 @@ void px_hex_encode(const uint8_t *in, size_t n, char *out) {
   }
   out[2 * n] = '\0';
 }
+
+int px_parse_ulong(const char *s, unsigned long min, unsigned long max, unsigned long *out) {
+  char *end;
+  if (s[0] < '0' || s[0] > '9')
+    return -EINVAL;
+  errno = 0;
+  unsigned long v = strtoul(s, &end, 10);
+  if (errno != 0 || *end != '\0' || v < min || v > max)
+    return -EINVAL;
+  *out = v;
+  return 0;
+}

@@ -17,6 +17,19 @@ void px_test_skip(const char *fmt, ...) {
   _exit(PX_TEST_SKIP_CODE);
 }
 
+char *px_test_tmpdir(void) {
+  char *d = strdup("/tmp/px-test-XXXXXX");
+  assert_non_null(d);
+  assert_non_null(mkdtemp(d));
+  return d;
+}
+
+void px_test_rmrf(const char *dir) {
+  char cmd[512];
+  snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+  assert_int_equal(system(cmd), 0);
+}
+
 static void px__report_leak(uv_handle_t *h, void *arg) {
   int *leaks = arg;
   if (uv_is_closing(h))

@@ -27,6 +27,10 @@ void px_test_skip(const char *fmt, ...) __attribute__((noreturn, format(printf, 
  * open (naming each), and asserts uv_loop_close() == 0. */
 void px_test_close_loop(uv_loop_t *loop);
 
+/* A fresh directory under /tmp (caller frees the string) and its removal. */
+char *px_test_tmpdir(void);
+void px_test_rmrf(const char *dir);
+
 /* The value of KEY in tests/peers/peers.env, or NULL. */
 const char *px_test_peer(const char *key);
 /* Skips the test unless the peers fixture is up (PX_PEERS_DIR/state.env

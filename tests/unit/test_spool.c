@@ -12,17 +12,6 @@
 #include "common/sshsig.h"
 #include "tests/runner.h"
 
-static char *px__tmpdir(void) {
-  char *d = strdup("/tmp/px-spool-XXXXXX");
-  assert_non_null(mkdtemp(d));
-  return d;
-}
-
-static void px__rmrf(const char *d) {
-  char cmd[512];
-  snprintf(cmd, sizeof(cmd), "rm -rf '%s'", d);
-  assert_int_equal(system(cmd), 0);
-}
 
 static int px__count(const char *dir, const char *suffix) {
   DIR *d = opendir(dir);
@@ -42,7 +31,7 @@ static int px__count(const char *dir, const char *suffix) {
 
 PX_TEST(spool_lifecycle) {
   (void)state;
-  char *d = px__tmpdir(), err[256], name[3][128], dir[512];
+  char *d = px_test_tmpdir(), err[256], name[3][128], dir[512];
   px_spool_t sp;
   assert_int_equal(px_spool_open(&sp, d, err, sizeof(err)), 0);
   const char *contents[3] = {"{\"n\":1}", "{\"n\":2}", "{\"n\":3}"};
@@ -103,7 +92,7 @@ PX_TEST(spool_lifecycle) {
   assert_int_equal(px_spool_prune_sent(&sp, 2), 0);
   assert_int_equal(px_spool_counts(&sp, &p, &s, &r), 0);
   assert_int_equal(s, 2);
-  px__rmrf(d);
+  px_test_rmrf(d);
   free(d);
 }
 
@@ -111,10 +100,10 @@ PX_TEST(spool_full_disk_keeps_what_it_had) {
   (void)state;
   if (geteuid() != 0)
     px_test_skip("mounting a small tmpfs needs root");
-  char *d = px__tmpdir(), cmd[600], err[256], name[128];
+  char *d = px_test_tmpdir(), cmd[600], err[256], name[128];
   snprintf(cmd, sizeof(cmd), "mount -t tmpfs -o size=64k tmpfs '%s'", d);
   if (system(cmd) != 0) {
-    px__rmrf(d);
+    px_test_rmrf(d);
     px_test_skip("cannot mount tmpfs here");
   }
   px_spool_t sp;
@@ -143,13 +132,13 @@ PX_TEST(spool_full_disk_keeps_what_it_had) {
   free(big);
   snprintf(cmd, sizeof(cmd), "umount '%s'", d);
   assert_int_equal(system(cmd), 0);
-  px__rmrf(d);
+  px_test_rmrf(d);
   free(d);
 }
 
 PX_TEST(signer_process_signs_and_holds_the_key) {
   (void)state;
-  char *d = px__tmpdir(), key[512], err[256];
+  char *d = px_test_tmpdir(), key[512], err[256];
   px_signer_t s;
   snprintf(key, sizeof(key), "%s/parallax_ed25519", d);
   /* Without create and without a key: a clear error, no crash. */
@@ -185,6 +174,6 @@ PX_TEST(signer_process_signs_and_holds_the_key) {
   assert_int_equal(px_signer_start(&s, key, true, err, sizeof(err)), 0);
   assert_string_equal(s.pub.key_id, first.key_id);
   px_signer_stop(&s);
-  px__rmrf(d);
+  px_test_rmrf(d);
   free(d);
 }

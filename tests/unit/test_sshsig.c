@@ -15,17 +15,6 @@
 
 static const char px__msg[] = "{\"input\":\"www.icloud.com\",\"probe_cc\":\"CN\"}";
 
-static char *px__tmpdir(void) {
-  char *d = strdup("/tmp/px-sshsig-XXXXXX");
-  assert_non_null(mkdtemp(d));
-  return d;
-}
-
-static void px__rmrf(const char *d) {
-  char cmd[512];
-  snprintf(cmd, sizeof(cmd), "rm -rf '%s'", d);
-  assert_int_equal(system(cmd), 0);
-}
 
 static void px__write(const char *path, const void *data, size_t n) {
   FILE *f = fopen(path, "wb");
@@ -111,7 +100,7 @@ PX_TEST(sshsig_interop_with_ssh_keygen) {
   (void)state;
   if (system("command -v ssh-keygen >/dev/null") != 0)
     px_test_skip("ssh-keygen is not installed");
-  char *d = px__tmpdir(), path[512], cmd[2048];
+  char *d = px_test_tmpdir(), path[512], cmd[2048];
   px_ssh_pubkey_t pub, got;
   const char *why;
 
@@ -173,13 +162,13 @@ PX_TEST(sshsig_interop_with_ssh_keygen) {
   free(publine);
   free(sig);
   EVP_PKEY_free(key);
-  px__rmrf(d);
+  px_test_rmrf(d);
   free(d);
 }
 
 PX_TEST(keyfile_permissions) {
   (void)state;
-  char *d = px__tmpdir(), path[512], err[512];
+  char *d = px_test_tmpdir(), path[512], err[512];
   px_ssh_pubkey_t pub;
   EVP_PKEY *key = NULL;
   struct stat st;
@@ -200,13 +189,13 @@ PX_TEST(keyfile_permissions) {
   snprintf(path, sizeof(path), "%s/k.pub", d);
   chmod(path, 0600);
   assert_int_equal(px_key_load(path, &key, err, sizeof(err)), -EINVAL);
-  px__rmrf(d);
+  px_test_rmrf(d);
   free(d);
 }
 
 PX_TEST(allowed_signers_parsing) {
   (void)state;
-  char *d = px__tmpdir(), path[512], err[512];
+  char *d = px_test_tmpdir(), path[512], err[512];
   EVP_PKEY *k1 = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519"), *k2 = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
   px_ssh_pubkey_t p1, p2;
   px_ssh_pubkey_from_pkey(k1, &p1);
@@ -243,6 +232,6 @@ PX_TEST(allowed_signers_parsing) {
   free(l2);
   EVP_PKEY_free(k1);
   EVP_PKEY_free(k2);
-  px__rmrf(d);
+  px_test_rmrf(d);
   free(d);
 }
