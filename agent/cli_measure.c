@@ -163,10 +163,12 @@ int px_measure_apply(px_measure_opts_t *o, int code, const char *arg,
   case PX_OPT_PROBE_CC:
     if (px_probe_cc_normalize(arg, o->probe_cc) != 0)
       return PX__FAIL("--probe-cc: '%s' is not a two-letter country code", arg);
+    o->cc_set = true;
     return 0;
   case PX_OPT_PROBE_ASN:
     if (px_probe_asn_normalize(arg, o->probe_asn) != 0)
       return PX__FAIL("--probe-asn: '%s' is not an AS number (AS1234 or 1234)", arg);
+    o->asn_set = true;
     return 0;
   case PX_OPT_ALLOW_NONPUBLIC:
     o->allow_nonpublic = true;
@@ -205,14 +207,21 @@ static int px__push_target(px_measure_opts_t *o, const char *text,
   return 0;
 }
 
+int px_measure_push_targets(px_measure_opts_t *o, size_t n, char *const *list, char *err,
+                            size_t errlen) {
+  const char *reason;
+  for (size_t i = 0; i < n; i++)
+    if (px__push_target(o, list[i], &reason) != 0)
+      return PX__FAIL("bad target '%s': %s", list[i], reason);
+  return 0;
+}
+
 int px_measure_add_targets(px_measure_opts_t *o, int argc, char **argv,
                            char *err, size_t errlen) {
   const char *reason;
-  for (int i = 0; i < argc; i++)
-    if (px__push_target(o, argv[i], &reason) != 0)
-      return PX__FAIL("bad target '%s': %s", argv[i], reason);
-  if (o->targets_file == NULL)
-    return 0;
+  int rc = px_measure_push_targets(o, (size_t)argc, argv, err, errlen);
+  if (rc != 0 || o->targets_file == NULL)
+    return rc;
 
   FILE *f = strcmp(o->targets_file, "-") == 0 ? stdin : fopen(o->targets_file, "r");
   if (f == NULL)
@@ -221,7 +230,6 @@ int px_measure_add_targets(px_measure_opts_t *o, int argc, char **argv,
   size_t cap = 0;
   ssize_t n;
   unsigned lineno = 0;
-  int rc = 0;
   while ((n = getline(&line, &cap, f)) >= 0) {
     lineno++;
     char *s = line, *e = line + n;
@@ -330,12 +338,15 @@ static int px__emit(void *data, json_t *m) {
     return -ENOSPC;
   }
   line[n] = '\n'; /* replaces the NUL: we write n + 1 bytes, no C string */
-  size_t put = fwrite(line, 1, n + 1, w->out);
-  free(line);
-  if (put != n + 1 || fflush(w->out) != 0) {
-    w->write_errno = errno ? errno : EIO;
-    return -EIO;
+  if (w->out != NULL) {
+    size_t put = fwrite(line, 1, n + 1, w->out);
+    if (put != n + 1 || fflush(w->out) != 0) {
+      free(line);
+      w->write_errno = errno ? errno : EIO;
+      return -EIO;
+    }
   }
+  free(line);
   w->written++;
   if (w->summary)
     px__summarise(w, m);
@@ -401,66 +412,62 @@ static int px__resolvers(px_measure_opts_t *o, bool *used_system, char *err,
   return 0;
 }
 
-/* Runs the measurements o describes and writes them where o says.
- * Returns the process exit code; prog prefixes error messages. */
-int px_measure_execute(px_measure_opts_t *o, px_agent_opts_t *agent, const char *prog) {
+/* Runs the measurements o describes and writes them where o says (and,
+ * with x->signer, signs and spools each). Returns the process exit code;
+ * prog prefixes error messages. */
+int px_measure_execute(px_measure_opts_t *o, const px_exec_t *x, const char *prog) {
+  static const px_exec_t plain = {0};
   char err[512];
   bool used_system = false;
   px_tls_context_t tls;
   px_run_info_t run;
   px__writer_t w = {0};
   px_progress_t progress;
-  px_signer_t signer;
-  px_spool_t spool;
   uv_loop_t loop;
-  int rc;
+  int rc, exit_code = PX_EXIT_OK;
+  bool have_tls = false, have_run = false;
 
-  /* The signer forks before anything touches the network. */
-  if (agent != NULL && agent->collector != NULL) {
-    if (px_agent_signing(agent, &signer, &spool, err, sizeof(err)) != 0) {
-      fprintf(stderr, "%s: %s\n", prog, err);
-      return PX_EXIT_RUNTIME;
-    }
-    w.signer = &signer;
-    w.spool = &spool;
-  }
-
+  if (x == NULL)
+    x = &plain;
+  w.signer = x->signer;
+  w.spool = x->spool;
   rc = px__resolvers(o, &used_system, err, sizeof(err));
   if (rc != 0) {
     fprintf(stderr, "%s: %s\n", prog, rc == -ENOMEM ? "out of memory" : err);
-    if (w.signer)
-      px_signer_stop(w.signer);
-    return PX_EXIT_RUNTIME;
+    exit_code = PX_EXIT_RUNTIME;
+    goto done;
   }
   if (px_tls_context_init(&tls, o->ca_file, err, sizeof(err)) != 0) {
     fprintf(stderr, "%s: %s\n", prog, err);
-    if (w.signer)
-      px_signer_stop(w.signer);
-    return o->ca_file != NULL ? PX_EXIT_USAGE : PX_EXIT_RUNTIME;
+    exit_code = o->ca_file != NULL ? PX_EXIT_USAGE : PX_EXIT_RUNTIME;
+    goto done;
   }
+  have_tls = true;
+  tls.clock_offset = x->clock_offset;
   w.summary = o->summary;
   w.path = o->output != NULL && strcmp(o->output, "-") != 0 ? o->output : NULL;
-  w.out = w.path != NULL ? fopen(w.path, "w") : stdout;
-  if (w.out == NULL) {
+  w.out = w.path != NULL ? fopen(w.path, "w") : (x->no_stdout && o->output == NULL ? NULL : stdout);
+  if (w.path != NULL && w.out == NULL) {
     fprintf(stderr, "%s: cannot open output '%s': %s\n", prog, w.path, strerror(errno));
-    px_tls_context_free(&tls);
-    if (w.signer)
-      px_signer_stop(w.signer);
-    return PX_EXIT_RUNTIME;
+    exit_code = PX_EXIT_RUNTIME;
+    goto done;
   }
-  if (px_run_info_init(&run, o->probe_cc, o->probe_asn, time(NULL)) != 0) {
+  if (px_run_info_init(&run, o->probe_cc, o->probe_asn, time(NULL) + x->clock_offset) != 0) {
     fprintf(stderr, "%s: cannot initialise the run (random source)\n", prog);
-    if (w.path != NULL)
-      fclose(w.out);
-    px_tls_context_free(&tls);
-    if (w.signer)
-      px_signer_stop(w.signer);
-    return PX_EXIT_RUNTIME;
+    exit_code = PX_EXIT_RUNTIME;
+    goto done;
   }
+  have_run = true;
   if (o->nresolvers > 0)
     px_addr_format_ip((struct sockaddr *)&o->resolvers[0], run.resolver_ip,
                       sizeof(run.resolver_ip));
   px__annotate(&run, o, &tls, used_system);
+  if (x->annotations != NULL) {
+    const char *k;
+    json_t *v;
+    json_object_foreach(x->annotations, k, v)
+      px_run_annotate(&run, k, json_string_value(v));
+  }
 
   px_progress_init(&progress, isatty(STDERR_FILENO) == 1);
   px_engine_config_t cfg = {
@@ -483,7 +490,6 @@ int px_measure_execute(px_measure_opts_t *o, px_agent_opts_t *agent, const char 
   int close_rc = uv_loop_close(&loop);
   px_progress_finish(&progress);
 
-  int exit_code = PX_EXIT_OK;
   if (rc == -EIO) {
     fprintf(stderr, "%s: cannot write measurements to %s: %s\n", prog,
             w.path ? w.path : "standard output", strerror(w.write_errno));
@@ -502,23 +508,20 @@ int px_measure_execute(px_measure_opts_t *o, px_agent_opts_t *agent, const char 
     fprintf(stderr, "%s: internal error: handles left open at exit\n", prog);
     exit_code = PX_EXIT_RUNTIME;
   }
-  if (w.path != NULL && fclose(w.out) != 0 && exit_code == PX_EXIT_OK) {
-    fprintf(stderr, "%s: cannot write %s: %s\n", prog, w.path, strerror(errno));
-    exit_code = PX_EXIT_RUNTIME;
-  }
   if (w.summary) {
     px__print_summary(&w);
     fprintf(stderr, "%zu measurement(s) written to %s\n", w.written,
-            w.path ? w.path : "standard output");
+            w.path ? w.path : w.out ? "standard output" : "the spool");
   }
-  px_run_info_free(&run);
-  px_tls_context_free(&tls);
-  if (w.signer != NULL) {
-    px_signer_stop(w.signer);
-    /* Measurements are safe in the spool; an unreachable collector is
-     * reported, not an error of the run. */
-    px_agent_upload(agent, w.spool, false, prog);
+done:
+  if (w.path != NULL && w.out != NULL && fclose(w.out) != 0 && exit_code == PX_EXIT_OK) {
+    fprintf(stderr, "%s: cannot write %s: %s\n", prog, w.path, strerror(errno));
+    exit_code = PX_EXIT_RUNTIME;
   }
+  if (have_run)
+    px_run_info_free(&run);
+  if (have_tls)
+    px_tls_context_free(&tls);
   return exit_code;
 }
 
@@ -574,7 +577,24 @@ int px_cmd_measure(int argc, char **argv) {
     exit_code = PX_EXIT_USAGE;
     goto done;
   }
-  exit_code = px_measure_execute(&o, &agent, "parallax measure");
+  if (agent.collector == NULL) {
+    exit_code = px_measure_execute(&o, NULL, "parallax measure");
+  } else {
+    /* The signer forks before anything touches the network. */
+    px_signer_t signer;
+    px_spool_t spool;
+    if (px_agent_signing(&agent, &signer, &spool, err, sizeof(err)) != 0) {
+      fprintf(stderr, "parallax measure: %s\n", err);
+      exit_code = PX_EXIT_RUNTIME;
+      goto done;
+    }
+    px_exec_t x = {.signer = &signer, .spool = &spool};
+    exit_code = px_measure_execute(&o, &x, "parallax measure");
+    px_signer_stop(&signer);
+    /* Measurements are safe in the spool; an unreachable collector is
+     * reported, not an error of the run. */
+    px_agent_upload(&agent, &spool, false, "parallax measure");
+  }
 done:
   px_measure_opts_free(&o);
   free(opts);

@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <sys/socket.h>
 
+#include <jansson.h>
+
 #include "common/target.h"
 
 /* Exit codes of every parallax command. */
@@ -28,6 +30,7 @@ typedef struct px_measure_opts {
   unsigned parallel;
   char probe_cc[3];
   char probe_asn[16];
+  bool cc_set, asn_set;             /* given, rather than the defaults */
   bool allow_nonpublic;
   const char *output;               /* NULL or "-": stdout */
   const char *targets_file;
@@ -75,10 +78,24 @@ int px_measure_add_targets(px_measure_opts_t *o, int argc, char **argv,
 
 /* Runs the measurements o describes (resolvers, TLS context, output) and
  * returns the process exit code; prog prefixes messages. */
-struct px_agent_opts;
-/* agent may be NULL; with agent->collector set, measurements are also
- * signed, spooled and uploaded. */
-int px_measure_execute(px_measure_opts_t *o, struct px_agent_opts *agent, const char *prog);
+struct px_signer;
+struct px_spool;
+
+/* How a command runs the measurements beyond o's flags. */
+typedef struct px_exec {
+  struct px_signer *signer; /* with spool: sign and spool every measurement */
+  struct px_spool *spool;
+  long clock_offset;        /* seconds to add to the local clock */
+  bool no_stdout;           /* without --output, write no JSON lines at all */
+  json_t *annotations;      /* extra annotations (string values), or NULL */
+} px_exec_t;
+
+/* x may be NULL (print the JSON lines, nothing else). */
+int px_measure_execute(px_measure_opts_t *o, const px_exec_t *x, const char *prog);
+
+/* Adds targets from a list (no file). */
+int px_measure_push_targets(px_measure_opts_t *o, size_t n, char *const *list, char *err,
+                            size_t errlen);
 
 /* `parallax measure …`: returns the process exit code. */
 int px_cmd_measure(int argc, char **argv);

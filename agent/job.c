@@ -242,6 +242,19 @@ static int px__start_flows(px__job_t *job) {
     if (job->naddrs > before)
       job->next_txid++;
   }
+  /* Control addresses: where other countries saw this service verify, so
+   * interception of a correct address is seen even when DNS is clean.
+   * They were filtered for publicness when the check-in was read. */
+  const px_target_t *t = job->target;
+  for (size_t i = 0; i < t->ncontrols; i++) {
+    size_t before = job->naddrs;
+    px__job_addr_t *a = px__add_addr(job, (const struct sockaddr *)&t->controls[i], job->next_txid);
+    if (a == NULL)
+      return -ENOMEM;
+    a->user_named = true;
+    if (job->naddrs > before)
+      job->next_txid++;
+  }
 
   job->tls_ops = calloc(job->naddrs > 0 ? job->naddrs : 1, sizeof(*job->tls_ops));
   if (job->tls_ops == NULL)
@@ -292,6 +305,15 @@ static void px__job_finish(px__job_t *job) {
     json_object_set(keys, "tcp_connect", job->tcp_connect);
     json_object_set(keys, "tls_handshakes", job->tls_handshakes);
     json_object_set(keys, "skipped_addresses", job->skipped);
+    if (job->target->ncontrols > 0) {
+      json_t *controls = json_array();
+      char ip[PX_ADDRSTRLEN];
+      for (size_t i = 0; i < job->target->ncontrols; i++) {
+        px_addr_format_ip((const struct sockaddr *)&job->target->controls[i], ip, sizeof(ip));
+        json_array_append_new(controls, json_string(ip));
+      }
+      json_object_set_new(keys, "control_addresses", controls);
+    }
     json_t *m = px_measurement_new(eng->cfg->run, job->target->input,
                                    job->start_wall,
                                    px_elapsed_seconds(job->start_ns, uv_hrtime()),
@@ -326,7 +348,9 @@ int px__job_start(px__engine_t *eng, const px_target_t *target) {
     return -ENOMEM;
   job->eng = eng;
   job->target = target;
-  job->start_wall = time(NULL);
+  /* Corrected by the offset to the collector's clock when one is known: a
+   * board without a battery-backed clock records true times. */
+  job->start_wall = time(NULL) + eng->cfg->tls->clock_offset;
   job->start_ns = uv_hrtime();
   job->next_txid = 1;
   job->queries = json_array();

@@ -9,13 +9,16 @@
 
 #include "agent/cli_keys.h"
 #include "agent/cli_measure.h"
+#include "agent/cli_run.h"
 #include "px_version.h"
 
 static void px__usage(FILE *out) {
   fputs("Usage: parallax COMMAND [FLAG]...\n"
         "Multi-vantage measurements of DNS answers and TLS certificate chains.\n\n"
         "Commands:\n"
+        "  run        one round: check in, measure, sign, spool, upload (timers run this)\n"
         "  measure    measure targets now and print one JSON line per target\n"
+        "  compare    the collector's cross-country view of a domain\n"
         "  submit     sign measurements from a JSONL file, spool and upload them\n"
         "  upload     send the spooled measurements to a collector now\n"
         "  status     the agent's key id and its upload spool\n"
@@ -56,6 +59,7 @@ int main(int argc, char **argv) {
     const char *name;
     int (*fn)(int, char **);
   } cmds[] = {
+      {"run", px_cmd_run},         {"compare", px_cmd_compare},
       {"measure", px_cmd_measure}, {"submit", px_cmd_submit}, {"upload", px_cmd_upload},
       {"status", px_cmd_status},   {"keygen", px_cmd_keygen}, {"verify", px_cmd_verify},
   };

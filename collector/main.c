@@ -8,7 +8,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "collector/analysis.h"
 #include "collector/server.h"
+#include "common/target.h"
 #include "common/encoding.h"
 #include "common/netaddr.h"
 #include "common/statedir.h"
@@ -39,14 +41,78 @@ static void px__usage(FILE *out) {
         "  --trusted-proxy CIDR    take the client address from X-Forwarded-For when the\n"
         "                          peer is in CIDR (repeatable; e.g. 127.0.0.1/32 for nginx)\n"
         "  --public-url URL        base of measurement_url links (default http://<Host>)\n"
+        "  --ca-file PEM           the reference trust store every recorded chain is\n"
+        "                          re-validated against (default: the system's)\n"
+        "  --targets FILE          what check-in hands out, one target per line\n"
+        "                          (default: iCloud, Apple ID and other often-interfered\n"
+        "                          services)\n"
+        "  --allow-nonpublic-addresses  control addresses may be non-public (test worlds)\n"
         "  -h, --help, --version\n"
         "\nThe collector never stores the uploader's IP address.\n",
         out);
 }
 
+/* Services whose interference has been documented, iCloud first (2014). */
+static const char *const px__default_targets[] = {
+    "icloud.com",          "www.icloud.com",     "appleid.apple.com", "setup.icloud.com",
+    "www.apple.com",       "www.google.com",     "www.youtube.com",   "www.facebook.com",
+    "www.instagram.com",   "twitter.com",        "www.wikipedia.org", "signal.org",
+    "www.whatsapp.com",    "telegram.org",       "www.torproject.org", "www.bbc.com",
+    "www.nytimes.com",     "github.com",
+};
+
+/* Reads --targets (one target per line, # comments), or takes the default
+ * list; every target is checked like the agent checks its own. */
+static int px__load_targets(const char *path, px_collector_config_t *cfg, char *err,
+                            size_t errlen) {
+  if (path == NULL) {
+    size_t n = sizeof(px__default_targets) / sizeof(px__default_targets[0]);
+    cfg->targets = calloc(n, sizeof(char *));
+    if (cfg->targets == NULL)
+      return -ENOMEM;
+    for (size_t i = 0; i < n; i++)
+      cfg->targets[cfg->ntargets++] = strdup(px__default_targets[i]);
+    return 0;
+  }
+  FILE *f = fopen(path, "r");
+  if (f == NULL) {
+    snprintf(err, errlen, "--targets: cannot open '%s': %s", path, strerror(errno));
+    return -errno;
+  }
+  char *line = NULL;
+  size_t cap = 0;
+  unsigned lineno = 0;
+  int rc = 0;
+  while (getline(&line, &cap, f) >= 0) {
+    lineno++;
+    line[strcspn(line, "#\r\n")] = '\0';
+    char *s = line + strspn(line, " \t");
+    s[strcspn(s, " \t")] = '\0';
+    if (*s == '\0')
+      continue;
+    px_target_t t;
+    const char *reason;
+    if (px_target_parse(s, 443, &t, &reason) != 0) {
+      snprintf(err, errlen, "%s:%u: bad target '%s': %s", path, lineno, s, reason);
+      rc = -EINVAL;
+      break;
+    }
+    char **grown = realloc(cfg->targets, (cfg->ntargets + 1) * sizeof(char *));
+    if (grown == NULL) {
+      rc = -ENOMEM;
+      break;
+    }
+    cfg->targets = grown;
+    cfg->targets[cfg->ntargets++] = strdup(s);
+  }
+  free(line);
+  fclose(f);
+  return rc;
+}
+
 int main(int argc, char **argv) {
   enum { O_LISTEN = 256, O_DB, O_STATE, O_MAXBODY, O_MAXCONN, O_PERIP, O_TIMEOUT, O_PROXY,
-         O_PUBLIC, O_VERSION };
+         O_PUBLIC, O_VERSION, O_CAFILE, O_TARGETS, O_NONPUBLIC };
   static const struct option opts[] = {
       {"listen", required_argument, NULL, O_LISTEN},
       {"db", required_argument, NULL, O_DB},
@@ -58,11 +124,14 @@ int main(int argc, char **argv) {
       {"trusted-proxy", required_argument, NULL, O_PROXY},
       {"public-url", required_argument, NULL, O_PUBLIC},
       {"version", no_argument, NULL, O_VERSION},
+      {"ca-file", required_argument, NULL, O_CAFILE},
+      {"targets", required_argument, NULL, O_TARGETS},
+      {"allow-nonpublic-addresses", no_argument, NULL, O_NONPUBLIC},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
   px_collector_t c;
-  const char *db = NULL, *state_flag = NULL;
+  const char *db = NULL, *state_flag = NULL, *ca_file = NULL, *targets_file = NULL;
   char err[512], state[4096], dbbuf[4200];
   unsigned long v;
   int opt;
@@ -130,6 +199,19 @@ int main(int argc, char **argv) {
       c.cfg.trusted = t;
       break;
     }
+    case O_CAFILE:
+      if (access(optarg, R_OK) != 0) {
+        fprintf(stderr, "parallax-collector: --ca-file: cannot read '%s'\n", optarg);
+        return PX_EXIT_USAGE;
+      }
+      ca_file = optarg;
+      break;
+    case O_TARGETS:
+      targets_file = optarg;
+      break;
+    case O_NONPUBLIC:
+      c.cfg.allow_nonpublic = true;
+      break;
     case O_PUBLIC:
       if (strncmp(optarg, "http://", 7) != 0 && strncmp(optarg, "https://", 8) != 0) {
         fprintf(stderr, "parallax-collector: --public-url: an http:// or https:// URL\n");
@@ -161,9 +243,18 @@ int main(int argc, char **argv) {
     snprintf(dbbuf, sizeof(dbbuf), "sqlite:%s/collector.sqlite", state);
     db = dbbuf;
   }
+  if (px__load_targets(targets_file, &c.cfg, err, sizeof(err)) != 0) {
+    fprintf(stderr, "parallax-collector: %s\n", err);
+    return PX_EXIT_USAGE;
+  }
   if (px_store_open(db, &c.store, err, sizeof(err)) != 0) {
     fprintf(stderr, "parallax-collector: %s\n", err);
     return strncmp(db, "sqlite:", 7) == 0 ? PX_EXIT_RUNTIME : PX_EXIT_USAGE;
+  }
+  if (px_analysis_start(c.store, ca_file, &c.analysis, err, sizeof(err)) != 0) {
+    fprintf(stderr, "parallax-collector: %s\n", err);
+    px_store_close(c.store);
+    return ca_file != NULL ? PX_EXIT_USAGE : PX_EXIT_RUNTIME;
   }
 
   struct sigaction sa;
@@ -175,6 +266,7 @@ int main(int argc, char **argv) {
 
   if (px_server_start(&c, err, sizeof(err)) != 0) {
     fprintf(stderr, "parallax-collector: %s\n", err);
+    px_analysis_stop(c.analysis);
     px_store_close(c.store);
     free(c.cfg.trusted);
     return PX_EXIT_RUNTIME;
@@ -189,7 +281,11 @@ int main(int argc, char **argv) {
 
   fprintf(stderr, "parallax-collector: stopping (finishing requests in flight)\n");
   px_server_stop(&c);
+  px_analysis_stop(c.analysis);
   px_store_close(c.store);
   free(c.cfg.trusted);
+  for (size_t i = 0; i < c.cfg.ntargets; i++)
+    free(c.cfg.targets[i]);
+  free(c.cfg.targets);
   return PX_EXIT_OK;
 }

@@ -29,24 +29,6 @@ int px_percent_decode(char *s) {
   return 0;
 }
 
-void px_percent_encode(const char *s, char *out, size_t outlen) {
-  static const char hex[] = "0123456789ABCDEF";
-  size_t o = 0;
-  for (; *s != '\0' && o + 4 <= outlen; s++) {
-    unsigned char c = (unsigned char)*s;
-    bool plain = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                 c == '-' || c == '.' || c == '_' || c == '~';
-    if (plain) {
-      out[o++] = (char)c;
-    } else {
-      out[o++] = '%';
-      out[o++] = hex[c >> 4];
-      out[o++] = hex[c & 15];
-    }
-  }
-  out[o] = '\0';
-}
-
 void px_query_free(px_query_t *q) {
   for (size_t i = 0; i < q->n; i++) {
     free(q->v[i].name);

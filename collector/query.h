@@ -3,6 +3,8 @@
 
 #include <stddef.h>
 
+#include "common/encoding.h" /* px_percent_encode */
+
 /* A query string split into decoded name/value pairs. Decoding is %XX
  * only: '+' stays '+' (key ids contain it), unlike form encoding. */
 typedef struct px_query {
@@ -24,8 +26,5 @@ const char *px_query_get(const px_query_t *q, const char *name);
 /* Percent-decodes in place; returns 0 or -EINVAL. */
 int px_percent_decode(char *s);
 
-/* Percent-encodes everything but unreserved characters (RFC 3986) into
- * out (3n + 1 bytes). */
-void px_percent_encode(const char *s, char *out, size_t outlen);
 
 #endif

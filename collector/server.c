@@ -351,6 +351,8 @@ static enum MHD_Result px__get(px_request_t *r) {
     ret = px_api_allowed_signers(r);
   else if (strcmp(p, "/api/v1/export.jsonl") == 0)
     ret = px_api_export(r, &q);
+  else if (strcmp(p, "/api/v1/compare") == 0)
+    ret = px_api_compare(r, &q);
   else if (strcmp(p, "/healthz") == 0) {
     json_t *h = json_object();
     bool ok = px_store_ping(r->c->store) == 0;
@@ -361,13 +363,7 @@ static enum MHD_Result px__get(px_request_t *r) {
     ret = text ? px_respond(r, MHD_HTTP_OK, "text/plain; version=0.0.4", text, strlen(text)) : MHD_NO;
     free(text);
   } else if (strcmp(p, "/") == 0) {
-    static const char page[] =
-        "<!doctype html><meta charset=utf-8><title>parallax collector</title>"
-        "<h1>parallax collector</h1><p>Researcher API: "
-        "<a href=/api/v1/measurements>/api/v1/measurements</a>, "
-        "<a href=/api/v1/allowed_signers>/api/v1/allowed_signers</a>, "
-        "<a href=/api/v1/export.jsonl>/api/v1/export.jsonl</a>.</p>";
-    ret = px_respond(r, MHD_HTTP_OK, "text/html; charset=utf-8", page, sizeof(page) - 1);
+    ret = px_web_page(r);
   } else {
     ret = px_respond_error(r, MHD_HTTP_NOT_FOUND, "not_found", "no such endpoint");
   }
@@ -408,7 +404,9 @@ static enum MHD_Result px__access_cb(void *cls, struct MHD_Connection *conn, con
   bool post = strcmp(method, MHD_HTTP_METHOD_POST) == 0;
   bool get = strcmp(method, MHD_HTTP_METHOD_GET) == 0 || strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
 
-  if (post && strcmp(r->path, "/api/v1/submit_measurement") == 0) {
+  bool submit = post && strcmp(r->path, "/api/v1/submit_measurement") == 0;
+  bool checkin = post && strcmp(r->path, "/api/v1/check-in") == 0;
+  if (submit || checkin) {
     if (r->body == NULL && *upload_data_size == 0 && !r->too_large) {
       /* First call: refuse an announced oversized body before reading it. */
       const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
@@ -433,6 +431,8 @@ static enum MHD_Result px__access_cb(void *cls, struct MHD_Connection *conn, con
     if (r->too_large)
       return px__too_large(r);
     px__set_receiving(r->c, conn, false);
+    if (checkin)
+      return px_api_checkin(r);
     enum MHD_Result ret = px_api_submit(r);
     px_metrics_submit_latency((double)(px__now_ns() - r->start_ns) / 1e9);
     return ret;

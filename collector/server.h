@@ -22,14 +22,20 @@ typedef struct px_collector_config {
   px_cidr_t *trusted;
   size_t ntrusted;
   const char *public_url; /* NULL: http://<Host header> */
+  char **targets;         /* what check-in hands out */
+  size_t ntargets;
+  bool allow_nonpublic;   /* control addresses may be documentation ranges */
 } px_collector_config_t;
 
 typedef struct px__conn px__conn_t;
 typedef struct px__ipcount px__ipcount_t;
 
+struct px_analysis;
+
 typedef struct px_collector {
   px_collector_config_t cfg;
   px_store_t *store;
+  struct px_analysis *analysis;
   struct MHD_Daemon *daemon;
   atomic_int active;   /* requests between first byte and completion */
 
@@ -76,6 +82,10 @@ enum MHD_Result px_api_measurements(px_request_t *r, const px_query_t *q);
 enum MHD_Result px_api_raw(px_request_t *r, const px_query_t *q, bool signature);
 enum MHD_Result px_api_allowed_signers(px_request_t *r);
 enum MHD_Result px_api_export(px_request_t *r, const px_query_t *q);
+enum MHD_Result px_api_compare(px_request_t *r, const px_query_t *q);
+enum MHD_Result px_api_checkin(px_request_t *r);
+/* The web view (collector/web.c). */
+enum MHD_Result px_web_page(px_request_t *r);
 
 /* The base URL to build measurement_url from. */
 void px_public_base(px_request_t *r, char *out, size_t n);

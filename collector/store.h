@@ -74,6 +74,44 @@ int px_store_export(px_store_t *s, const px_filter_t *f, int64_t *after_id, unsi
                               time_t received_at),
                     void *data);
 
+/* ---- analysis (collector/analysis.c) ---------------------------------- */
+
+/* A stored measurement, as the analysis reads it. */
+typedef struct px_stored {
+  int64_t id;
+  const char *uid, *key_id, *probe_cc, *probe_asn, *domain;
+  time_t measurement_start_time;
+  const char *content;
+  size_t content_len;
+} px_stored_t;
+
+/* One measurement's summary: what the comparison needs, derived from its
+ * content (addresses answered, handshakes and their re-validation). */
+typedef struct px_summary_row {
+  int64_t measurement_id;
+  const char *uid, *key_id, *probe_cc, *probe_asn, *domain;
+  time_t measurement_start_time;
+  const char *summary; /* JSON */
+} px_summary_row_t;
+
+/* Up to max measurements not analysed yet, in id order. Returns how many,
+ * or a negative error. */
+int px_store_unanalyzed(px_store_t *s, unsigned max,
+                        int (*cb)(void *data, const px_stored_t *m), void *data);
+/* Stores summaries and marks everything up to analyzed_up_to as analysed,
+ * in one commit. */
+int px_store_put_summaries(px_store_t *s, const px_summary_row_t *rows, size_t n,
+                           int64_t analyzed_up_to);
+/* The id analysis has reached and the newest stored id. */
+int px_store_analysis_progress(px_store_t *s, int64_t *analyzed, int64_t *newest);
+/* Summaries of domain with since <= measurement_start_time < until; with
+ * latest_per_key, only each key's newest one. */
+int px_store_summaries(px_store_t *s, const char *domain, time_t since, time_t until,
+                       bool latest_per_key,
+                       int (*cb)(void *data, const px_summary_row_t *row), void *data);
+/* Called by the writer thread after each successful commit. */
+void px_store_set_commit_hook(px_store_t *s, void (*fn)(void *data), void *data);
+
 /* A cheap liveness check of the database. */
 int px_store_ping(px_store_t *s);
 

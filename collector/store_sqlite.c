@@ -9,35 +9,9 @@
 #include <string.h>
 
 #include "collector/store.h"
+#include "collector/store_sqlite_internal.h"
 #include "common/encoding.h"
 #include "common/timeutil.h"
-
-#define PX__READERS 4
-#define PX__BATCH_MAX 512
-
-typedef struct px__job {
-  px_submission_t *sub;
-  bool done, duplicate;
-  int rc;
-  pthread_cond_t cv; /* its own: a commit wakes exactly the requests it covered */
-  struct px__job *next;
-} px__job_t;
-
-struct px_store {
-  char path[4096];
-  sqlite3 *writer;
-  sqlite3_stmt *ins_key, *ins_m, *find;
-  pthread_t thread;
-  pthread_mutex_t mu;
-  pthread_cond_t work_cv;
-  px__job_t *head, *tail;
-  bool stopping;
-
-  pthread_mutex_t rmu;
-  pthread_cond_t rcv;
-  sqlite3 *readers[PX__READERS];
-  bool reader_busy[PX__READERS];
-};
 
 /* Versioned migrations, applied in order at start-up; never edit one that
  * has shipped, add the next. */
@@ -67,6 +41,20 @@ static const char *const px__migrations[] = {
     "CREATE INDEX measurements_asn ON measurements(probe_asn, measurement_start_time, id);"
     "CREATE INDEX measurements_domain ON measurements(domain, measurement_start_time, id);"
     "CREATE INDEX measurements_key ON measurements(key_id, measurement_start_time, id);",
+    /* 2: what the comparison reads, one summary per analysed measurement
+     * (collector/analysis.c), and how far the analysis has got. */
+    "CREATE TABLE summaries ("
+    "  measurement_id INTEGER PRIMARY KEY REFERENCES measurements(id),"
+    "  uid TEXT NOT NULL,"
+    "  key_id TEXT NOT NULL,"
+    "  probe_cc TEXT NOT NULL,"
+    "  probe_asn TEXT NOT NULL,"
+    "  domain TEXT NOT NULL,"
+    "  measurement_start_time INTEGER NOT NULL,"
+    "  summary TEXT NOT NULL);"
+    "CREATE INDEX summaries_domain ON summaries(domain, measurement_start_time);"
+    "CREATE TABLE analysis_state (id INTEGER PRIMARY KEY CHECK (id = 1), last_id INTEGER NOT NULL);"
+    "INSERT INTO analysis_state VALUES (1, 0);",
     NULL,
 };
 
@@ -129,8 +117,8 @@ static int px__open_conn(const char *path, bool readonly, sqlite3 **db, char *er
   return 0;
 }
 
-/* Writes one job inside the open transaction. */
-static void px__write_job(px_store_t *s, px__job_t *j) {
+/* Writes one submission inside the open transaction. */
+static int px__write_submission(px_store_t *s, px__job_t *j) {
   px_submission_t *sub = j->sub;
   sqlite3_stmt *k = s->ins_key, *m = s->ins_m, *f = s->find;
 
@@ -145,30 +133,23 @@ static void px__write_job(px_store_t *s, px__job_t *j) {
              (const char *)sqlite3_column_text(f, 0));
     sqlite3_reset(f);
     j->duplicate = true;
-    j->rc = 0;
-    return;
+    return 0;
   }
   sqlite3_reset(f);
-  if (step != SQLITE_DONE) {
-    j->rc = -EIO;
-    return;
-  }
+  if (step != SQLITE_DONE)
+    return -EIO;
   snprintf(sub->stored_key_id, sizeof(sub->stored_key_id), "%s", sub->key->key_id);
   char *line = px_ssh_pubkey_line(sub->key);
-  if (line == NULL) {
-    j->rc = -ENOMEM;
-    return;
-  }
+  if (line == NULL)
+    return -ENOMEM;
   sqlite3_reset(k);
   sqlite3_bind_text(k, 1, sub->key->key_id, -1, SQLITE_STATIC);
   sqlite3_bind_text(k, 2, line, -1, SQLITE_STATIC);
   sqlite3_bind_int64(k, 3, sub->received_at);
   int rc = sqlite3_step(k);
   free(line);
-  if (rc != SQLITE_DONE) {
-    j->rc = -EIO;
-    return;
-  }
+  if (rc != SQLITE_DONE)
+    return -EIO;
   sqlite3_reset(m);
   sqlite3_bind_text(m, 1, sub->uid, -1, SQLITE_STATIC);
   sqlite3_bind_blob(m, 2, sub->sha256, 32, SQLITE_STATIC);
@@ -183,12 +164,10 @@ static void px__write_job(px_store_t *s, px__job_t *j) {
   sqlite3_bind_int64(m, 11, sub->meta.measurement_start_time);
   sqlite3_bind_int64(m, 12, sub->received_at);
   rc = sqlite3_step(m);
-  if (rc != SQLITE_DONE) {
-    j->rc = -EIO;
-    return;
-  }
+  if (rc != SQLITE_DONE)
+    return -EIO;
   j->duplicate = false;
-  j->rc = 0;
+  return 0;
 }
 
 static void *px__writer_main(void *arg) {
@@ -222,7 +201,7 @@ static void *px__writer_main(void *arg) {
       }
       /* A savepoint per job: one bad row must not sink the batch. */
       px__exec(s->writer, "SAVEPOINT job;", err, sizeof(err));
-      px__write_job(s, j);
+      j->rc = j->write(s, j);
       px__exec(s->writer, j->rc == 0 ? "RELEASE job;" : "ROLLBACK TO job; RELEASE job;", err,
                sizeof(err));
     }
@@ -232,6 +211,8 @@ static void *px__writer_main(void *arg) {
       for (px__job_t *j = batch; j != NULL; j = j->next)
         j->rc = -EIO;
     }
+    if (ok && s->on_commit != NULL)
+      s->on_commit(s->on_commit_data);
     pthread_mutex_lock(&s->mu);
     for (px__job_t *j = batch, *next; j != NULL; j = next) {
       next = j->next; /* j lives on its waiter's stack: read before waking it */
@@ -273,7 +254,15 @@ int px_store_open(const char *url, px_store_t **out, char *err, size_t errlen) {
                           "ON CONFLICT(content_sha256) DO NOTHING",
                           -1, SQLITE_PREPARE_PERSISTENT, &s->ins_m, NULL) != SQLITE_OK ||
        sqlite3_prepare_v3(s->writer, "SELECT key_id FROM measurements WHERE content_sha256 = ?1",
-                          -1, SQLITE_PREPARE_PERSISTENT, &s->find, NULL) != SQLITE_OK)) {
+                          -1, SQLITE_PREPARE_PERSISTENT, &s->find, NULL) != SQLITE_OK ||
+       sqlite3_prepare_v3(s->writer,
+                          "INSERT OR REPLACE INTO summaries (measurement_id, uid, key_id, probe_cc, "
+                          "probe_asn, domain, measurement_start_time, summary) VALUES "
+                          "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                          -1, SQLITE_PREPARE_PERSISTENT, &s->ins_summary, NULL) != SQLITE_OK ||
+       sqlite3_prepare_v3(s->writer,
+                          "UPDATE analysis_state SET last_id = max(last_id, ?1) WHERE id = 1", -1,
+                          SQLITE_PREPARE_PERSISTENT, &s->set_analyzed, NULL) != SQLITE_OK)) {
     snprintf(err, errlen, "sqlite: %s", sqlite3_errmsg(s->writer));
     rc = -EIO;
   }
@@ -283,6 +272,8 @@ int px_store_open(const char *url, px_store_t **out, char *err, size_t errlen) {
     sqlite3_finalize(s->ins_key);
     sqlite3_finalize(s->ins_m);
     sqlite3_finalize(s->find);
+    sqlite3_finalize(s->ins_summary);
+    sqlite3_finalize(s->set_analyzed);
     for (int i = 0; i < PX__READERS; i++)
       sqlite3_close(s->readers[i]);
     sqlite3_close(s->writer);
@@ -309,6 +300,8 @@ void px_store_close(px_store_t *s) {
   sqlite3_finalize(s->ins_key);
   sqlite3_finalize(s->ins_m);
   sqlite3_finalize(s->find);
+  sqlite3_finalize(s->ins_summary);
+  sqlite3_finalize(s->set_analyzed);
   for (int i = 0; i < PX__READERS; i++)
     sqlite3_close(s->readers[i]);
   sqlite3_close(s->writer);
@@ -319,30 +312,44 @@ void px_store_close(px_store_t *s) {
   free(s);
 }
 
-int px_store_put(px_store_t *s, px_submission_t *sub, bool *duplicate) {
-  px__job_t job = {.sub = sub};
-  pthread_cond_init(&job.cv, NULL);
+int px__store_run(px_store_t *s, px__job_t *job) {
+  pthread_cond_init(&job->cv, NULL);
+  job->done = false;
+  job->next = NULL;
   pthread_mutex_lock(&s->mu);
   if (s->stopping) {
     pthread_mutex_unlock(&s->mu);
-    pthread_cond_destroy(&job.cv);
+    pthread_cond_destroy(&job->cv);
     return -ESHUTDOWN;
   }
   if (s->tail != NULL)
-    s->tail->next = &job;
+    s->tail->next = job;
   else
-    s->head = &job;
-  s->tail = &job;
+    s->head = job;
+  s->tail = job;
   pthread_cond_signal(&s->work_cv);
-  while (!job.done)
-    pthread_cond_wait(&job.cv, &s->mu);
+  while (!job->done)
+    pthread_cond_wait(&job->cv, &s->mu);
   pthread_mutex_unlock(&s->mu);
-  pthread_cond_destroy(&job.cv);
-  *duplicate = job.duplicate;
-  return job.rc;
+  pthread_cond_destroy(&job->cv);
+  return job->rc;
 }
 
-static sqlite3 *px__reader(px_store_t *s, int *slot) {
+int px_store_put(px_store_t *s, px_submission_t *sub, bool *duplicate) {
+  px__job_t job = {.write = px__write_submission, .sub = sub};
+  int rc = px__store_run(s, &job);
+  *duplicate = job.duplicate;
+  return rc;
+}
+
+void px_store_set_commit_hook(px_store_t *s, void (*fn)(void *data), void *data) {
+  pthread_mutex_lock(&s->mu);
+  s->on_commit = fn;
+  s->on_commit_data = data;
+  pthread_mutex_unlock(&s->mu);
+}
+
+sqlite3 *px__store_reader(px_store_t *s, int *slot) {
   pthread_mutex_lock(&s->rmu);
   for (;;) {
     for (int i = 0; i < PX__READERS; i++)
@@ -356,7 +363,7 @@ static sqlite3 *px__reader(px_store_t *s, int *slot) {
   }
 }
 
-static void px__reader_done(px_store_t *s, int slot) {
+void px__store_reader_done(px_store_t *s, int slot) {
   pthread_mutex_lock(&s->rmu);
   s->reader_busy[slot] = false;
   pthread_cond_signal(&s->rcv);
@@ -380,7 +387,7 @@ static char *px__dup_col(sqlite3_stmt *st, int col, size_t *len) {
 int px_store_get(px_store_t *s, const char *uid, char **content, size_t *content_len,
                  char **signature, char **key_id) {
   int slot;
-  sqlite3 *db = px__reader(s, &slot);
+  sqlite3 *db = px__store_reader(s, &slot);
   sqlite3_stmt *st;
   int rc = -EIO;
   if (sqlite3_prepare_v2(db, "SELECT content, signature, key_id FROM measurements WHERE uid = ?1",
@@ -397,7 +404,7 @@ int px_store_get(px_store_t *s, const char *uid, char **content, size_t *content
     }
     sqlite3_finalize(st);
   }
-  px__reader_done(s, slot);
+  px__store_reader_done(s, slot);
   return rc;
 }
 
@@ -452,13 +459,13 @@ int px_store_list(px_store_t *s, const px_filter_t *f, json_t **results,
            "FROM measurements%s%s ORDER BY measurement_start_time DESC, id DESC LIMIT ?20",
            w.sql, f->has_cursor ? " AND (measurement_start_time, id) < (?18, ?19)" : "");
   int slot;
-  sqlite3 *db = px__reader(s, &slot);
+  sqlite3 *db = px__store_reader(s, &slot);
   sqlite3_stmt *st;
   int rc = 0;
   next_cursor[0] = '\0';
   *results = json_array();
   if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
-    px__reader_done(s, slot);
+    px__store_reader_done(s, slot);
     return -EIO;
   }
   px__bind_where(st, &w);
@@ -494,7 +501,7 @@ int px_store_list(px_store_t *s, const px_filter_t *f, json_t **results,
   if (step != SQLITE_ROW && step != SQLITE_DONE)
     rc = -EIO;
   sqlite3_finalize(st);
-  px__reader_done(s, slot);
+  px__store_reader_done(s, slot);
   return rc;
 }
 
@@ -503,19 +510,19 @@ int px_store_keys(px_store_t *s,
                             time_t first_seen, time_t last_seen),
                   void *data) {
   int slot;
-  sqlite3 *db = px__reader(s, &slot);
+  sqlite3 *db = px__store_reader(s, &slot);
   sqlite3_stmt *st;
   int rc = 0, step;
   if (sqlite3_prepare_v2(db, "SELECT key_id, public_key, first_seen, last_seen FROM keys "
                              "ORDER BY first_seen, key_id", -1, &st, NULL) != SQLITE_OK) {
-    px__reader_done(s, slot);
+    px__store_reader_done(s, slot);
     return -EIO;
   }
   while (rc == 0 && (step = sqlite3_step(st)) == SQLITE_ROW)
     rc = cb(data, (const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 1),
             (time_t)sqlite3_column_int64(st, 2), (time_t)sqlite3_column_int64(st, 3));
   sqlite3_finalize(st);
-  px__reader_done(s, slot);
+  px__store_reader_done(s, slot);
   return rc;
 }
 
@@ -531,10 +538,10 @@ int px_store_export(px_store_t *s, const px_filter_t *f, int64_t *after_id, unsi
            "SELECT id, uid, key_id, content, signature, received_at FROM measurements%s "
            "AND id > ?18 ORDER BY id LIMIT ?19", w.sql);
   int slot;
-  sqlite3 *db = px__reader(s, &slot);
+  sqlite3 *db = px__store_reader(s, &slot);
   sqlite3_stmt *st;
   if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
-    px__reader_done(s, slot);
+    px__store_reader_done(s, slot);
     return -EIO;
   }
   px__bind_where(st, &w);
@@ -549,16 +556,16 @@ int px_store_export(px_store_t *s, const px_filter_t *f, int64_t *after_id, unsi
     n++;
   }
   sqlite3_finalize(st);
-  px__reader_done(s, slot);
+  px__store_reader_done(s, slot);
   return rc != 0 ? rc : n;
 }
 
 int px_store_ping(px_store_t *s) {
   int slot;
-  sqlite3 *db = px__reader(s, &slot);
+  sqlite3 *db = px__store_reader(s, &slot);
   char err[128];
   int rc = px__exec(db, "SELECT 1 FROM schema_version LIMIT 1;", err, sizeof(err));
-  px__reader_done(s, slot);
+  px__store_reader_done(s, slot);
   return rc;
 }
 

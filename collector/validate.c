@@ -304,7 +304,7 @@ static int px__check(px__ctx_t *c, px_measurement_meta_t *meta) {
       "resolver_network_name", "software_name", "software_version", "test_name",
       "test_version", "test_runtime", "input", "report_id", "annotations", "test_keys", NULL};
   static const char *const tk[] = {"queries", "tcp_connect", "tls_handshakes",
-                                   "skipped_addresses", NULL};
+                                   "skipped_addresses", "control_addresses", NULL};
   const px_jdoc_t *d = c->d;
   char cc[8], asn[24], rasn[24], tn[64], input[PX_TARGET_MAX + 1], rid[160];
   int rc;
@@ -363,9 +363,12 @@ static int px__check(px__ctx_t *c, px_measurement_meta_t *meta) {
     return px__fail(c, "test_keys must be an object");
   if ((rc = px__only_keys(c, (uint32_t)keys, "test_keys", tk)) != 0)
     return rc;
-  for (size_t i = 0; tk[i] != NULL; i++)
-    if (px_jtype(d, px_jobj_get(d, (uint32_t)keys, tk[i])) != PX_JT_ARRAY)
+  for (size_t i = 0; tk[i] != NULL; i++) {
+    int v = px_jobj_get(d, (uint32_t)keys, tk[i]);
+    bool optional = strcmp(tk[i], "control_addresses") == 0;
+    if ((v >= 0 || !optional) && px_jtype(d, v) != PX_JT_ARRAY)
       return px__fail(c, "test_keys.%s must be an array", tk[i]);
+  }
   if ((rc = px__each(c, px_jobj_get(d, (uint32_t)keys, "queries"), px__query)) != 0 ||
       (rc = px__each(c, px_jobj_get(d, (uint32_t)keys, "tcp_connect"), px__tcp_connect)) != 0 ||
       (rc = px__each(c, px_jobj_get(d, (uint32_t)keys, "tls_handshakes"), px__tls_handshake)) != 0)

@@ -2,6 +2,7 @@
 
 #include <stdlib.h>
 #include <errno.h>
+#include <stdbool.h>
 
 static const char px__b64_alphabet[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -131,3 +132,22 @@ int px_parse_ulong(const char *s, unsigned long min, unsigned long max, unsigned
   *out = v;
   return 0;
 }
+
+void px_percent_encode(const char *s, char *out, size_t outlen) {
+  static const char hex[] = "0123456789ABCDEF";
+  size_t o = 0;
+  for (; *s != '\0' && o + 4 <= outlen; s++) {
+    unsigned char c = (unsigned char)*s;
+    bool plain = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                 c == '-' || c == '.' || c == '_' || c == '~';
+    if (plain) {
+      out[o++] = (char)c;
+    } else {
+      out[o++] = '%';
+      out[o++] = hex[c >> 4];
+      out[o++] = hex[c & 15];
+    }
+  }
+  out[o] = '\0';
+}
+

@@ -27,4 +27,8 @@ void px_hex_encode(const uint8_t *in, size_t n, char *out);
  * -EINVAL. */
 int px_parse_ulong(const char *s, unsigned long min, unsigned long max, unsigned long *out);
 
+/* Percent-encodes everything but unreserved characters (RFC 3986) into
+ * out (3n + 1 bytes). */
+void px_percent_encode(const char *s, char *out, size_t outlen);
+
 #endif

@@ -5,9 +5,11 @@
 #include <openssl/evp.h>
 #include <openssl/x509v3.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/encoding.h"
 #include "common/failure.h"
 
 /* Called by OpenSSL for every certificate and every problem; returning 1
@@ -215,4 +217,58 @@ json_t *px_x509_verdict_json(const px_x509_verdict_t *v) {
   json_object_set_new(obj, "errors", errors);
   json_object_set_new(obj, "hostname_match", json_boolean(v->hostname_match));
   return obj;
+}
+
+static void px__file_sha256(const char *path, char out[65]) {
+  unsigned char buf[16384], md[32];
+  unsigned int md_len;
+  size_t n;
+  FILE *f = fopen(path, "rb");
+  EVP_MD_CTX *md_ctx = EVP_MD_CTX_new();
+
+  out[0] = '\0';
+  if (f == NULL || md_ctx == NULL || !EVP_DigestInit_ex(md_ctx, EVP_sha256(), NULL))
+    goto done;
+  while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+    EVP_DigestUpdate(md_ctx, buf, n);
+  if (!ferror(f) && EVP_DigestFinal_ex(md_ctx, md, &md_len))
+    px_hex_encode(md, 32, out);
+done:
+  if (f != NULL)
+    fclose(f);
+  EVP_MD_CTX_free(md_ctx);
+}
+
+int px_trust_store_load(const char *ca_file, X509_STORE **out, char *desc, size_t desclen,
+                        char sha256[65], char *err, size_t errlen) {
+  const char *path = ca_file;
+  const char *kind = "file";
+
+  if (path == NULL) {
+    kind = "system";
+    path = getenv(X509_get_default_cert_file_env());
+    if (path == NULL)
+      path = X509_get_default_cert_file();
+  }
+  X509_STORE *store = X509_STORE_new();
+  if (store == NULL)
+    return -ENOMEM;
+  if (X509_STORE_load_file(store, path) != 1) {
+    unsigned long e = ERR_peek_last_error();
+    snprintf(err, errlen, "cannot load %s trust store %s: %s", kind, path,
+             e ? ERR_reason_error_string(e) : "no certificates");
+    ERR_clear_error();
+    X509_STORE_free(store);
+    return -EINVAL;
+  }
+  STACK_OF(X509_OBJECT) *objs = X509_STORE_get0_objects(store);
+  if (objs == NULL || sk_X509_OBJECT_num(objs) == 0) {
+    snprintf(err, errlen, "trust store %s holds no certificates", path);
+    X509_STORE_free(store);
+    return -EINVAL;
+  }
+  snprintf(desc, desclen, "%s:%s", kind, path);
+  px__file_sha256(path, sha256);
+  *out = store;
+  return 0;
 }

@@ -49,6 +49,14 @@ int px_x509_judge_cached(px_x509_judge_cache_t *cache, X509_STORE *store,
                          STACK_OF(X509) *presented, const char *hostname,
                          time_t at, px_x509_verdict_t *out);
 
+/* The trust store chains are judged against: ca_file, or (NULL) the
+ * system's (OpenSSL's default file, which honours SSL_CERT_FILE). desc gets
+ * "system:<file>" or "file:<path>", sha256 the hex digest of the file's
+ * bytes (so a measurement can say exactly which roots judged it). Returns
+ * 0 or -EINVAL with a one-line reason. */
+int px_trust_store_load(const char *ca_file, X509_STORE **out, char *desc, size_t desclen,
+                        char sha256[65], char *err, size_t errlen);
+
 /* ok == the chain reaches a trusted root with no error AND the host name
  * matches. */
 bool px_x509_verdict_ok(const px_x509_verdict_t *v);

@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "common/encoding.h"
 
 /* Chains are judged once, after the handshake, by px_x509_judge against the
  * measurement's trust store; verifying during the handshake too would only
@@ -17,63 +16,13 @@ static int px__skip_verify(X509_STORE_CTX *ctx, void *arg) {
   return 1;
 }
 
-static void px__file_sha256(const char *path, char out[65]) {
-  unsigned char buf[16384], md[32];
-  unsigned int md_len;
-  size_t n;
-  FILE *f = fopen(path, "rb");
-  EVP_MD_CTX *md_ctx = EVP_MD_CTX_new();
-
-  out[0] = '\0';
-  if (f == NULL || md_ctx == NULL || !EVP_DigestInit_ex(md_ctx, EVP_sha256(), NULL))
-    goto done;
-  while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
-    EVP_DigestUpdate(md_ctx, buf, n);
-  if (!ferror(f) && EVP_DigestFinal_ex(md_ctx, md, &md_len))
-    px_hex_encode(md, 32, out);
-done:
-  if (f != NULL)
-    fclose(f);
-  EVP_MD_CTX_free(md_ctx);
-}
-
-static int px__load_trust(px_tls_context_t *ctx, const char *ca_file,
-                          char *err, size_t errlen) {
-  const char *path = ca_file;
-  const char *kind = "file";
-
-  if (path == NULL) {
-    kind = "system";
-    path = getenv(X509_get_default_cert_file_env());
-    if (path == NULL)
-      path = X509_get_default_cert_file();
-  }
-  ctx->trust = X509_STORE_new();
-  if (ctx->trust == NULL)
-    return -ENOMEM;
-  if (X509_STORE_load_file(ctx->trust, path) != 1) {
-    unsigned long e = ERR_peek_last_error();
-    snprintf(err, errlen, "cannot load %s trust store %s: %s",
-             kind, path, e ? ERR_reason_error_string(e) : "no certificates");
-    ERR_clear_error();
-    return -EINVAL;
-  }
-  STACK_OF(X509_OBJECT) *objs = X509_STORE_get0_objects(ctx->trust);
-  if (objs == NULL || sk_X509_OBJECT_num(objs) == 0) {
-    snprintf(err, errlen, "trust store %s holds no certificates", path);
-    return -EINVAL;
-  }
-  snprintf(ctx->trust_store, sizeof(ctx->trust_store), "%s:%s", kind, path);
-  px__file_sha256(path, ctx->trust_sha256);
-  return 0;
-}
-
 int px_tls_context_init(px_tls_context_t *ctx, const char *ca_file,
                         char *err, size_t errlen) {
   static const unsigned char alpn[] = "\x02h2\x08http/1.1";
 
   memset(ctx, 0, sizeof(ctx[0]));
-  int rc = px__load_trust(ctx, ca_file, err, errlen);
+  int rc = px_trust_store_load(ca_file, &ctx->trust, ctx->trust_store, sizeof(ctx->trust_store),
+                               ctx->trust_sha256, err, errlen);
   if (rc != 0) {
     px_tls_context_free(ctx);
     return rc;

@@ -7,7 +7,7 @@ packages=(
   # build
   gcc make cmake pkg-config
   libuv1-dev libc-ares-dev libssl-dev libjansson-dev libcmocka-dev
-  libcurl4-openssl-dev libmicrohttpd-dev libsqlite3-dev
+  libcurl4-openssl-dev libmicrohttpd-dev libsqlite3-dev libinih-dev
   # test peers and tools
   openssl dnsmasq-base nginx-light gnutls-bin iproute2
   python3 python3-jsonschema valgrind procps curl

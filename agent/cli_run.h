@@ -1,0 +1,8 @@
+#ifndef PX_CLI_RUN_H
+#define PX_CLI_RUN_H
+
+/* Each returns the process exit code. */
+int px_cmd_run(int argc, char **argv);
+int px_cmd_compare(int argc, char **argv);
+
+#endif

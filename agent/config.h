@@ -1,0 +1,27 @@
+#ifndef PX_CONFIG_H
+#define PX_CONFIG_H
+
+#include <stddef.h>
+
+#include "agent/cli_common.h"
+#include "agent/cli_measure.h"
+
+/* The volunteer's INI file (/etc/parallax/parallax.conf, libinih). Keys are
+ * the long flags of the agent commands, '-' or '_' alike, in no section or
+ * in [parallax]; lists (resolver, address, targets) are space-separated or
+ * repeated. Flags given on the command line are applied after the file,
+ * so they win (lists add up). Documented in parallax.conf(5). */
+typedef struct px_config {
+  char **strings; /* values the options point into, freed with the config */
+  size_t nstrings;
+  char **targets; /* "targets = …" (none: the collector's list) */
+  size_t ntargets;
+} px_config_t;
+
+/* Applies path to o and agent. An unknown section or key, or a bad value,
+ * is -EINVAL with "PATH:LINE: reason" in err. */
+int px_config_load(const char *path, px_config_t *cfg, px_measure_opts_t *o,
+                   px_agent_opts_t *agent, char *err, size_t errlen);
+void px_config_free(px_config_t *cfg);
+
+#endif

@@ -1,0 +1,170 @@
+/* GET /api/v1/compare and POST /api/v1/check-in: the cross-country view,
+ * and what an agent needs before a round (its country, targets, control
+ * addresses, the time). */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "collector/analysis.h"
+#include "collector/server.h"
+#include "collector/verdict.h"
+#include "common/json_util.h"
+#include "common/measurement.h"
+#include "common/target.h"
+#include "common/timeutil.h"
+#include "px_version.h"
+
+#define PX__WINDOW (24 * 3600)
+
+typedef struct {
+  px_vantage_t *v;
+  size_t n, cap;
+} px__vset_t;
+
+static int px__collect(void *data, const px_summary_row_t *row) {
+  px__vset_t *s = data;
+  if (s->n == s->cap) {
+    size_t cap = s->cap ? s->cap * 2 : 16;
+    px_vantage_t *v = realloc(s->v, cap * sizeof(*v));
+    if (v == NULL)
+      return -ENOMEM;
+    s->v = v;
+    s->cap = cap;
+  }
+  json_t *sum = json_loads(row->summary, 0, NULL);
+  if (sum == NULL)
+    return 0;
+  px_vantage_t *v = &s->v[s->n++];
+  v->key_id = strdup(row->key_id);
+  v->probe_cc = strdup(row->probe_cc);
+  v->probe_asn = strdup(row->probe_asn);
+  v->uid = strdup(row->uid);
+  v->measurement_start_time = row->measurement_start_time;
+  v->summary = sum;
+  return 0;
+}
+
+static void px__vset_free(px__vset_t *s) {
+  for (size_t i = 0; i < s->n; i++) {
+    free((char *)s->v[i].key_id);
+    free((char *)s->v[i].probe_cc);
+    free((char *)s->v[i].probe_asn);
+    free((char *)s->v[i].uid);
+    json_decref(s->v[i].summary);
+  }
+  free(s->v);
+}
+
+/* Each key's latest measurement of domain in [since, until). */
+static int px__vantages(px_collector_t *c, const char *domain, time_t since, time_t until,
+                        px__vset_t *out) {
+  memset(out, 0, sizeof(*out));
+  return px_store_summaries(c->store, domain, since, until, true, px__collect, out);
+}
+
+static bool px__domain(const char *in, char *out) {
+  px_target_t t;
+  const char *reason;
+  if (in == NULL || px_target_parse(in, 443, &t, &reason) != 0)
+    return false;
+  size_t i = 0;
+  for (; t.hostname[i] != '\0'; i++)
+    out[i] = (char)tolower((unsigned char)t.hostname[i]);
+  out[i] = '\0';
+  return true;
+}
+
+enum MHD_Result px_api_compare(px_request_t *r, const px_query_t *q) {
+  char domain[PX_HOSTNAME_MAX + 1], detail[160];
+  time_t now = time(NULL), since, until = now + 60;
+  for (size_t i = 0; i < q->n; i++)
+    if (strcmp(q->v[i].name, "domain") != 0 && strcmp(q->v[i].name, "since") != 0 &&
+        strcmp(q->v[i].name, "until") != 0) {
+      snprintf(detail, sizeof(detail), "unknown parameter \"%.64s\"", q->v[i].name);
+      return px_respond_error(r, MHD_HTTP_BAD_REQUEST, "bad_query", detail);
+    }
+  if (!px__domain(px_query_get(q, "domain"), domain))
+    return px_respond_error(r, MHD_HTTP_BAD_REQUEST, "bad_query", "domain: a host name is required");
+  const char *s = px_query_get(q, "until");
+  if (s != NULL && px_time_parse_utc(s, &until) != 0)
+    return px_respond_error(r, MHD_HTTP_BAD_REQUEST, "bad_query", "until: ISO 8601 UTC");
+  since = until - PX__WINDOW;
+  s = px_query_get(q, "since");
+  if (s != NULL && px_time_parse_utc(s, &since) != 0)
+    return px_respond_error(r, MHD_HTTP_BAD_REQUEST, "bad_query", "since: ISO 8601 UTC");
+  if (since >= until)
+    return px_respond_error(r, MHD_HTTP_BAD_REQUEST, "bad_query", "since must be before until");
+
+  /* Measurements acknowledged before this request are part of the answer. */
+  bool lagging = px_analysis_catch_up(r->c->analysis, 5000) != 0;
+  px__vset_t vs;
+  if (px__vantages(r->c, domain, since, until, &vs) != 0) {
+    px__vset_free(&vs);
+    return px_respond_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "storage_error", "query failed");
+  }
+  json_t *doc = px_compare(domain, vs.v, vs.n, PX_QUORUM);
+  px__vset_free(&vs);
+  char a[PX_TIME_ISO_LEN], b[PX_TIME_ISO_LEN];
+  px_time_format_iso(since, a);
+  px_time_format_iso(until, b);
+  json_object_set_new(doc, "since", json_string(a));
+  json_object_set_new(doc, "until", json_string(b));
+  json_object_set_new(doc, "trust_store", json_string(px_analysis_trust(r->c->analysis)));
+  json_object_set_new(doc, "analysis_complete", json_boolean(!lagging));
+  return px_respond_json(r, MHD_HTTP_OK, doc);
+}
+
+enum MHD_Result px_api_checkin(px_request_t *r) {
+  json_error_t jerr;
+  json_t *req = json_loadb(r->body ? r->body : "", r->body_len, JSON_REJECT_DUPLICATES, &jerr);
+  if (!json_is_object(req) || !json_is_string(json_object_get(req, "software_name")) ||
+      !json_is_string(json_object_get(req, "software_version"))) {
+    json_decref(req);
+    return px_respond_error(r, MHD_HTTP_BAD_REQUEST, "malformed_request",
+                            "expected {\"software_name\", \"software_version\", \"probe_cc\"?, "
+                            "\"probe_asn\"?}");
+  }
+  char cc[3] = "ZZ", asn[16] = "AS0";
+  const char *v = json_string_value(json_object_get(req, "probe_cc"));
+  if (v != NULL && px_probe_cc_normalize(v, cc) != 0) {
+    json_decref(req);
+    return px_respond_error(r, MHD_HTTP_BAD_REQUEST, "malformed_request", "probe_cc: two letters");
+  }
+  v = json_string_value(json_object_get(req, "probe_asn"));
+  if (v != NULL && px_probe_asn_normalize(v, asn) != 0) {
+    json_decref(req);
+    return px_respond_error(r, MHD_HTTP_BAD_REQUEST, "malformed_request", "probe_asn: AS1234");
+  }
+  json_decref(req);
+
+  px_analysis_catch_up(r->c->analysis, 2000);
+  time_t now = time(NULL);
+  json_t *targets = json_array();
+  for (size_t i = 0; i < r->c->cfg.ntargets; i++) {
+    char domain[PX_HOSTNAME_MAX + 1];
+    json_t *controls = json_array();
+    px__vset_t vs;
+    if (px__domain(r->c->cfg.targets[i], domain) &&
+        px__vantages(r->c, domain, now - PX__WINDOW, now + 60, &vs) == 0) {
+      json_decref(controls);
+      controls = px_control_addresses(vs.v, vs.n, PX_QUORUM, r->c->cfg.allow_nonpublic);
+    }
+    px__vset_free(&vs);
+    json_t *t = json_object();
+    json_object_set_new(t, "input", json_string(r->c->cfg.targets[i]));
+    json_object_set_new(t, "control_addresses", controls);
+    json_array_append_new(targets, t);
+  }
+  char when[PX_TIME_ISO_LEN];
+  px_time_format_iso(now, when);
+  json_t *resp = json_object();
+  json_object_set_new(resp, "probe_cc", json_string(cc));
+  json_object_set_new(resp, "probe_asn", json_string(asn));
+  json_object_set_new(resp, "probe_network_name", json_null());
+  json_object_set_new(resp, "utc_time", json_string(when));
+  json_object_set_new(resp, "targets", targets);
+  return px_respond_json(r, MHD_HTTP_OK, resp);
+}

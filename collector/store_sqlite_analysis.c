@@ -1,0 +1,140 @@
+/* The SQLite store's side of the analysis: reading measurements not yet
+ * summarised, writing summaries through the writer thread, and the
+ * per-domain reads of the comparison. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "collector/store_sqlite_internal.h"
+
+int px_store_unanalyzed(px_store_t *s, unsigned max,
+                        int (*cb)(void *data, const px_stored_t *m), void *data) {
+  int slot;
+  sqlite3 *db = px__store_reader(s, &slot);
+  sqlite3_stmt *st;
+  int n = 0, rc = 0, step;
+  if (sqlite3_prepare_v2(db,
+                         "SELECT id, uid, key_id, probe_cc, probe_asn, domain, "
+                         "measurement_start_time, content FROM measurements WHERE id > "
+                         "(SELECT last_id FROM analysis_state WHERE id = 1) ORDER BY id LIMIT ?1",
+                         -1, &st, NULL) != SQLITE_OK) {
+    px__store_reader_done(s, slot);
+    return -EIO;
+  }
+  sqlite3_bind_int64(st, 1, max);
+  while (rc == 0 && (step = sqlite3_step(st)) == SQLITE_ROW) {
+    px_stored_t m = {
+        .id = sqlite3_column_int64(st, 0),
+        .uid = (const char *)sqlite3_column_text(st, 1),
+        .key_id = (const char *)sqlite3_column_text(st, 2),
+        .probe_cc = (const char *)sqlite3_column_text(st, 3),
+        .probe_asn = (const char *)sqlite3_column_text(st, 4),
+        .domain = (const char *)sqlite3_column_text(st, 5),
+        .measurement_start_time = (time_t)sqlite3_column_int64(st, 6),
+        .content = sqlite3_column_blob(st, 7),
+        .content_len = (size_t)sqlite3_column_bytes(st, 7),
+    };
+    rc = cb(data, &m);
+    n++;
+  }
+  sqlite3_finalize(st);
+  px__store_reader_done(s, slot);
+  return rc != 0 ? rc : n;
+}
+
+typedef struct {
+  const px_summary_row_t *rows;
+  size_t n;
+  int64_t up_to;
+} px__summaries_t;
+
+static int px__write_summaries(px_store_t *s, px__job_t *j) {
+  px__summaries_t *b = j->arg;
+  sqlite3_stmt *st = s->ins_summary;
+  for (size_t i = 0; i < b->n; i++) {
+    const px_summary_row_t *r = &b->rows[i];
+    sqlite3_reset(st);
+    sqlite3_bind_int64(st, 1, r->measurement_id);
+    sqlite3_bind_text(st, 2, r->uid, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, r->key_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, r->probe_cc, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, r->probe_asn, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 6, r->domain, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 7, r->measurement_start_time);
+    sqlite3_bind_text(st, 8, r->summary, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_DONE)
+      return -EIO;
+  }
+  sqlite3_reset(s->set_analyzed);
+  sqlite3_bind_int64(s->set_analyzed, 1, b->up_to);
+  return sqlite3_step(s->set_analyzed) == SQLITE_DONE ? 0 : -EIO;
+}
+
+int px_store_put_summaries(px_store_t *s, const px_summary_row_t *rows, size_t n,
+                           int64_t analyzed_up_to) {
+  px__summaries_t b = {rows, n, analyzed_up_to};
+  px__job_t job = {.write = px__write_summaries, .arg = &b};
+  return px__store_run(s, &job);
+}
+
+int px_store_analysis_progress(px_store_t *s, int64_t *analyzed, int64_t *newest) {
+  int slot;
+  sqlite3 *db = px__store_reader(s, &slot);
+  sqlite3_stmt *st;
+  int rc = -EIO;
+  if (sqlite3_prepare_v2(db, "SELECT (SELECT last_id FROM analysis_state WHERE id = 1), "
+                             "(SELECT coalesce(max(id), 0) FROM measurements)",
+                         -1, &st, NULL) == SQLITE_OK) {
+    if (sqlite3_step(st) == SQLITE_ROW) {
+      *analyzed = sqlite3_column_int64(st, 0);
+      *newest = sqlite3_column_int64(st, 1);
+      rc = 0;
+    }
+    sqlite3_finalize(st);
+  }
+  px__store_reader_done(s, slot);
+  return rc;
+}
+
+int px_store_summaries(px_store_t *s, const char *domain, time_t since, time_t until,
+                       bool latest_per_key,
+                       int (*cb)(void *data, const px_summary_row_t *row), void *data) {
+  /* SQLite returns the other columns of the row that holds max() in an
+   * aggregate: exactly each key's newest summary. */
+  const char *sql = latest_per_key
+      ? "SELECT measurement_id, uid, key_id, probe_cc, probe_asn, domain, "
+        "max(measurement_start_time), summary FROM summaries WHERE domain = ?1 AND "
+        "measurement_start_time >= ?2 AND measurement_start_time < ?3 GROUP BY key_id "
+        "ORDER BY probe_cc, probe_asn, key_id"
+      : "SELECT measurement_id, uid, key_id, probe_cc, probe_asn, domain, "
+        "measurement_start_time, summary FROM summaries WHERE domain = ?1 AND "
+        "measurement_start_time >= ?2 AND measurement_start_time < ?3 "
+        "ORDER BY measurement_start_time, measurement_id";
+  int slot;
+  sqlite3 *db = px__store_reader(s, &slot);
+  sqlite3_stmt *st;
+  int rc = 0, step;
+  if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+    px__store_reader_done(s, slot);
+    return -EIO;
+  }
+  sqlite3_bind_text(st, 1, domain, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 2, since);
+  sqlite3_bind_int64(st, 3, until);
+  while (rc == 0 && (step = sqlite3_step(st)) == SQLITE_ROW) {
+    px_summary_row_t r = {
+        .measurement_id = sqlite3_column_int64(st, 0),
+        .uid = (const char *)sqlite3_column_text(st, 1),
+        .key_id = (const char *)sqlite3_column_text(st, 2),
+        .probe_cc = (const char *)sqlite3_column_text(st, 3),
+        .probe_asn = (const char *)sqlite3_column_text(st, 4),
+        .domain = (const char *)sqlite3_column_text(st, 5),
+        .measurement_start_time = (time_t)sqlite3_column_int64(st, 6),
+        .summary = (const char *)sqlite3_column_text(st, 7),
+    };
+    rc = cb(data, &r);
+  }
+  sqlite3_finalize(st);
+  px__store_reader_done(s, slot);
+  return rc;
+}

@@ -1,0 +1,50 @@
+#ifndef PX_STORE_SQLITE_INTERNAL_H
+#define PX_STORE_SQLITE_INTERNAL_H
+
+/* Shared by store_sqlite.c (submissions, the researcher API) and
+ * store_sqlite_analysis.c (summaries for the comparison). */
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdbool.h>
+
+#include "collector/store.h"
+
+#define PX__READERS 4
+#define PX__BATCH_MAX 512
+
+/* A write for the writer thread: write() runs inside the shared
+ * transaction; the job's submitter sleeps on cv until it is committed. */
+typedef struct px__job {
+  int (*write)(px_store_t *s, struct px__job *j);
+  void *arg;
+  px_submission_t *sub;
+  bool done, duplicate;
+  int rc;
+  pthread_cond_t cv; /* its own: a commit wakes exactly the requests it covered */
+  struct px__job *next;
+} px__job_t;
+
+struct px_store {
+  char path[4096];
+  sqlite3 *writer;
+  sqlite3_stmt *ins_key, *ins_m, *find, *ins_summary, *set_analyzed;
+  pthread_t thread;
+  pthread_mutex_t mu;
+  pthread_cond_t work_cv;
+  px__job_t *head, *tail;
+  bool stopping;
+  void (*on_commit)(void *data);
+  void *on_commit_data;
+
+  pthread_mutex_t rmu;
+  pthread_cond_t rcv;
+  sqlite3 *readers[PX__READERS];
+  bool reader_busy[PX__READERS];
+};
+
+/* Queues j and sleeps until it is committed; returns its rc. */
+int px__store_run(px_store_t *s, px__job_t *j);
+sqlite3 *px__store_reader(px_store_t *s, int *slot);
+void px__store_reader_done(px_store_t *s, int slot);
+
+#endif
