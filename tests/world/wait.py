@@ -78,8 +78,10 @@ def check_dns(addr, port, qname):
     s = socket.socket(family(addr), socket.SOCK_DGRAM)
     s.settimeout(0.3)
     try:
-        s.sendto(q, (addr, port))
-        data, _ = s.recvfrom(4096)
+        # Connected, so that "nothing listens" is an immediate ECONNREFUSED.
+        s.connect((addr, port))
+        s.send(q)
+        data = s.recv(4096)
         if len(data) < 12 or struct.unpack("!H", data[:2])[0] != qid:
             return "reply with wrong id"
         flags, _, ancount = struct.unpack("!HHH", data[2:8])

@@ -237,8 +237,10 @@ fail() {
     exit 1
 }
 
+CHILD=
 on_exit() {
     local rc=$?
+    [ -n "$CHILD" ] && kill -TERM "$CHILD" 2>/dev/null
     if [ "$UP_OK" != 1 ]; then
         teardown
         {
@@ -579,7 +581,16 @@ cmd_up() {
 
     for s in "${LAUNCHED[@]}"; do pidargs+=(--pid "$s"); done
     mapfile -t checks < <(ready_checks)
-    if ! out=$("$PY" "$HERE/wait.py" --timeout "${WORLD_UP_TIMEOUT:-15}" "${pidargs[@]}" "${checks[@]}" 2>&1); then
+    # In the background and `wait`ed for, so that a signal is acted on at
+    # once rather than after the whole wait.
+    "$PY" "$HERE/wait.py" --timeout "${WORLD_UP_TIMEOUT:-15}" "${pidargs[@]}" "${checks[@]}" \
+        >"$DIR/log/wait.log" 2>&1 </dev/null &
+    CHILD=$!
+    wait "$CHILD"
+    local wrc=$?
+    CHILD=
+    out=$(cat "$DIR/log/wait.log")
+    if [ "$wrc" != 0 ]; then
         echo "$out" >&2
         bad=$(printf '%s\n' "$out" | sed -n 's/^NOT READY \([^:]*\):.*/\1/p' | sort -u | tr '\n' ' ')
         bad=${bad% }
