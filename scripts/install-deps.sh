@@ -13,6 +13,8 @@ packages=(
   python3 python3-jsonschema valgrind procps curl
   # signatures, upload paths: OpenSSH for ssh-keygen -Y, proxies for --proxy
   openssh-client tinyproxy dante-server sqlite3
+  # the multi-country world and its browser test
+  nftables chromium
 )
 # make bench: load generation and signing at benchmark volume.
 if [ "${1:-}" = "--bench" ]; then

@@ -220,8 +220,8 @@ def raw_tcp(addr, port, payload, timeout=3.0):
         s.close()
 
 
-# A minimal TLS 1.2 ClientHello record header + body is not needed: the RU
-# rule looks at the first payload byte (0x16, handshake record) only.
+# Looks like the start of a ClientHello (record type 0x16, handshake type 1);
+# the RU rule only looks at the first payload byte.
 FAKE_HELLO = bytes.fromhex("160301002f0100002b0303") + b"\x00" * 32 + bytes.fromhex("000002002f0100")
 
 

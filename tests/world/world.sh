@@ -58,9 +58,10 @@ load_env() {
     done < "$ENV_FILE"
 }
 
-lc() { printf '%s' "$1" | tr 'A-Z' 'a-z'; }
+lc() { printf '%s' "${1,,}"; }
 ns_of() { echo "$WORLD_PREFIX-$(lc "$1")"; }          # CN -> pxw-cn
-in_list() { local x=$1; shift; for y in $*; do [ "$x" = "$y" ] && return 0; done; return 1; }
+# in_list WORD "LIST OF WORDS"
+in_list() { local y; for y in $2; do [ "$1" = "$y" ] && return 0; done; return 1; }
 
 need_root() {
     if [ "$(id -u)" != 0 ]; then
@@ -78,6 +79,9 @@ check_dir() {
     esac
     case "$HERE/" in
         "$DIR"/*) die "refusing to use DIR=$DIR (contains the source tree)" ;;
+    esac
+    case "$DIR" in
+        *[[:space:]\"\'\;\$\`\\]*) die "refusing to use DIR=$DIR (whitespace or quotes: it goes into config files)" ;;
     esac
 }
 
@@ -152,7 +156,7 @@ teardown() {
         live+=("$pid")
     done
     local i
-    for i in $(seq 30); do
+    for i in $(seq 20); do
         local still=()
         for pid in "${live[@]+"${live[@]}"}"; do
             pid_alive "$pid" && still+=("$pid")
@@ -268,7 +272,8 @@ check_env() {
         v=VANTAGE_ADDR6_$cc; [ "${!v:-}" = "$(vant6 $i)" ] || { echo "$v is not $(vant6 $i)"; return 1; }
         v=RESOLVER_$cc;      [ -n "${!v:-}" ] || { echo "$v missing"; return 1; }
     done
-    [ "$i" -ge 1 ] && [ "$i" -le 60 ] || { echo "bad WORLD_VANTAGES"; return 1; }
+    # Links use 198.51.100.4 .. .(4i+3): at most 24 before the resolvers (.101).
+    if [ "$i" -lt 1 ] || [ "$i" -gt 24 ]; then echo "bad WORLD_VANTAGES"; return 1; fi
 }
 
 # All of it with set -e, every command echoed to DIR/log/net.log.
@@ -377,7 +382,7 @@ write_nginx() {
         local k=${1%.pem}
         echo "        ssl_certificate_key $p/${k%-chain}.key;"
         [ -n "${3:-}" ] && echo "        $3"
-        echo "        location / { return 200 \"$2\\n\"; }"
+        printf '        location / { return 200 "%s\\n"; }\n' "$2"
         echo "    }"
     }
     {
@@ -584,7 +589,7 @@ cmd_up() {
     # In the background and `wait`ed for, so that a signal is acted on at
     # once rather than after the whole wait.
     "$PY" "$HERE/wait.py" --timeout "${WORLD_UP_TIMEOUT:-15}" "${pidargs[@]}" "${checks[@]}" \
-        >"$DIR/log/wait.log" 2>&1 </dev/null &
+        >"$DIR/log/wait.log" 2>&1 </dev/null 9>&- &
     CHILD=$!
     wait "$CHILD"
     local wrc=$?
