@@ -1,84 +1,112 @@
 #!/usr/bin/env bash
-# make demo: measure a local test world (dnsmasq, nginx, gnutls-serv and
-# misbehaving peers on loopback, see tests/peers) and show what parallax
-# records. Nothing leaves the machine.
+# make demo: a simulated internet of six countries (network namespaces, see
+# tests/world): one intercepts www.icloud.com on the path (2014), one
+# redirects a news site by DNS, one resets handshakes to a social network,
+# a CDN legitimately serves different certificates in different regions.
+# Agents in every country run real rounds against a real collector, and the
+# comparison names the interference -- and only it. Nothing leaves the
+# machine. Without root (namespaces), the loopback world of tests/peers is
+# measured instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build}
 OUT=$BUILD/demo
-PEERS=$OUT/peers
-PX=$BUILD/parallax
-
-COLLECTOR_PORT=${PX_DEMO_PORT:-18080}
-COLLECTOR=http://127.0.0.1:$COLLECTOR_PORT
+PX=$PWD/$BUILD/parallax
+COLLECTOR_BIN=$PWD/$BUILD/parallax-collector
+WORLD=tests/world/world.sh
 
 rm -rf "$OUT"
 mkdir -p "$OUT"
-cleanup() {
-  [ -n "${COLLECTOR_PID:-}" ] && kill "$COLLECTOR_PID" 2>/dev/null && wait "$COLLECTOR_PID" 2>/dev/null
-  tests/peers/peers.sh stop "$PEERS" >/dev/null 2>&1 || true
-}
-trap cleanup EXIT
-tests/peers/peers.sh start "$PEERS"
+OUT=$(cd "$OUT" && pwd)
 
-# The collector, on SQLite, on loopback.
-"$BUILD/parallax-collector" --listen "127.0.0.1:$COLLECTOR_PORT" \
-  --db "sqlite:$OUT/collector.sqlite" 2>"$OUT/collector.log" &
-COLLECTOR_PID=$!
-for _ in $(seq 50); do
-  curl -fsS "$COLLECTOR/healthz" >/dev/null 2>&1 && break
-  sleep 0.1
-done
-# shellcheck source=/dev/null
-. tests/peers/peers.env
+env_value() { sed -n "s/^$1=//p" tests/world/world.env; }
 
-common=(--resolver "$PX_DNS_GOOD:$PX_DNS_PORT" --no-system-resolver
-        --port "$PX_TLS_PORT" --ca-file "$PEERS/pki/ca.pem"
-        --allow-nonpublic-addresses --timeout 2000 --probe-cc ZZ
-        --state-dir "$OUT/agent" --collector "$COLLECTOR")
+demo_world() {
+  local W=$OUT/world URL cc asn domain
+  # Expand W now: the trap runs after this function's locals are gone.
+  trap "[ -n \"\${COLLECTOR_PID:-}\" ] && kill \"\$COLLECTOR_PID\" 2>/dev/null; \"$WORLD\" down \"$W\" >/dev/null 2>&1 || true" EXIT
+  "$WORLD" up "$W"
+  URL="http://$(env_value COLLECTOR_ADDR):$(env_value COLLECTOR_PORT)"
+  printf '%s\n' www.icloud.com appleid.apple.com cdn.example.com news.example.com \
+    social.example.org down.example.net > "$OUT/targets.txt"
+  "$WORLD" exec core -- "$COLLECTOR_BIN" --listen "${URL#http://}" \
+    --db "sqlite:$OUT/collector.sqlite" --ca-file "$W/pki/ca.pem" \
+    --targets "$OUT/targets.txt" --allow-nonpublic-addresses 2>"$OUT/collector.log" &
+  COLLECTOR_PID=$!
+  for _ in $(seq 100); do
+    "$WORLD" exec core -- curl -fsS "$URL/healthz" >/dev/null 2>&1 && break
+    sleep 0.1
+  done
 
-echo
-echo "== 1. A small world: valid chains, broken ones, old servers, hostile peers"
-"$PX" measure "${common[@]}" --summary --output "$OUT/world.jsonl" \
-  www.example.test alias2.example.test expired.example.test \
-  wronghost.example.test unknownroot.example.test tls10.example.test \
-  noreneg.example.test www.icloud.com reset.example.test closed.example.test \
-  stall.example.test nx.example.test
+  echo
+  echo "== Agents in six countries check in, measure, sign and upload (two rounds:"
+  echo "   the second also probes the control addresses other countries saw verify)"
+  for round in 1 2; do
+    local pids=()
+    for cc in $(env_value WORLD_VANTAGES); do
+      asn=$(env_value "ASN_$cc")
+      "$WORLD" exec "$cc" -- "$PX" run --collector "$URL" --state-dir "$OUT/agents/$cc" \
+        --resolver "$(env_value "RESOLVER_$cc")" --no-system-resolver \
+        --ca-file "$W/pki/ca.pem" --probe-cc "$cc" --probe-asn "$asn" \
+        --allow-nonpublic-addresses --timeout 3000 2>"$OUT/agent-$cc-$round.log" &
+      pids+=($!)
+    done
+    wait "${pids[@]}"
+    echo "   round $round: $(grep -h 'uploaded' "$OUT"/agent-*-"$round".log | wc -l) of 6 agents uploaded"
+  done
 
-echo
-echo "== 2. The 2014 iCloud interception: correct DNS, but the path to the"
-echo "      address leads to a server with a self-signed certificate"
-"$PX" measure "${common[@]}" --summary --output "$OUT/icloud-intercepted.jsonl" \
-  --address "$PX_TLS_MITM" www.icloud.com
+  for domain in www.icloud.com news.example.com social.example.org cdn.example.com; do
+    echo
+    echo "== parallax compare --domain $domain"
+    "$WORLD" exec core -- "$PX" compare --collector "$URL" --domain "$domain" | sed 's/^/  /'
+  done
 
-echo
-/usr/bin/python3 - "$OUT/icloud-intercepted.jsonl" <<'PY'
+  echo
+  echo "== Anyone can check a measurement with OpenSSH alone"
+  "$WORLD" exec core -- curl -fsS "$URL/api/v1/allowed_signers" > "$OUT/allowed_signers"
+  "$WORLD" exec core -- curl -fsS "$URL/api/v1/export.jsonl?probe_cc=CN&domain=www.icloud.com" |
+    tail -1 > "$OUT/cn-icloud.jsonl"
+  /usr/bin/python3 - "$OUT" <<'PY'
 import json, sys
-m = json.loads(open(sys.argv[1]).readline())
-for h in m["test_keys"]["tls_handshakes"]:
-    leaf = h["peer_certificates"][0] if h["peer_certificates"] else {}
-    print(f'  {h["address"]:<22} {h["tls_version"]:<8} {h["cipher_suite"]:<32} '
-          f'{h["failure"] or "verified"}')
-    print(f'  {"":<22} leaf {leaf.get("sha256", "")[:16]}…  {leaf.get("subject", "")}'
-          f'{"  (self-signed)" if leaf.get("self_signed") else ""}')
+out = sys.argv[1]
+line = json.loads(open(f"{out}/cn-icloud.jsonl").readline())
+open(f"{out}/m.json", "w").write(line["content"])
+open(f"{out}/m.json.sig", "w").write(line["signature"])
+open(f"{out}/key_id", "w").write(line["key_id"])
 PY
-echo
-echo "== 3. Signed, uploaded, verifiable by anyone with OpenSSH"
-"$PX" status --state-dir "$OUT/agent" | sed 's/^/  /'
-curl -fsS "$COLLECTOR/api/v1/allowed_signers" > "$OUT/allowed_signers"
-UID_=$(curl -fsS "$COLLECTOR/api/v1/measurements?domain=www.icloud.com&limit=1" |
-       /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["results"][0]["measurement_uid"])')
-curl -fsS "$COLLECTOR/api/v1/raw_measurement?measurement_uid=$UID_" > "$OUT/m.json"
-curl -fsS "$COLLECTOR/api/v1/measurement_signature?measurement_uid=$UID_" > "$OUT/m.json.sig"
-KEY_ID=$("$PX" status --state-dir "$OUT/agent" | sed -n 's/^key id: //p')
-echo
-echo "A researcher verifies measurement $UID_ with:"
-echo "  ssh-keygen -Y verify -f $OUT/allowed_signers -I '$KEY_ID' \\"
-echo "      -n parallax-measurement-v1 -s $OUT/m.json.sig < $OUT/m.json"
-ssh-keygen -Y verify -f "$OUT/allowed_signers" -I "$KEY_ID" -n parallax-measurement-v1 \
-  -s "$OUT/m.json.sig" < "$OUT/m.json" | sed 's/^/  -> /'
-echo
-echo "The measurements (one OONI-style JSON line per target) are in:"
-echo "  $OUT/world.jsonl"
-echo "  $OUT/icloud-intercepted.jsonl"
-echo "and in the collector's database $OUT/collector.sqlite (API at $COLLECTOR while it runs)."
+  KEY_ID=$(cat "$OUT/key_id")
+  echo "  ssh-keygen -Y verify -f $OUT/allowed_signers -I '$KEY_ID' \\"
+  echo "      -n parallax-measurement-v1 -s $OUT/m.json.sig < $OUT/m.json"
+  ssh-keygen -Y verify -f "$OUT/allowed_signers" -I "$KEY_ID" -n parallax-measurement-v1 \
+    -s "$OUT/m.json.sig" < "$OUT/m.json" | sed 's/^/  -> /'
+  echo
+  echo "The web view: $URL/?domain=www.icloud.com (inside the world's core namespace)."
+  echo "Data: the collector's database $OUT/collector.sqlite; agents' spools in $OUT/agents/."
+}
+
+demo_loopback() {
+  local PEERS=$OUT/peers
+  trap "tests/peers/peers.sh stop \"$PEERS\" >/dev/null 2>&1 || true" EXIT
+  tests/peers/peers.sh start "$PEERS"
+  # shellcheck source=/dev/null
+  . tests/peers/peers.env
+  "$PX" measure --resolver "$PX_DNS_GOOD:$PX_DNS_PORT" --no-system-resolver \
+    --port "$PX_TLS_PORT" --ca-file "$PEERS/pki/ca.pem" --allow-nonpublic-addresses \
+    --timeout 2000 --summary --output "$OUT/world.jsonl" \
+    www.example.test expired.example.test wronghost.example.test unknownroot.example.test \
+    tls10.example.test www.icloud.com reset.example.test stall.example.test nx.example.test
+  echo
+  echo "The 2014 pattern, one vantage: the real address and an intercepting one"
+  "$PX" measure --resolver "$PX_DNS_GOOD:$PX_DNS_PORT" --no-system-resolver \
+    --port "$PX_TLS_PORT" --ca-file "$PEERS/pki/ca.pem" --allow-nonpublic-addresses \
+    --address "$PX_TLS_MITM" --summary --output "$OUT/icloud.jsonl" www.icloud.com
+  echo "JSON: $OUT/world.jsonl $OUT/icloud.jsonl"
+}
+
+if [ "$(id -u)" -eq 0 ]; then
+  demo_world
+else
+  echo "demo: the six-country world needs root (network namespaces); measuring the"
+  echo "      loopback world of tests/peers instead."
+  demo_loopback
+fi
