@@ -13,11 +13,6 @@
 #include "common/netaddr.h"
 #include "common/target.h"
 
-/* A copy of v, or null when v is absent: a key is never silently dropped. */
-static json_t *px__copy(json_t *v) {
-  return v != NULL ? json_deep_copy(v) : json_null();
-}
-
 #define PX__BATCH 200
 
 struct px_analysis {
@@ -152,7 +147,7 @@ json_t *px_summarize(const char *content, size_t n, time_t at, X509_STORE *trust
     json_object_set_new(t, "resolved", json_boolean(px__in(addresses, ip)));
     json_object_set_new(t, "control", json_boolean(controls != NULL && px__in(controls, ip)));
     json_object_set_new(t, "connect_failure",
-                        px__copy(json_object_get(json_object_get(e, "status"), "failure")));
+                        px_json_copy_or_null(json_object_get(json_object_get(e, "status"), "failure")));
     json_object_set_new(t, "completed", json_false());
     json_object_set_new(t, "failure", json_null());
     json_array_append_new(tls, t);
@@ -179,8 +174,8 @@ json_t *px_summarize(const char *content, size_t n, time_t at, X509_STORE *trust
     json_t *certs = json_object_get(e, "peer_certificates");
     json_t *leaf = json_array_get(certs, 0);
     json_object_set_new(t, "leaf_sha256", px_json_string_or_null(json_string_value(json_object_get(leaf, "sha256"))));
-    json_object_set_new(t, "subject", px__copy(json_object_get(leaf, "subject")));
-    json_object_set_new(t, "issuer", px__copy(json_object_get(leaf, "issuer")));
+    json_object_set_new(t, "subject", px_json_copy_or_null(json_object_get(leaf, "subject")));
+    json_object_set_new(t, "issuer", px_json_copy_or_null(json_object_get(leaf, "issuer")));
     json_object_set_new(t, "self_signed", json_boolean(json_is_true(json_object_get(leaf, "self_signed"))));
     json_object_set_new(t, "agent_verified",
                         json_boolean(json_is_true(json_object_get(json_object_get(e, "verification"), "ok"))));

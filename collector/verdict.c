@@ -4,15 +4,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/json_util.h"
 #include "common/netaddr.h"
 
 static const char *const px__ranked[] = {"insufficient_data", "consistent", "tls_blocked",
                                          "dns_inconsistent", "tls_interception"};
-
-/* A copy of v, or null when v is absent: a key is never silently dropped. */
-static json_t *px__copy(json_t *v) {
-  return v != NULL ? json_deep_copy(v) : json_null();
-}
 
 int px_verdict_rank(const char *verdict) {
   for (int i = 0; i < 5; i++)
@@ -118,10 +114,10 @@ static json_t *px__interception(const px_vantage_t *all, size_t n, const px_vant
       json_object_set_new(e, "rule", json_string("tls_interception"));
       json_object_set_new(e, "address", json_string(address));
       json_object_set_new(e, "leaf_sha256", json_string(leaf));
-      json_object_set_new(e, "subject", px__copy(json_object_get(t, "subject")));
-      json_object_set_new(e, "issuer", px__copy(json_object_get(t, "issuer")));
+      json_object_set_new(e, "subject", px_json_copy_or_null(json_object_get(t, "subject")));
+      json_object_set_new(e, "issuer", px_json_copy_or_null(json_object_get(t, "issuer")));
       json_object_set_new(e, "self_signed", json_boolean(px__b(t, "self_signed")));
-      json_object_set_new(e, "collector_errors", px__copy(json_object_get(t, "errors")));
+      json_object_set_new(e, "collector_errors", px_json_copy_or_null(json_object_get(t, "errors")));
       json_object_set_new(e, "others_leaf_sha256", leaves);
       json_object_set_new(e, "others_groups", groups);
       return e;
@@ -290,8 +286,8 @@ static json_t *px__addresses(const px_vantage_t *all, size_t n, const px_vantage
         f = px__s(t, "judged_failure");
       json_object_set_new(e, "failure", f ? json_string(f) : json_null());
       json_object_set_new(e, "leaf_sha256", leaf ? json_string(leaf) : json_null());
-      json_object_set_new(e, "subject", px__copy(json_object_get(t, "subject")));
-      json_object_set_new(e, "issuer", px__copy(json_object_get(t, "issuer")));
+      json_object_set_new(e, "subject", px_json_copy_or_null(json_object_get(t, "subject")));
+      json_object_set_new(e, "issuer", px_json_copy_or_null(json_object_get(t, "issuer")));
       json_object_set_new(e, "self_signed", json_boolean(px__b(t, "self_signed")));
       json_object_set_new(e, "verified", json_boolean(px__b(t, "verified")));
       json_object_set_new(e, "agent_verified", json_boolean(px__b(t, "agent_verified")));

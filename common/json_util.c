@@ -70,6 +70,10 @@ json_t *px_json_string_or_null(const char *s) {
   return s != NULL ? json_string(s) : json_null();
 }
 
+json_t *px_json_copy_or_null(const json_t *v) {
+  return v != NULL ? json_deep_copy(v) : json_null();
+}
+
 char *px_json_dump(const json_t *v) {
   return json_dumps(v, PX_JSON_DUMP_FLAGS);
 }

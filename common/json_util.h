@@ -17,6 +17,10 @@ json_t *px_json_string_lossy(const char *s, size_t n);
 /* json_string, or json_null() when s is NULL. */
 json_t *px_json_string_or_null(const char *s);
 
+/* A deep copy of v, or json_null() when v is absent: summaries keep every
+ * key even when the measurement lacked the field. */
+json_t *px_json_copy_or_null(const json_t *v);
+
 /* Compact serialisation (caller frees); NULL when out of memory. */
 char *px_json_dump(const json_t *v);
 
