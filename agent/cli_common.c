@@ -6,6 +6,10 @@
 #include <unistd.h>
 
 #include "agent/cli_measure.h"
+#include "agent/rotate.h"
+#include "common/encoding.h"
+#include "common/log.h"
+#include "common/netaddr.h"
 #include "common/statedir.h"
 
 const struct option px_agent_long_options[] = {
@@ -14,6 +18,13 @@ const struct option px_agent_long_options[] = {
     {"proxy", required_argument, NULL, PX_OPT_PROXY},
     {"collector-ca", required_argument, NULL, PX_OPT_COLLECTOR_CA},
     {"collector-pin", required_argument, NULL, PX_OPT_COLLECTOR_PIN},
+    {"upload", no_argument, NULL, PX_OPT_UPLOAD},
+    {"no-upload", no_argument, NULL, PX_OPT_NO_UPLOAD},
+    {"max-targets", required_argument, NULL, PX_OPT_MAX_TARGETS},
+    {"max-runtime", required_argument, NULL, PX_OPT_MAX_RUNTIME},
+    {"max-bytes", required_argument, NULL, PX_OPT_MAX_BYTES},
+    {"log-level", required_argument, NULL, PX_OPT_LOG_LEVEL},
+    {"public-address", required_argument, NULL, PX_OPT_PUBLIC_ADDRESS},
     {NULL, 0, NULL, 0},
 };
 
@@ -22,12 +33,26 @@ void px_agent_flags_usage(FILE *out, bool with_collector) {
         "                              $STATE_DIRECTORY, /var/lib/parallax for root,\n"
         "                              else ~/.local/state/parallax)\n",
         out);
+  fputs("  --log-level LEVEL           error, warning, notice, info (default) or debug\n",
+        out);
   if (with_collector)
-    fputs("  --collector URL             the collector to upload to (http:// or https://)\n"
+    fputs("  --collector URL             the collector to upload to (http:// or https://);\n"
+          "                              repeat for fallbacks, tried in order\n"
           "  --proxy URL                 upload through this proxy; socks5h://127.0.0.1:9050\n"
           "                              for Tor (names resolved by the proxy)\n"
           "  --collector-ca PEM          trust only these CAs for the collector\n"
-          "  --collector-pin sha256//B64 also require this public key (curl pinning)\n",
+          "  --collector-pin sha256//B64 also require this public key (curl pinning)\n"
+          "  --no-upload                 sign and spool, but leave uploading to\n"
+          "                              `parallax upload` (--upload undoes it)\n"
+          "  --max-targets N             run budget: measure at most N targets a run\n"
+          "                              (the next run continues down the list)\n"
+          "  --max-runtime TIME          run budget: start no target after TIME (90s,\n"
+          "                              15m, 1h); those in flight finish\n"
+          "  --max-bytes SIZE            run budget: start no target once this much\n"
+          "                              DNS and TLS traffic is spent (500k, 20M, 1G)\n"
+          "  --public-address IP         also scrub this address of ours from\n"
+          "                              measurements; 'unknown' uploads without\n"
+          "                              knowing it (e.g. through a proxy)\n",
           out);
 }
 
@@ -45,7 +70,15 @@ int px_agent_apply(px_agent_opts_t *o, int code, const char *arg, char *err, siz
       snprintf(err, errlen, "--collector: '%s' is not an http:// or https:// URL", arg);
       return -EINVAL;
     }
-    o->collector = arg;
+    if (o->ncollectors == PX_MAX_COLLECTORS) {
+      snprintf(err, errlen, "--collector: at most %d collectors", PX_MAX_COLLECTORS);
+      return -EINVAL;
+    }
+    for (size_t i = 0; i < o->ncollectors; i++)
+      if (strcmp(o->collectors[i], arg) == 0)
+        return 0;
+    o->collectors[o->ncollectors++] = arg;
+    o->collector = o->collectors[0];
     return 0;
   case PX_OPT_PROXY:
     if (strstr(arg, "://") == NULL) {
@@ -68,6 +101,48 @@ int px_agent_apply(px_agent_opts_t *o, int code, const char *arg, char *err, siz
     }
     o->collector_pin = arg;
     return 0;
+  case PX_OPT_UPLOAD:
+  case PX_OPT_NO_UPLOAD:
+    o->no_upload = code == PX_OPT_NO_UPLOAD;
+    return 0;
+  case PX_OPT_MAX_TARGETS: {
+    unsigned long v;
+    if (px_parse_ulong(arg, 1, 1000000, &v) != 0) {
+      snprintf(err, errlen, "--max-targets: expected a number from 1 to 1000000, not '%s'", arg);
+      return -EINVAL;
+    }
+    o->max_targets = (unsigned)v;
+    return 0;
+  }
+  case PX_OPT_MAX_RUNTIME:
+    if (px_parse_duration(arg, &o->max_runtime_s) != 0 || o->max_runtime_s == 0) {
+      snprintf(err, errlen, "--max-runtime: expected a duration such as 90s, 15m or 1h, not '%s'",
+               arg);
+      return -EINVAL;
+    }
+    return 0;
+  case PX_OPT_MAX_BYTES:
+    if (px_parse_size(arg, &o->max_bytes) != 0 || o->max_bytes == 0) {
+      snprintf(err, errlen, "--max-bytes: expected a size such as 500k, 20M or 1G, not '%s'", arg);
+      return -EINVAL;
+    }
+    return 0;
+  case PX_OPT_LOG_LEVEL:
+    if (px_log_level_parse(arg, &o->log_level) != 0) {
+      snprintf(err, errlen, "--log-level: expected error, warning, notice, info or debug, not '%s'",
+               arg);
+      return -EINVAL;
+    }
+    return 0;
+  case PX_OPT_PUBLIC_ADDRESS: {
+    struct sockaddr_storage ss;
+    if (strcmp(arg, "unknown") != 0 && px_addr_parse_ip(arg, &ss) != 0) {
+      snprintf(err, errlen, "--public-address: expected an IP address or 'unknown', not '%s'", arg);
+      return -EINVAL;
+    }
+    o->public_address = arg;
+    return 0;
+  }
   default:
     return -ENOENT;
   }
@@ -115,30 +190,53 @@ int px_agent_sign_and_spool(px_signer_t *signer, px_spool_t *spool, const char *
   return rc;
 }
 
-int px_agent_upload(px_agent_opts_t *o, px_spool_t *spool, bool respect_backoff,
-                    const char *prog) {
+/* One collector: 0 when nothing is left pending, -EAGAIN when some is,
+ * -ECONNREFUSED when the drain was deferred by the backoff. */
+static int px__upload_one(px_agent_opts_t *o, const char *url, px_spool_t *spool,
+                          bool respect_backoff) {
   char err[512];
   px_uploader_t *u;
-  px_upload_config_t cfg = {o->collector, o->proxy, o->collector_ca, o->collector_pin, 60000};
+  px_upload_config_t cfg = {url, o->proxy, o->collector_ca, o->collector_pin, 60000};
   if (px_uploader_new(&cfg, &u, err, sizeof(err)) != 0) {
-    fprintf(stderr, "%s: %s\n", prog, err);
+    px_log(PX_LOG_ERR, "%s", err);
     return -EINVAL;
   }
   px_drain_report_t rep;
   int rc = px_upload_drain(u, spool, respect_backoff, &rep);
   px_uploader_free(u);
   if (rc != 0) {
-    fprintf(stderr, "%s: upload: %s\n", prog, strerror(-rc));
+    px_log(PX_LOG_ERR, "upload: %s", strerror(-rc));
     return rc;
   }
-  if (rep.deferred)
-    fprintf(stderr, "%s: upload deferred after earlier failures (%s); %zu pending\n", prog,
-            rep.last_error, rep.pending);
-  else if (rep.accepted + rep.rejected > 0 || rep.pending > 0)
-    fprintf(stderr, "%s: uploaded %zu, rejected %zu, pending %zu%s%s\n", prog, rep.accepted,
-            rep.rejected, rep.pending, rep.last_error[0] ? " - last error: " : "",
-            rep.last_error);
+  if (rep.deferred) {
+    px_log(PX_LOG_NOTICE, "upload deferred after earlier failures (%s); %zu pending",
+           rep.last_error, rep.pending);
+    return -ECONNREFUSED;
+  }
+  if (rep.accepted + rep.rejected > 0 || rep.pending > 0)
+    px_log(rep.pending > 0 || rep.rejected > 0 ? PX_LOG_WARNING : PX_LOG_INFO,
+           "uploaded %zu to %s, rejected %zu, pending %zu%s%s", rep.accepted, url, rep.rejected,
+           rep.pending, rep.last_error[0] ? " - last error: " : "", rep.last_error);
   return rep.pending == 0 ? 0 : -EAGAIN;
+}
+
+int px_agent_upload(px_agent_opts_t *o, px_spool_t *spool, bool respect_backoff,
+                    const char *prog) {
+  char err[512];
+  px_log_setup(prog, o->log_level);
+  /* A new identity first: the collector should know the old key is
+   * retired before it sees the new one. */
+  int rc = px_rotation_send_pending(o, err, sizeof(err));
+  if (rc == -EAGAIN)
+    px_log(PX_LOG_WARNING, "key rotation not sent yet: %s", err[0] ? err : "no collector");
+  else if (rc != 0)
+    px_log(PX_LOG_ERR, "%s", err);
+  rc = px__upload_one(o, o->collector, spool, respect_backoff);
+  /* The fallbacks, in order, for what the first one did not take. */
+  for (size_t i = 0; i < o->ncollectors && rc == -EAGAIN; i++)
+    if (o->collectors[i] != o->collector)
+      rc = px__upload_one(o, o->collectors[i], spool, false);
+  return rc == -ECONNREFUSED ? -EAGAIN : rc;
 }
 
 struct option *px_agent_options(const struct option *own, bool with_measure) {

@@ -4,6 +4,7 @@
 #include <getopt.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "agent/signer.h"
@@ -12,12 +13,22 @@
 
 /* Flags every agent command shares: where its state lives and how it
  * reaches a collector. */
+#define PX_MAX_COLLECTORS 8
+
 typedef struct px_agent_opts {
   const char *state_dir_flag;
-  const char *collector;
+  const char *collector;     /* the one in use: the first, or the one that answered */
+  const char *collectors[PX_MAX_COLLECTORS]; /* in order of preference */
+  size_t ncollectors;
   const char *proxy;
   const char *collector_ca;
   const char *collector_pin;
+  bool no_upload;            /* measure, sign and spool; upload later by hand */
+  unsigned max_targets;      /* the run budget, 0 for none */
+  uint64_t max_runtime_s;
+  uint64_t max_bytes;
+  int log_level;             /* PX_LOG_*, 0 for the default */
+  const char *public_address; /* scrubbed like the check-in's echo; "unknown" */
   char state_dir[4096]; /* resolved by px_agent_state() */
 } px_agent_opts_t;
 
@@ -27,6 +38,13 @@ enum {
   PX_OPT_PROXY,
   PX_OPT_COLLECTOR_CA,
   PX_OPT_COLLECTOR_PIN,
+  PX_OPT_UPLOAD,
+  PX_OPT_NO_UPLOAD,
+  PX_OPT_MAX_TARGETS,
+  PX_OPT_MAX_RUNTIME,
+  PX_OPT_MAX_BYTES,
+  PX_OPT_LOG_LEVEL,
+  PX_OPT_PUBLIC_ADDRESS,
   PX_OPT__AGENT_LAST
 };
 
@@ -51,8 +69,10 @@ int px_agent_signing(px_agent_opts_t *o, px_signer_t *signer, px_spool_t *spool,
 int px_agent_sign_and_spool(px_signer_t *signer, px_spool_t *spool, const char *content,
                             size_t n, char *err, size_t errlen);
 
-/* Drains the spool to o->collector, printing a one-line report on stderr
- * (prog prefixes it). Returns 0 when nothing is left pending. */
+/* Drains the spool to o->collector and then, while measurements are still
+ * pending because a collector could not be reached, to the fallbacks in
+ * order; a backoff after earlier failures is respected for all of them.
+ * Logs a one-line report. Returns 0 when nothing is left pending. */
 int px_agent_upload(px_agent_opts_t *o, px_spool_t *spool, bool respect_backoff,
                     const char *prog);
 

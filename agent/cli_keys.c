@@ -10,6 +10,7 @@
 #include "agent/cli_measure.h"
 #include "agent/cli_keys.h"
 #include "agent/keyfile.h"
+#include "agent/rotate.h"
 #include "common/allowed_signers.h"
 #include "common/fileio.h"
 #include "common/sshsig.h"
@@ -25,11 +26,41 @@ static int px__getopt_error(const char *prog, int c, char **argv) {
   return PX_EXIT_USAGE;
 }
 
+/* keygen --rotate: the key must be the state directory's, since the
+ * pending statement and the spool live there. */
+static int px__rotate(px_agent_opts_t *agent, const char *key, bool in_state_dir) {
+  char err[512], old_id[PX_KEY_ID_LEN], new_id[PX_KEY_ID_LEN];
+  if (!in_state_dir) {
+    fprintf(stderr, "parallax keygen: --rotate works on the state directory's key (use "
+                    "--state-dir, not --key)\n");
+    return PX_EXIT_USAGE;
+  }
+  if (px_rotate_key(agent->state_dir, key, old_id, new_id, err, sizeof(err)) != 0) {
+    fprintf(stderr, "parallax keygen: %s\n", err);
+    return PX_EXIT_RUNTIME;
+  }
+  printf("old key id: %s (valid only before now)\nnew key id: %s\n", old_id, new_id);
+  if (agent->ncollectors == 0) {
+    printf("the collector learns of it with the next upload\n");
+    return PX_EXIT_OK;
+  }
+  int rc = px_rotation_send_pending(agent, err, sizeof(err));
+  if (rc == 0) {
+    printf("the collector accepted the rotation\n");
+    return PX_EXIT_OK;
+  }
+  fprintf(stderr, "parallax keygen: %s; it is sent again with the next upload\n", err);
+  return PX_EXIT_RUNTIME;
+}
+
 int px_cmd_keygen(int argc, char **argv) {
-  static const struct option own[] = {{"key", required_argument, NULL, 'k'}, {NULL, 0, NULL, 0}};
+  static const struct option own[] = {{"key", required_argument, NULL, 'k'},
+                                      {"rotate", no_argument, NULL, 'r'},
+                                      {NULL, 0, NULL, 0}};
   struct option *opts = px_agent_options(own, false);
   px_agent_opts_t agent;
   const char *key = NULL;
+  bool rotate = false;
   char err[512], path[4200];
   int c, code = PX_EXIT_OK;
 
@@ -39,10 +70,15 @@ int px_cmd_keygen(int argc, char **argv) {
   while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
     if (c == 'h') {
       puts("Usage: parallax keygen [--key FILE] [--state-dir DIR]\n"
+           "       parallax keygen --rotate [--state-dir DIR] [--collector URL]...\n"
            "Create the agent's Ed25519 key: FILE (default STATE_DIR/parallax_ed25519, mode\n"
            "0600) and FILE.pub (an OpenSSH ssh-ed25519 line). Prints the key id, the\n"
            "OpenSSH SHA256: fingerprint that names this agent's measurements.\n"
-           "An existing key is never overwritten.");
+           "An existing key is never overwritten.\n\n"
+           "--rotate starts a new identity: a new key replaces the old one, whose\n"
+           "private half is deleted (FILE.old-<time>.pub keeps the public one). A\n"
+           "statement signed by both tells the collector the old key is valid only\n"
+           "before now; it is sent to --collector, or with the next upload.");
       goto done;
     }
     if (c == '?' || c == ':') {
@@ -51,6 +87,10 @@ int px_cmd_keygen(int argc, char **argv) {
     }
     if (c == 'k') {
       key = optarg;
+      continue;
+    }
+    if (c == 'r') {
+      rotate = true;
       continue;
     }
     if (px_agent_apply(&agent, c, optarg, err, sizeof(err)) != 0) {
@@ -72,6 +112,10 @@ int px_cmd_keygen(int argc, char **argv) {
     }
     px_agent_key_path(&agent, path, sizeof(path));
     key = path;
+  }
+  if (rotate) {
+    code = px__rotate(&agent, key, key == path);
+    goto done;
   }
   px_ssh_pubkey_t pub;
   if (px_key_generate(key, &pub, err, sizeof(err)) != 0) {

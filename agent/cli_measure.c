@@ -12,7 +12,9 @@
 
 #include "agent/cli_common.h"
 #include "agent/engine.h"
+#include "agent/held.h"
 #include "agent/progress.h"
+#include "agent/scrub.h"
 #include "agent/sysresolver.h"
 #include "common/encoding.h"
 #include "common/json_util.h"
@@ -273,6 +275,8 @@ typedef struct px__writer {
   px_signer_t *signer;
   px_spool_t *spool;
   char spool_err[512];
+  const px_exec_t *x;
+  size_t held;
   bool summary;
   px__summary_row_t *rows;
   size_t nrows;
@@ -325,15 +329,44 @@ static void px__summarise(px__writer_t *w, json_t *m) {
   w->rows[w->nrows++] = row;
 }
 
+/* Scrubs m; 1 when it must stay on this machine (why says why). */
+static int px__keep_local(px__writer_t *w, json_t *m, char *why, size_t whylen) {
+  if (w->x->scrub == NULL)
+    return 0;
+  int rc = px_scrub_measurement(w->x->scrub, m, NULL, why, whylen);
+  if (rc < 0)
+    return rc;
+  if (rc == 0 && w->x->hold_all != NULL) {
+    snprintf(why, whylen, "%s", w->x->hold_all);
+    rc = 1;
+  }
+  return rc;
+}
+
 static int px__emit(void *data, json_t *m) {
   px__writer_t *w = data;
+  char why[256];
+  int local = w->signer != NULL ? px__keep_local(w, m, why, sizeof(why)) : 0;
+  if (local < 0)
+    return local;
   char *line = px_json_dump(m);
   if (line == NULL)
     return -ENOMEM;
   size_t n = strlen(line);
-  /* The signed bytes are the compact JSON without the newline. */
-  if (w->signer != NULL &&
-      px_agent_sign_and_spool(w->signer, w->spool, line, n, w->spool_err, sizeof(w->spool_err)) != 0) {
+  if (local == 1) {
+    /* Not signed: nothing about it should be easy to pass on by mistake. */
+    int rc = px_held_add(w->x->held_dir, line, n, why);
+    if (rc != 0) {
+      snprintf(w->spool_err, sizeof(w->spool_err), "cannot keep a measurement in %s: %s",
+               w->x->held_dir, strerror(-rc));
+      free(line);
+      return -ENOSPC;
+    }
+    w->held++;
+  } else if (w->signer != NULL &&
+             /* The signed bytes are the compact JSON without the newline. */
+             px_agent_sign_and_spool(w->signer, w->spool, line, n, w->spool_err,
+                                     sizeof(w->spool_err)) != 0) {
     free(line);
     return -ENOSPC;
   }
@@ -431,6 +464,7 @@ int px_measure_execute(px_measure_opts_t *o, const px_exec_t *x, const char *pro
     x = &plain;
   w.signer = x->signer;
   w.spool = x->spool;
+  w.x = x;
   rc = px__resolvers(o, &used_system, err, sizeof(err));
   if (rc != 0) {
     fprintf(stderr, "%s: %s\n", prog, rc == -ENOMEM ? "out of memory" : err);
@@ -458,6 +492,8 @@ int px_measure_execute(px_measure_opts_t *o, const px_exec_t *x, const char *pro
     goto done;
   }
   have_run = true;
+  if (x->network_name != NULL)
+    run.probe_network_name = strdup(x->network_name);
   if (o->nresolvers > 0)
     px_addr_format_ip((struct sockaddr *)&o->resolvers[0], run.resolver_ip,
                       sizeof(run.resolver_ip));
@@ -484,11 +520,16 @@ int px_measure_execute(px_measure_opts_t *o, const px_exec_t *x, const char *pro
       .emit_data = &w,
       .progress = px_progress_update,
       .progress_data = &progress,
+      .max_runtime_ms = x->max_runtime_ms,
+      .max_bytes = x->max_bytes,
+      .stats = x->stats,
   };
   uv_loop_init(&loop);
   rc = px_engine_run(&loop, &cfg, o->targets, o->ntargets);
   int close_rc = uv_loop_close(&loop);
   px_progress_finish(&progress);
+  if (x->held != NULL)
+    *x->held = w.held;
 
   if (rc == -EIO) {
     fprintf(stderr, "%s: cannot write measurements to %s: %s\n", prog,

@@ -80,6 +80,8 @@ int px_measure_add_targets(px_measure_opts_t *o, int argc, char **argv,
  * returns the process exit code; prog prefixes messages. */
 struct px_signer;
 struct px_spool;
+struct px_scrub;
+struct px_engine_stats;
 
 /* How a command runs the measurements beyond o's flags. */
 typedef struct px_exec {
@@ -88,6 +90,17 @@ typedef struct px_exec {
   long clock_offset;        /* seconds to add to the local clock */
   bool no_stdout;           /* without --output, write no JSON lines at all */
   json_t *annotations;      /* extra annotations (string values), or NULL */
+  const char *network_name; /* probe_network_name, or NULL */
+  /* Before signing, our own addresses are scrubbed; a measurement that is
+   * about us (or every one, with hold_all set to the reason) is kept in
+   * held_dir instead of the spool. */
+  const struct px_scrub *scrub;
+  const char *hold_all;
+  const char *held_dir;
+  uint64_t max_runtime_ms;  /* the run budget, 0 for none */
+  uint64_t max_bytes;
+  struct px_engine_stats *stats; /* optional out */
+  size_t *held;             /* optional out: how many were held */
 } px_exec_t;
 
 /* x may be NULL (print the JSON lines, nothing else). */

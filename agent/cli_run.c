@@ -1,197 +1,385 @@
-/* parallax run: one round, as a timer runs it. Check in with the
- * collector (country, targets, control addresses, the time), measure every
- * target against its own answers AND the control addresses, sign, spool,
- * upload. */
+/* parallax run: one round, as a timer runs it. Take the run lock, check
+ * in with the collector (country, targets, control addresses, the time,
+ * the address it sees us at), measure every target against its own
+ * answers AND the control addresses within the volunteer's budget, scrub
+ * our own addresses, sign, spool, upload, and leave a run record. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "agent/cli_common.h"
 #include "agent/cli_measure.h"
 #include "agent/cli_run.h"
 #include "agent/config.h"
+#include "agent/engine.h"
+#include "agent/held.h"
+#include "agent/runstate.h"
+#include "agent/scrub.h"
 #include "collector-client/checkin.h"
 #include "common/fileio.h"
+#include "common/log.h"
 #include "common/target.h"
+#include "common/timeutil.h"
+#include "px_version.h"
 
 static void px__usage(FILE *out) {
-  fputs("Usage: parallax run --collector URL [--config FILE] [FLAG]... [TARGET]...\n"
-        "One round: check in with the collector (country and network unless\n"
-        "configured, targets, control addresses that other countries saw verify,\n"
-        "the time), measure every target against its own DNS answers and the\n"
-        "control addresses, sign, spool, upload. Targets given here (or in the\n"
-        "config) replace the collector's list. Without the collector, the last\n"
-        "check-in (kept in the state directory) is used.\n\n"
-        "  --config FILE               an INI file of these flags (see parallax.conf(5));\n"
-        "                              flags on the command line win\n",
+  fputs("Usage: parallax run [--config FILE] [FLAG]... [TARGET]...\n"
+        "One round, as the systemd timer runs it: check in with the collector\n"
+        "(country and network unless configured, targets, control addresses that\n"
+        "other countries saw verify, the time), measure every target against its\n"
+        "own DNS answers and the control addresses, scrub this machine's addresses,\n"
+        "sign, spool, upload. Targets given here (or in the config) replace the\n"
+        "collector's list. Without the collector, the last check-in (kept in the\n"
+        "state directory) is used. Needs the consent `parallax setup` records; one\n"
+        "run at a time (a second one exits 0 at once).\n\n"
+        "  --config FILE               an INI file of these flags (default " PX_DEFAULT_CONFIG
+        "\n"
+        "                              when it exists; see parallax.conf(5)); flags on\n"
+        "                              the command line win\n",
         out);
   px_agent_flags_usage(out, true);
   px_measure_flags_usage(out);
+  fputs("\nExit status: 0 the round ran (or another was running), 1 runtime error,\n"
+        "2 bad usage or no consent.\n",
+        out);
 }
 
-/* The last good check-in, for rounds when the collector is unreachable. */
-static int px__checkin(px_agent_opts_t *agent, px_measure_opts_t *o, char **raw, long *offset,
-                       const char **source, const char *prog) {
-  char err[512], cache[4200];
-  px_upload_config_t ucfg = {agent->collector, agent->proxy, agent->collector_ca,
-                             agent->collector_pin, 30000};
-  snprintf(cache, sizeof(cache), "%s/checkin.json", agent->state_dir);
-  int rc = px_checkin_fetch(&ucfg, o->cc_set ? o->probe_cc : NULL, o->asn_set ? o->probe_asn : NULL,
-                            raw, offset, err, sizeof(err));
-  if (rc == 0) {
-    *source = "collector";
-    px_write_file_atomic(agent->state_dir, "checkin.json", *raw, strlen(*raw), 0600);
-    return 0;
-  }
-  fprintf(stderr, "%s: check-in with %s failed: %s\n", prog, agent->collector, err);
-  *offset = 0;
-  if (px_read_file(cache, raw, NULL) == 0) {
-    fprintf(stderr, "%s: using the last check-in (%s)\n", prog, cache);
-    *source = "cached";
-    return 0;
-  }
-  *source = "none";
-  return -EIO;
-}
-
-int px_cmd_run(int argc, char **argv) {
-  const char *prog = "parallax run";
-  static const struct option own[] = {{"config", required_argument, NULL, 'c'}, {NULL, 0, NULL, 0}};
-  struct option *opts = px_agent_options(own, true);
-  px_measure_opts_t o;
+typedef struct px__round {
   px_agent_opts_t agent;
+  px_measure_opts_t o;
   px_config_t config;
   px_checkin_t ci;
+  char *raw;
+  long offset;
+  const char *source; /* of the check-in: "collector", "cached" or "none" */
+  bool have_checkin;
+  px_scrub_t scrub;
+  const char *hold_all;
+  char held_dir[4200];
+  size_t held, released, skipped_by_budget;
+  px_engine_stats_t stats;
+  json_t *record;
+} px__round_t;
+
+/* The config file first (given, or the default one when present), then
+ * the flags: what the volunteer types wins. Returns -1 to go on, else the
+ * exit code. */
+static int px__parse(px__round_t *r, int argc, char **argv, const char *prog) {
+  static const struct option own[] = {{"config", required_argument, NULL, 'c'},
+                                      {NULL, 0, NULL, 0}};
+  struct option *opts = px_agent_options(own, true);
   char err[512];
-  int c, code = PX_EXIT_OK;
-  char *raw = NULL;
-  px_target_t *targets = NULL;
+  int c, code = -1;
+  const char *config = NULL;
 
   if (opts == NULL)
     return PX_EXIT_RUNTIME;
-  px_measure_opts_init(&o);
-  memset(&agent, 0, sizeof(agent));
-  memset(&config, 0, sizeof(config));
-  memset(&ci, 0, sizeof(ci));
-
-  /* The file first, then the flags: what the volunteer types wins. */
   opterr = 0;
   optind = 1;
   while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1)
-    if (c == 'c' && px_config_load(optarg, &config, &o, &agent, err, sizeof(err)) != 0) {
-      fprintf(stderr, "%s: %s\n", prog, err);
-      code = PX_EXIT_USAGE;
-      goto done;
-    }
+    if (c == 'c')
+      config = optarg;
+  if (config == NULL && access(PX_DEFAULT_CONFIG, F_OK) == 0)
+    config = PX_DEFAULT_CONFIG;
+  if (config != NULL && px_config_load(config, &r->config, &r->o, &r->agent, err, sizeof(err)) != 0) {
+    fprintf(stderr, "%s: %s\n", prog, err);
+    code = PX_EXIT_USAGE;
+    goto done;
+  }
   optind = 1;
-  while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+  while (code < 0 && (c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
     if (c == 'h') {
       px__usage(stdout);
-      goto done;
-    }
-    if (c == 'c')
-      continue;
-    if (c == '?' || c == ':') {
+      code = PX_EXIT_OK;
+    } else if (c == '?' || c == ':') {
       char shortopt[3] = {'-', (char)optopt, '\0'};
       fprintf(stderr, "%s: %s '%s' (see --help)\n", prog,
               c == ':' ? "missing value for" : "unknown option",
               optopt > 0 && optopt < 256 ? shortopt : argv[optind - 1]);
       code = PX_EXIT_USAGE;
-      goto done;
-    }
-    int rc = px_measure_apply(&o, c, optarg, err, sizeof(err));
-    if (rc == -ENOENT)
-      rc = px_agent_apply(&agent, c, optarg, err, sizeof(err));
-    if (rc != 0) {
-      fprintf(stderr, "%s: %s\n", prog, err);
-      code = PX_EXIT_USAGE;
-      goto done;
-    }
-  }
-  if (px_measure_add_targets(&o, argc - optind, argv + optind, err, sizeof(err)) != 0 ||
-      px_measure_push_targets(&o, config.ntargets, config.targets, err, sizeof(err)) != 0) {
-    fprintf(stderr, "%s: %s\n", prog, err);
-    code = PX_EXIT_USAGE;
-    goto done;
-  }
-  if (agent.collector == NULL) {
-    fprintf(stderr, "%s: --collector URL is required (or collector = in the config)\n", prog);
-    code = PX_EXIT_USAGE;
-    goto done;
-  }
-
-  /* The signer forks before anything touches the network. */
-  px_signer_t signer;
-  px_spool_t spool;
-  if (px_agent_signing(&agent, &signer, &spool, err, sizeof(err)) != 0) {
-    fprintf(stderr, "%s: %s\n", prog, err);
-    code = PX_EXIT_RUNTIME;
-    goto done;
-  }
-  long offset = 0;
-  const char *source;
-  bool have_checkin = px__checkin(&agent, &o, &raw, &offset, &source, prog) == 0 &&
-                      px_checkin_parse(raw, o.allow_nonpublic, &ci, err, sizeof(err)) == 0;
-  if (have_checkin) {
-    if (!o.cc_set)
-      memcpy(o.probe_cc, ci.probe_cc, sizeof(o.probe_cc));
-    if (!o.asn_set)
-      memcpy(o.probe_asn, ci.probe_asn, sizeof(o.probe_asn));
-    /* No local targets: the collector's list. */
-    bool local = o.ntargets > 0;
-    for (size_t i = 0; !local && i < ci.ntargets; i++)
-      if (px_measure_push_targets(&o, 1, &ci.targets[i].input, err, sizeof(err)) != 0) {
+    } else if (c != 'c') {
+      int rc = px_measure_apply(&r->o, c, optarg, err, sizeof(err));
+      if (rc == -ENOENT)
+        rc = px_agent_apply(&r->agent, c, optarg, err, sizeof(err));
+      if (rc != 0) {
         fprintf(stderr, "%s: %s\n", prog, err);
-        break;
+        code = PX_EXIT_USAGE;
       }
-    /* Control addresses go with the target they were given for. */
-    for (size_t t = 0; t < o.ntargets; t++)
-      for (size_t i = 0; i < ci.ntargets; i++)
-        if (strcmp(o.targets[t].input, ci.targets[i].input) == 0) {
-          o.targets[t].controls = ci.targets[i].controls;
-          o.targets[t].ncontrols = ci.targets[i].ncontrols;
+    }
+  }
+  if (code < 0 &&
+      (px_measure_add_targets(&r->o, argc - optind, argv + optind, err, sizeof(err)) != 0 ||
+       px_measure_push_targets(&r->o, r->config.ntargets, r->config.targets, err,
+                               sizeof(err)) != 0)) {
+    fprintf(stderr, "%s: %s\n", prog, err);
+    code = PX_EXIT_USAGE;
+  }
+  if (code < 0 && r->agent.collector == NULL) {
+    fprintf(stderr, "%s: no collector: give --collector URL or set collector = in the config "
+                    "(`parallax setup` writes one)\n", prog);
+    code = PX_EXIT_USAGE;
+  }
+done:
+  free(opts);
+  return code;
+}
+
+/* Tries the collectors in order; the first that answers becomes the one
+ * this round uploads to. Falls back to the cached answer. */
+static void px__checkin(px__round_t *r) {
+  px_agent_opts_t *a = &r->agent;
+  px_measure_opts_t *o = &r->o;
+  char err[512], cache[4200];
+  /* Through a proxy or Tor the volunteer hides where they are: the
+   * collector must not look at the address (it would see the proxy's). */
+  bool geolocate = a->proxy == NULL;
+
+  r->source = "none";
+  for (size_t i = 0; i < a->ncollectors; i++) {
+    px_upload_config_t ucfg = {a->collectors[i], a->proxy, a->collector_ca, a->collector_pin,
+                               30000};
+    free(r->raw);
+    r->raw = NULL;
+    int rc = px_checkin_fetch(&ucfg, o->cc_set ? o->probe_cc : NULL,
+                              o->asn_set ? o->probe_asn : NULL, geolocate, &r->raw, &r->offset,
+                              err, sizeof(err));
+    if (rc == 0) {
+      a->collector = a->collectors[i];
+      r->source = "collector";
+      px_write_file_atomic(a->state_dir, "checkin.json", r->raw, strlen(r->raw), 0600);
+      break;
+    }
+    px_log(PX_LOG_WARNING, "check-in with %s failed: %s", a->collectors[i], err);
+  }
+  if (strcmp(r->source, "collector") != 0) {
+    r->offset = 0;
+    free(r->raw);
+    r->raw = NULL;
+    snprintf(cache, sizeof(cache), "%s/checkin.json", a->state_dir);
+    if (px_read_file(cache, &r->raw, NULL) == 0) {
+      px_log(PX_LOG_NOTICE, "using the last check-in (%s)", cache);
+      r->source = "cached";
+    }
+  }
+  r->have_checkin = r->raw != NULL &&
+                    px_checkin_parse(r->raw, o->allow_nonpublic, &r->ci, err, sizeof(err)) == 0;
+  if (r->raw != NULL && !r->have_checkin)
+    px_log(PX_LOG_WARNING, "check-in answer unusable: %s", err);
+}
+
+/* Local targets win; else the collector's. Control addresses go with the
+ * target they were given for. Then the budget's --max-targets: a window
+ * that moves along the list from run to run, so every target gets its
+ * turn. */
+static int px__targets(px__round_t *r) {
+  px_measure_opts_t *o = &r->o;
+  char err[256];
+  if (r->have_checkin) {
+    if (!o->cc_set)
+      memcpy(o->probe_cc, r->ci.probe_cc, sizeof(o->probe_cc));
+    if (!o->asn_set)
+      memcpy(o->probe_asn, r->ci.probe_asn, sizeof(o->probe_asn));
+    bool local = o->ntargets > 0;
+    for (size_t i = 0; !local && i < r->ci.ntargets; i++)
+      if (px_measure_push_targets(o, 1, &r->ci.targets[i].input, err, sizeof(err)) != 0)
+        px_log(PX_LOG_WARNING, "target from the collector skipped: %s", err);
+    for (size_t t = 0; t < o->ntargets; t++)
+      for (size_t i = 0; i < r->ci.ntargets; i++)
+        if (strcmp(o->targets[t].input, r->ci.targets[i].input) == 0) {
+          o->targets[t].controls = r->ci.targets[i].controls;
+          o->targets[t].ncontrols = r->ci.targets[i].ncontrols;
         }
   }
-  if (o.ntargets == 0) {
-    fprintf(stderr, "%s: no targets: the collector gave none and none are configured\n", prog);
-    px_signer_stop(&signer);
-    px_agent_upload(&agent, &spool, true, prog);
+  size_t n = o->ntargets, max = r->agent.max_targets;
+  if (max == 0 || max >= n)
+    return 0;
+  px_target_t *window = malloc(max * sizeof(*window));
+  if (window == NULL)
+    return -ENOMEM;
+  size_t start = px_cursor_load(r->agent.state_dir) % n;
+  for (size_t i = 0; i < max; i++)
+    window[i] = o->targets[(start + i) % n];
+  free(o->targets);
+  o->targets = window;
+  o->ntargets = max;
+  r->skipped_by_budget = n - max;
+  px_cursor_save(r->agent.state_dir, (start + max) % n);
+  px_log(PX_LOG_INFO, "max_targets: measuring %zu of %zu targets (from #%zu)", max, n, start + 1);
+  return 0;
+}
+
+/* Our addresses: the interfaces', the one the collector sees now, the ones
+ * it saw before, and a configured one. Without a fresh one from the
+ * collector we cannot be sure, and the round's measurements wait in held/
+ * for a run that knows (unless the volunteer said "unknown" is fine). */
+static void px__scrub_setup(px__round_t *r) {
+  px_agent_opts_t *a = &r->agent;
+  if (px_scrub_add_local(&r->scrub) != 0)
+    px_log(PX_LOG_WARNING, "cannot list this machine's addresses: %s", strerror(errno));
+  bool fresh = strcmp(r->source, "collector") == 0 && r->ci.client_address[0] != '\0';
+  if (fresh) {
+    px_scrub_add(&r->scrub, r->ci.client_address);
+    px_public_address_remember(a->state_dir, r->ci.client_address);
+  }
+  json_t *seen = px_public_addresses_load(a->state_dir);
+  size_t i;
+  json_t *v;
+  json_array_foreach(seen, i, v)
+    if (json_is_string(v))
+      px_scrub_add(&r->scrub, json_string_value(v));
+  json_decref(seen);
+  bool configured = a->public_address != NULL;
+  if (configured && strcmp(a->public_address, "unknown") != 0)
+    px_scrub_add(&r->scrub, a->public_address);
+  if (!fresh && !configured) {
+    r->hold_all = PX_HELD_UNKNOWN_PUBLIC ": the check-in did not say which address the "
+                  "collector sees (collector unreachable, or uploads go through a proxy); "
+                  "set public_address in the config to upload anyway";
+    px_log(PX_LOG_WARNING, "this machine's public address is unknown: this round's "
+                           "measurements stay in %s until a run learns it", r->held_dir);
+  }
+}
+
+static void px__record(px__round_t *r, time_t started, int code) {
+  char a[PX_TIME_ISO_LEN], b[PX_TIME_ISO_LEN];
+  px_time_format_iso(started, a);
+  px_time_format_iso(time(NULL), b);
+  r->record = json_pack("{s:s, s:s, s:i, s:s?, s:s, s:I, s:I, s:I, s:I, s:I, s:s?}", "started", a,
+                        "finished", b, "exit_code", code, "collector", r->agent.collector,
+                        "check_in", r->source ? r->source : "none", "targets",
+                        (json_int_t)r->o.ntargets, "measured", (json_int_t)r->stats.done, "held",
+                        (json_int_t)r->held, "bytes", (json_int_t)r->stats.bytes,
+                        "not_started", (json_int_t)(r->skipped_by_budget + r->o.ntargets -
+                                                    r->stats.started),
+                        "stopped_by", r->stats.stopped_by);
+}
+
+/* Measures, scrubs, signs and spools; returns the exit code. */
+static int px__measure(px__round_t *r, px_signer_t *signer, px_spool_t *spool, const char *prog) {
+  json_t *ann = json_object();
+  char buf[32];
+  snprintf(buf, sizeof(buf), "%ld", r->offset);
+  json_object_set_new(ann, "clock_offset_s", json_string(buf));
+  json_object_set_new(ann, "check_in", json_string(r->source));
+  px_exec_t x = {.signer = signer,
+                 .spool = spool,
+                 .clock_offset = r->offset,
+                 .no_stdout = true,
+                 .annotations = ann,
+                 .network_name = r->have_checkin && r->ci.probe_network_name[0] != '\0'
+                                     ? r->ci.probe_network_name
+                                     : NULL,
+                 .scrub = &r->scrub,
+                 .hold_all = r->hold_all,
+                 .held_dir = r->held_dir,
+                 .max_runtime_ms = r->agent.max_runtime_s * 1000,
+                 .max_bytes = r->agent.max_bytes,
+                 .stats = &r->stats,
+                 .held = &r->held};
+  int code = px_measure_execute(&r->o, &x, prog);
+  json_decref(ann);
+  return code;
+}
+
+int px_cmd_run(int argc, char **argv) {
+  const char *prog = "parallax run";
+  px__round_t r;
+  px_signer_t signer;
+  px_spool_t spool;
+  char err[512];
+  int lock = -1;
+  time_t started = time(NULL);
+
+  memset(&r, 0, sizeof(r));
+  px_measure_opts_init(&r.o);
+  int code = px__parse(&r, argc, argv, prog);
+  if (code >= 0)
+    goto done;
+  px_log_setup(prog, r.agent.log_level);
+  code = PX_EXIT_OK;
+
+  if (px_agent_state(&r.agent, err, sizeof(err)) != 0) {
+    px_log(PX_LOG_ERR, "%s", err);
     code = PX_EXIT_RUNTIME;
     goto done;
   }
-  if (o.system_resolver == 0 && o.nresolvers == 0 && o.naddresses == 0) {
-    bool any = false;
-    for (size_t t = 0; t < o.ntargets; t++)
-      any = any || o.targets[t].ncontrols > 0;
-    if (!any) {
-      fprintf(stderr, "%s: nothing to probe: --no-system-resolver needs --resolver or --address\n", prog);
-      px_signer_stop(&signer);
-      code = PX_EXIT_USAGE;
-      goto done;
-    }
+  if (px_consent_load(r.agent.state_dir, NULL) != 0) {
+    px_log(PX_LOG_ERR, "no consent recorded in %s: run `parallax setup` first (it explains "
+                       "what is measured and published)", r.agent.state_dir);
+    code = PX_EXIT_USAGE;
+    goto done;
   }
+  pid_t holder;
+  int rc = px_run_lock(r.agent.state_dir, &lock, &holder, err, sizeof(err));
+  if (rc == -EWOULDBLOCK) {
+    if (holder > 0)
+      px_log(PX_LOG_NOTICE, "another run (pid %ld) is in progress; this one has nothing to do",
+             (long)holder);
+    else
+      px_log(PX_LOG_NOTICE, "another run is in progress; this one has nothing to do");
+    goto done; /* not a failure: the timer fired while a long round ran */
+  }
+  if (rc != 0) {
+    px_log(PX_LOG_ERR, "%s", err);
+    code = PX_EXIT_RUNTIME;
+    goto done;
+  }
+  snprintf(r.held_dir, sizeof(r.held_dir), "%s/held", r.agent.state_dir);
 
-  json_t *ann = json_object();
-  char buf[32];
-  snprintf(buf, sizeof(buf), "%ld", offset);
-  json_object_set_new(ann, "clock_offset_s", json_string(buf));
-  json_object_set_new(ann, "check_in", json_string(source));
-  px_exec_t x = {.signer = &signer, .spool = &spool, .clock_offset = offset, .no_stdout = true,
-                 .annotations = ann};
-  code = px_measure_execute(&o, &x, prog);
-  json_decref(ann);
+  /* The signer forks before anything touches the network. */
+  if (px_agent_signing(&r.agent, &signer, &spool, err, sizeof(err)) != 0) {
+    px_log(PX_LOG_ERR, "%s", err);
+    code = PX_EXIT_RUNTIME;
+    goto done;
+  }
+  px__checkin(&r);
+  px__scrub_setup(&r);
+  if (r.hold_all == NULL) {
+    err[0] = '\0';
+    if (px_held_release(r.held_dir, &r.scrub, &signer, &spool, &r.released, err,
+                        sizeof(err)) != 0)
+      px_log(PX_LOG_WARNING, "%s", err);
+    else if (r.released > 0)
+      px_log(PX_LOG_INFO, "released %zu measurement(s) held while the public address was "
+                          "unknown", r.released);
+  }
+  if (px__targets(&r) != 0) {
+    code = PX_EXIT_RUNTIME;
+  } else if (r.o.ntargets == 0) {
+    px_log(PX_LOG_ERR, "no targets: the collector gave none and none are configured");
+    code = PX_EXIT_RUNTIME;
+  } else if (r.o.system_resolver == 0 && r.o.nresolvers == 0 && r.o.naddresses == 0 &&
+             r.o.targets[0].ncontrols == 0) {
+    px_log(PX_LOG_ERR, "nothing to probe: --no-system-resolver needs --resolver or --address");
+    code = PX_EXIT_USAGE;
+  } else {
+    code = px__measure(&r, &signer, &spool, prog);
+    if (r.stats.stopped_by != NULL && strcmp(r.stats.stopped_by, "signal") != 0)
+      px_log(PX_LOG_NOTICE, "budget %s reached after %zu of %zu target(s); uploading what "
+                            "there is", r.stats.stopped_by, r.stats.done, r.o.ntargets);
+  }
   px_signer_stop(&signer);
-  /* A collector that answered the check-in is up: no reason to wait out
-   * an earlier backoff. */
-  px_agent_upload(&agent, &spool, !have_checkin || strcmp(source, "collector") != 0, prog);
+  if (r.held > 0)
+    px_log(PX_LOG_NOTICE, "%zu measurement(s) kept on this machine in %s (see the .reason "
+                          "files)", r.held, r.held_dir);
+  if (r.agent.no_upload)
+    px_log(PX_LOG_INFO, "upload is off: measurements stay in the spool for `parallax upload`");
+  else
+    /* A collector that answered the check-in is up: no reason to wait out
+     * an earlier backoff. */
+    px_agent_upload(&r.agent, &spool, strcmp(r.source, "collector") != 0, prog);
+  px__record(&r, started, code);
+  if (r.record == NULL || px_runs_append(r.agent.state_dir, r.record) != 0)
+    px_log(PX_LOG_WARNING, "cannot write the run record in %s", r.agent.state_dir);
 done:
-  free(raw);
-  free(targets);
-  px_checkin_free(&ci);
-  px_measure_opts_free(&o);
-  px_config_free(&config);
-  free(opts);
+  json_decref(r.record);
+  px_run_unlock(lock);
+  free(r.raw);
+  px_checkin_free(&r.ci);
+  px_measure_opts_free(&r.o);
+  px_config_free(&r.config);
   return code;
 }

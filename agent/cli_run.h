@@ -4,5 +4,6 @@
 /* Each returns the process exit code. */
 int px_cmd_run(int argc, char **argv);
 int px_cmd_compare(int argc, char **argv);
+int px_cmd_setup(int argc, char **argv);
 
 #endif

@@ -4,8 +4,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "agent/cli_common.h"
+#include "agent/held.h"
+#include "agent/runstate.h"
 #include "agent/cli_keys.h"
 #include "agent/cli_measure.h"
 #include "common/sshsig.h"
@@ -153,14 +156,81 @@ static void px__when(time_t t, char *out, size_t n) {
   snprintf(out, n, "%s", iso);
 }
 
+/* systemd's answer for the timer, or "" when there is no systemd to ask. */
+static void px__timer(const char *property, char *out, size_t n) {
+  out[0] = '\0';
+  if (access("/run/systemd/system", F_OK) != 0)
+    return;
+  char cmd[160];
+  snprintf(cmd, sizeof(cmd), "systemctl show parallax.timer --property=%s --value 2>/dev/null",
+           property);
+  FILE *p = popen(cmd, "r");
+  if (p == NULL)
+    return;
+  if (fgets(out, (int)n, p) == NULL)
+    out[0] = '\0';
+  out[strcspn(out, "\n")] = '\0';
+  pclose(p);
+}
+
+static const char *px__str(json_t *obj, const char *key, const char *fallback) {
+  const char *v = json_string_value(json_object_get(obj, key));
+  return v != NULL ? v : fallback;
+}
+
+/* What `parallax run` left: consent, held measurements, a key rotation
+ * still to send, the last runs, and the timer. */
+static void px__status_more(px_agent_opts_t *agent) {
+  char path[4200], when[64];
+  json_t *consent = NULL;
+  if (px_consent_load(agent->state_dir, &consent) == 0)
+    printf("consent: given %s (text version %lld)\n",
+           px__str(consent, "given_at", "(date unknown)"),
+           json_integer_value(json_object_get(consent, "consent_version")));
+  else
+    printf("consent: not given (runs do not measure; see parallax setup)\n");
+  json_decref(consent);
+  snprintf(path, sizeof(path), "%s/held", agent->state_dir);
+  size_t held = px_held_count(path);
+  if (held > 0)
+    printf("kept local: %zu measurement(s) in %s (see the .reason files)\n", held, path);
+  snprintf(path, sizeof(path), "%s/key-rotation.json", agent->state_dir);
+  if (access(path, F_OK) == 0)
+    printf("key rotation: waiting to be sent to the collector (with the next upload)\n");
+
+  json_t *runs = px_runs_load(agent->state_dir);
+  size_t n = json_array_size(runs);
+  printf("runs: %zu recorded%s\n", n, n > 0 ? ", the latest last:" : "");
+  for (size_t i = n > 5 ? n - 5 : 0; i < n; i++) {
+    json_t *r = json_array_get(runs, i);
+    const char *stopped = json_string_value(json_object_get(r, "stopped_by"));
+    printf("  %s  exit %lld  %lld/%lld measured  %lld held  %lld bytes  check-in: %s%s%s\n",
+           px__str(r, "started", "?"),
+           json_integer_value(json_object_get(r, "exit_code")),
+           json_integer_value(json_object_get(r, "measured")),
+           json_integer_value(json_object_get(r, "targets")),
+           json_integer_value(json_object_get(r, "held")),
+           json_integer_value(json_object_get(r, "bytes")),
+           px__str(r, "check_in", "?"),
+           stopped ? "  stopped by " : "", stopped ? stopped : "");
+  }
+  json_decref(runs);
+  px__timer("NextElapseUSecRealtime", when, sizeof(when));
+  if (when[0] != '\0')
+    printf("next run: %s (parallax.timer)\n", when);
+  else
+    printf("next run: unknown (parallax.timer is not active, or there is no systemd)\n");
+}
+
 int px_cmd_status(int argc, char **argv) {
   const char *prog = "parallax status";
   px_agent_opts_t agent;
   char err[512], key[4200], when[64];
   int code = px__parse(prog,
                        "Usage: parallax status [--state-dir DIR]\n"
-                       "The agent's identity and its upload spool: pending, sent, rejected,\n"
-                       "the last success and the last error.\n\n",
+                       "The agent's identity, its upload spool (pending, sent, rejected, the\n"
+                       "last success and the last error), consent, measurements kept local,\n"
+                       "the last runs and when the systemd timer fires next.\n\n",
                        argc, argv, &agent);
   if (code >= 0)
     return code;
@@ -202,5 +272,6 @@ int px_cmd_status(int argc, char **argv) {
     px__when(st.next_attempt, when, sizeof(when));
     printf("next automatic upload: not before %s (%u failure(s) in a row)\n", when, st.failures);
   }
+  px__status_more(&agent);
   return PX_EXIT_OK;
 }

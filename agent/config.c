@@ -79,9 +79,18 @@ static int px__apply(px__load_t *l, const char *name, const char *value) {
         if (px__bool(value, &on) != 0)
           return px__fail(l, "%s: expected yes or no", name);
         if (!on) {
-          if (code != PX_OPT_SYSTEM_RESOLVER)
-            return 1; /* "allow_nonpublic_addresses = no" is the default */
-          code = PX_OPT_NO_SYSTEM_RESOLVER;
+          /* "system_resolver = no" and "upload = no" mean their --no- flag;
+           * "no_upload = no" means --upload; the rest default to off. */
+          if (code == PX_OPT_SYSTEM_RESOLVER)
+            code = PX_OPT_NO_SYSTEM_RESOLVER;
+          else if (code == PX_OPT_NO_SYSTEM_RESOLVER)
+            code = PX_OPT_SYSTEM_RESOLVER;
+          else if (code == PX_OPT_UPLOAD)
+            code = PX_OPT_NO_UPLOAD;
+          else if (code == PX_OPT_NO_UPLOAD)
+            code = PX_OPT_UPLOAD;
+          else
+            return 1;
         }
         value = NULL;
       }
@@ -111,7 +120,7 @@ static int px__handler(void *user, const char *section, const char *name, const 
     return px__fail(l, "unknown key '%s'", name);
 
   bool list = strcmp(key, "resolver") == 0 || strcmp(key, "address") == 0 ||
-              strcmp(key, "targets") == 0;
+              strcmp(key, "targets") == 0 || strcmp(key, "collector") == 0;
   if (!list) {
     char *kept = px__keep(l, value, strlen(value));
     return kept ? px__apply(l, key, kept) : px__fail(l, "%s", "out of memory");

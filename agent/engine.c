@@ -15,11 +15,16 @@ static void px__teardown(px__engine_t *eng) {
     px_dns_resolver_close(eng->resolvers[i]);
   uv_close((uv_handle_t *)&eng->sigint, NULL);
   uv_close((uv_handle_t *)&eng->sigterm, NULL);
+  uv_close((uv_handle_t *)&eng->deadline, NULL);
+}
+
+/* No new targets: a signal, an error, or a spent budget. */
+static bool px__stopping(const px__engine_t *eng) {
+  return eng->interrupted || eng->error != 0 || eng->spent != NULL;
 }
 
 static bool px__finished(const px__engine_t *eng) {
-  bool no_more = eng->next_target >= eng->ntargets || eng->interrupted ||
-                 eng->error != 0;
+  bool no_more = eng->next_target >= eng->ntargets || px__stopping(eng);
   return no_more && eng->active_jobs == 0;
 }
 
@@ -29,8 +34,7 @@ static void px__admit(px__engine_t *eng) {
   if (eng->admitting)
     return;
   eng->admitting = true;
-  while (!eng->interrupted && eng->error == 0 &&
-         eng->next_target < eng->ntargets &&
+  while (!px__stopping(eng) && eng->next_target < eng->ntargets &&
          eng->active_jobs < eng->cfg->parallel) {
     const px_target_t *t = &eng->targets[eng->next_target++];
     eng->active_jobs++;
@@ -52,6 +56,27 @@ void px__engine_job_done(px__engine_t *eng) {
     eng->cfg->progress(eng->cfg->progress_data, eng->done, eng->ntargets,
                        eng->sched.inflight);
   px__admit(eng);
+}
+
+static void px__budget_spent(px__engine_t *eng, const char *which) {
+  if (eng->spent != NULL || eng->interrupted)
+    return;
+  eng->spent = which;
+  if (eng->next_target < eng->ntargets)
+    fprintf(stderr, "parallax: %s reached: %zu of %zu target(s) not started, finishing %u "
+                    "in flight\n", which, eng->ntargets - eng->next_target, eng->ntargets,
+            eng->active_jobs);
+  px__admit(eng);
+}
+
+void px__engine_count_bytes(px__engine_t *eng, uint64_t n) {
+  eng->bytes += n;
+  if (eng->cfg->max_bytes > 0 && eng->bytes >= eng->cfg->max_bytes)
+    px__budget_spent(eng, "max_bytes");
+}
+
+static void px__deadline_cb(uv_timer_t *t) {
+  px__budget_spent(t->data, "max_runtime");
 }
 
 static void px__signal_cb(uv_signal_t *h, int signum) {
@@ -91,13 +116,18 @@ int px_engine_run(uv_loop_t *loop, const px_engine_config_t *cfg,
 
   uv_signal_init(loop, &eng.sigint);
   uv_signal_init(loop, &eng.sigterm);
-  eng.sigint.data = eng.sigterm.data = &eng;
+  uv_timer_init(loop, &eng.deadline);
+  eng.sigint.data = eng.sigterm.data = eng.deadline.data = &eng;
   if (rc == 0) {
     uv_signal_start(&eng.sigint, px__signal_cb, SIGINT);
     uv_signal_start(&eng.sigterm, px__signal_cb, SIGTERM);
     /* Signals must not keep a finished run alive. */
     uv_unref((uv_handle_t *)&eng.sigint);
     uv_unref((uv_handle_t *)&eng.sigterm);
+    if (cfg->max_runtime_ms > 0) {
+      uv_timer_start(&eng.deadline, px__deadline_cb, cfg->max_runtime_ms, 0);
+      uv_unref((uv_handle_t *)&eng.deadline);
+    }
     px__admit(&eng);
   } else {
     px__teardown(&eng);
@@ -109,6 +139,12 @@ int px_engine_run(uv_loop_t *loop, const px_engine_config_t *cfg,
     uv_run(loop, UV_RUN_DEFAULT);
   }
   free(eng.resolvers);
+  if (cfg->stats != NULL) {
+    cfg->stats->bytes = eng.bytes;
+    cfg->stats->started = eng.next_target;
+    cfg->stats->done = eng.done;
+    cfg->stats->stopped_by = eng.interrupted ? "signal" : eng.spent;
+  }
   if (rc != 0)
     return rc;
   if (eng.error != 0)

@@ -4,6 +4,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/socket.h>
 #include <uv.h>
 
@@ -14,6 +15,14 @@
 /* One run of measurements on one loop: for every target, A and AAAA
  * through every resolver, then a TLS flow to every address worth probing,
  * then one measurement handed to emit(). */
+/* What a run did, for the run record and `parallax status`. */
+typedef struct px_engine_stats {
+  uint64_t bytes;          /* DNS and TLS payload sent and received */
+  size_t started, done;    /* targets */
+  const char *stopped_by;  /* NULL (ran out of targets), "max_runtime",
+                            * "max_bytes" or "signal" */
+} px_engine_stats_t;
+
 typedef struct px_engine_config {
   px_tls_context_t *tls;
   const struct sockaddr_storage *resolvers; /* with ports */
@@ -24,6 +33,13 @@ typedef struct px_engine_config {
   unsigned parallel;       /* operations in flight, all targets together */
   bool allow_nonpublic;    /* connect to non-public addresses from DNS */
   const px_run_info_t *run;
+
+  /* The volunteer's budget, 0 for none. Once spent, no new target starts;
+   * those in flight finish (their own timeouts bound how long) and are
+   * emitted, so a budget never produces half a measurement. */
+  uint64_t max_runtime_ms; /* from the start of px_engine_run */
+  uint64_t max_bytes;
+  px_engine_stats_t *stats; /* optional, filled when the run returns */
 
   /* Receives each finished measurement (the engine keeps its reference).
    * A non-zero return stops the run: no new targets start, the ones in
@@ -37,8 +53,9 @@ typedef struct px_engine_config {
 
 /* Runs every target to completion on loop (which must have no other
  * handles keeping it alive), then closes everything it opened.
- * Returns 0, an emit error, -EINTR after SIGINT/SIGTERM (targets already
- * measured were emitted), or another negative error. */
+ * Returns 0 (also when the budget ran out), an emit error, -EINTR after
+ * SIGINT/SIGTERM (targets already measured were emitted), or another
+ * negative error. */
 int px_engine_run(uv_loop_t *loop, const px_engine_config_t *cfg,
                   const px_target_t *targets, size_t ntargets);
 

@@ -15,15 +15,20 @@ typedef struct px__engine {
   size_t ntargets, next_target, done;
   unsigned active_jobs;
   int error;
-  bool interrupted;
+  bool interrupted;   /* by a signal */
+  const char *spent;  /* the budget that ran out, or NULL */
+  uint64_t bytes;
   bool admitting;
   bool torn_down;
   uv_signal_t sigint, sigterm;
+  uv_timer_t deadline;
 } px__engine_t;
 
 /* Starts the measurement of one target; calls px__engine_job_done when
  * its measurement has been emitted (or dropped). */
 int px__job_start(px__engine_t *eng, const px_target_t *target);
 void px__engine_job_done(px__engine_t *eng);
+/* Counts traffic against the byte budget. */
+void px__engine_count_bytes(px__engine_t *eng, uint64_t n);
 
 #endif

@@ -118,6 +118,11 @@ static void px__dns_exchange_cb(void *data, const px_dns_exchange_t *ex) {
   json_t *answers = json_array(), *rcode = json_null(), *raw = json_null();
   bool truncated = false;
 
+  /* The query is about a header, the name and the question; the answer
+   * as received. */
+  px__engine_count_bytes(job->eng, 12 + strlen(job->target->hostname) + 2 + 4 + 11 +
+                                       ex->response_len);
+
   if (ex->response != NULL && ex->response_len > 0) {
     char *b64 = px_base64_encode_alloc(ex->response, ex->response_len);
     if (b64 != NULL) {
@@ -189,6 +194,7 @@ static void px__dns_start(px_sched_op_t *sop) {
 static void px__tls_done(void *data, px_tls_probe_result_t *res) {
   px__tls_op_t *op = data;
   px__job_t *job = op->job;
+  px__engine_count_bytes(job->eng, res->bytes_read + res->bytes_written);
   json_array_append_new(job->tcp_connect, res->tcp_connect);
   if (res->tls_handshake != NULL)
     json_array_append_new(job->tls_handshakes, res->tls_handshake);

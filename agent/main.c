@@ -16,12 +16,13 @@ static void px__usage(FILE *out) {
   fputs("Usage: parallax COMMAND [FLAG]...\n"
         "Multi-vantage measurements of DNS answers and TLS certificate chains.\n\n"
         "Commands:\n"
+        "  setup      consent, config and key: what a volunteer runs once\n"
         "  run        one round: check in, measure, sign, spool, upload (timers run this)\n"
         "  measure    measure targets now and print one JSON line per target\n"
         "  compare    the collector's cross-country view of a domain\n"
         "  submit     sign measurements from a JSONL file, spool and upload them\n"
         "  upload     send the spooled measurements to a collector now\n"
-        "  status     the agent's key id and its upload spool\n"
+        "  status     key id, recent runs, pending uploads, the next timer firing\n"
         "  keygen     create the agent's Ed25519 signing key\n"
         "  verify     verify the signatures of measurements or collector exports\n\n"
         "Run 'parallax COMMAND --help' for the flags of a command.\n"
@@ -59,7 +60,7 @@ int main(int argc, char **argv) {
     const char *name;
     int (*fn)(int, char **);
   } cmds[] = {
-      {"run", px_cmd_run},         {"compare", px_cmd_compare},
+      {"setup", px_cmd_setup},     {"run", px_cmd_run},         {"compare", px_cmd_compare},
       {"measure", px_cmd_measure}, {"submit", px_cmd_submit}, {"upload", px_cmd_upload},
       {"status", px_cmd_status},   {"keygen", px_cmd_keygen}, {"verify", px_cmd_verify},
   };

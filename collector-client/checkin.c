@@ -22,7 +22,7 @@ static double px__now(void) {
 }
 
 int px_checkin_fetch(const px_upload_config_t *cfg, const char *cc, const char *asn,
-                     char **raw, long *offset, char *err, size_t errlen) {
+                     bool geolocate, char **raw, long *offset, char *err, size_t errlen) {
   json_t *req = json_object();
   json_object_set_new(req, "software_name", json_string(PX_SOFTWARE_NAME));
   json_object_set_new(req, "software_version", json_string(PX_SOFTWARE_VERSION));
@@ -30,6 +30,8 @@ int px_checkin_fetch(const px_upload_config_t *cfg, const char *cc, const char *
     json_object_set_new(req, "probe_cc", json_string(cc));
   if (asn != NULL)
     json_object_set_new(req, "probe_asn", json_string(asn));
+  if (!geolocate)
+    json_object_set_new(req, "geolocate", json_false());
   char *body = px_json_dump(req);
   json_decref(req);
   if (body == NULL)
@@ -79,6 +81,15 @@ int px_checkin_parse(const char *raw, bool allow_nonpublic, px_checkin_t *out, c
   const char *utc = json_string_value(json_object_get(doc, "utc_time"));
   if (utc != NULL)
     px_time_parse_utc(utc, &out->server_time);
+  const char *name = json_string_value(json_object_get(doc, "probe_network_name"));
+  if (name != NULL)
+    snprintf(out->probe_network_name, sizeof(out->probe_network_name), "%s", name);
+  /* Only a real address: it is scrubbed from measurements, never sent. */
+  const char *seen = json_string_value(json_object_get(doc, "client_address"));
+  struct sockaddr_storage seen_ss;
+  if (seen != NULL && px_addr_parse_ip(seen, &seen_ss) == 0)
+    px_addr_format_ip((struct sockaddr *)&seen_ss, out->client_address,
+                      sizeof(out->client_address));
 
   out->targets = calloc(json_array_size(targets) + 1, sizeof(*out->targets));
   if (out->targets == NULL) {

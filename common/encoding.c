@@ -1,6 +1,7 @@
 #include "common/encoding.h"
 
 #include <stdlib.h>
+#include <string.h>
 #include <errno.h>
 #include <stdbool.h>
 
@@ -131,6 +132,41 @@ int px_parse_ulong(const char *s, unsigned long min, unsigned long max, unsigned
     return -EINVAL;
   *out = v;
   return 0;
+}
+
+/* digits, then at most one suffix character from units (multipliers in
+ * mults); nothing after it. */
+static int px__parse_scaled(const char *s, const char *units, const uint64_t *mults,
+                            uint64_t *out) {
+  if (s[0] < '0' || s[0] > '9')
+    return -EINVAL;
+  char *end;
+  errno = 0;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (errno != 0)
+    return -EINVAL;
+  uint64_t mult = 1;
+  if (*end != '\0') {
+    const char *u = strchr(units, *end);
+    if (u == NULL || end[1] != '\0')
+      return -EINVAL;
+    mult = mults[u - units];
+  }
+  if (v > UINT64_MAX / mult)
+    return -EINVAL;
+  *out = (uint64_t)v * mult;
+  return 0;
+}
+
+int px_parse_duration(const char *s, uint64_t *seconds) {
+  static const uint64_t mults[] = {1, 60, 3600, 86400};
+  return px__parse_scaled(s, "smhd", mults, seconds);
+}
+
+int px_parse_size(const char *s, uint64_t *bytes) {
+  static const uint64_t mults[] = {1, 1024, 1024, 1024 * 1024, 1024 * 1024,
+                                   1024ull * 1024 * 1024, 1024ull * 1024 * 1024};
+  return px__parse_scaled(s, "bkKmMgG", mults, bytes);
 }
 
 void px_percent_encode(const char *s, char *out, size_t outlen) {

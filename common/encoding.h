@@ -27,6 +27,13 @@ void px_hex_encode(const uint8_t *in, size_t n, char *out);
  * -EINVAL. */
 int px_parse_ulong(const char *s, unsigned long min, unsigned long max, unsigned long *out);
 
+/* A number with an optional unit suffix, for budgets in config files:
+ * durations "90", "90s", "15m", "2h", "1d" (seconds out) and sizes "4096",
+ * "500k", "20M", "1G" (binary multiples, bytes out). 0 or -EINVAL
+ * (including overflow). */
+int px_parse_duration(const char *s, uint64_t *seconds);
+int px_parse_size(const char *s, uint64_t *bytes);
+
 /* Percent-encodes everything but unreserved characters (RFC 3986) into
  * out (3n + 1 bytes). */
 void px_percent_encode(const char *s, char *out, size_t outlen);

@@ -167,6 +167,7 @@ static int px__flush(px__tls_probe_t *p) {
       return -EIO;
     }
     w->probe = p;
+    p->res.bytes_written += (uint64_t)n;
     uv_buf_t buf = uv_buf_init(w->data, (unsigned)n);
     int rc = uv_write(&w->req, (uv_stream_t *)&p->tcp, &buf, 1, px__write_cb);
     if (rc != 0) {
@@ -211,7 +212,8 @@ static void px__handshake_done(px__tls_probe_t *p) {
     int n = BIO_read(p->wbio, buf, sizeof(buf));
     if (n > 0) {
       uv_buf_t b = uv_buf_init(buf, (unsigned)n);
-      uv_try_write((uv_stream_t *)&p->tcp, &b, 1);
+      if (uv_try_write((uv_stream_t *)&p->tcp, &b, 1) > 0)
+        p->res.bytes_written += (uint64_t)n;
     }
   }
   ERR_clear_error();
@@ -245,6 +247,7 @@ static void px__read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   if (p->state != PX__HANDSHAKING)
     return;
   if (nread > 0) {
+    p->res.bytes_read += (uint64_t)nread;
     BIO_write(p->rbio, p->rbuf, (int)nread);
     px__drive(p);
   } else if (nread == UV_EOF) {

@@ -25,6 +25,8 @@ typedef struct px_tls_probe_result {
   json_t *tcp_connect;   /* df-005 entry; the callback owns the reference */
   json_t *tls_handshake; /* df-006 entry, NULL when the connect failed */
   bool verified;         /* handshake done, chain and host name valid */
+  uint64_t bytes_read;   /* TCP payload both ways, for a run's byte budget */
+  uint64_t bytes_written;
 } px_tls_probe_result_t;
 
 /* Runs once the flow is over AND its socket and timer are closed, so the

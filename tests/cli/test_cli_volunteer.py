@@ -1,0 +1,281 @@
+"""What a volunteer's machine does unattended, with real processes: `parallax
+setup` (consent, config, key), `parallax run` refusing without consent,
+one run at a time, the run budget (targets, time, bytes), collector
+fallbacks, measurements held while our public address is unknown and
+released later, run records in `parallax status`, journald priority
+prefixes, and `parallax keygen --rotate` reaching the collector's
+allowed_signers."""
+import fcntl
+import glob
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+
+import collectorlib as cl
+import pxtest
+
+
+def read(path):
+    with open(path) as f:
+        return f.read()
+
+
+class Volunteer(pxtest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="px-volunteer-")
+        self.state = os.path.join(self.dir, "state")
+        self.config = os.path.join(self.dir, "etc", "parallax.conf")
+        self.collectors = []
+
+    def tearDown(self):
+        for c in self.collectors:
+            c.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def collector(self, *extra):
+        c = cl.Collector(self.dir if not self.collectors else tempfile.mkdtemp(dir=self.dir),
+                         extra=list(extra) + ["--allow-nonpublic-addresses"])
+        self.collectors.append(c)
+        return c.start()
+
+    def px(self, *args, ok=(0,), env=None):
+        p = pxtest.run(list(args), env=env, timeout=180)
+        if p.returncode not in ok:
+            raise AssertionError(f"parallax {' '.join(args)}: exit {p.returncode}\n{p.stdout}\n{p.stderr}")
+        return p
+
+    def setup(self, *settings, ok=(0,)):
+        return self.px("setup", "--yes", "--config", self.config, "--state-dir", self.state,
+                       *settings, ok=ok)
+
+    def run_round(self, *extra, ok=(0,), env=None):
+        return self.px("run", "--config", self.config, "--state-dir", self.state, *extra, ok=ok,
+                       env=env)
+
+    def world(self, timeout_ms=2000):
+        """Settings that measure the loopback test world."""
+        return ["--resolver", pxtest.DNS, "--no-system-resolver", "--port", pxtest.TLS_PORT,
+                "--ca-file", pxtest.CA, "--allow-nonpublic-addresses", "--timeout",
+                str(timeout_ms)]
+
+    def targets_file(self, *targets):
+        path = os.path.join(self.dir, "targets.txt")
+        with open(path, "w") as f:
+            f.write("# test targets\n" + "".join(t + "\n" for t in targets))
+        return path
+
+    def records(self):
+        path = os.path.join(self.state, "runs.jsonl")
+        return [json.loads(l) for l in read(path).splitlines()] if os.path.exists(path) else []
+
+    def spooled_inputs(self, sub="pending"):
+        out = []
+        for j in sorted(glob.glob(os.path.join(self.state, "spool", sub, "*.json"))):
+            out.append(json.loads(read(j))["input"])
+        return out
+
+    # ---- setup and consent ----------------------------------------------
+
+    def test_setup_writes_config_key_and_consent(self):
+        c = self.collector()
+        p = self.setup("--collector", c.url, "--collector", "http://127.0.0.1:9",
+                       "--max-targets", "5", "--no-upload", *self.world())
+        self.assertIn("CC BY 4.0", p.stdout)
+        self.assertIn("key id:", p.stdout)
+        text = read(self.config)
+        self.assertIn(f"collector = {c.url} http://127.0.0.1:9\n", text)
+        self.assertIn("max_targets = 5\n", text)
+        self.assertIn("no_upload = yes\n", text)
+        self.assertIn("system_resolver", text.replace("no_system_resolver", "system_resolver"))
+        self.assertEqual(os.stat(self.config).st_mode & 0o777, 0o644)
+        marker = json.loads(read(os.path.join(self.state, "consent")))
+        self.assertEqual(marker["data_licence"], "CC-BY-4.0")
+        self.assertEqual(marker["consent_version"], 1)
+        self.assertEqual(marker["how"], "--yes")
+        key_id = cl.key_id_of_pub(read(os.path.join(self.state, "parallax_ed25519.pub")))
+        self.assertEqual(marker["key_id"], key_id)
+        self.assertEqual(os.stat(os.path.join(self.state, "parallax_ed25519")).st_mode & 0o777, 0o600)
+
+        # Again without settings: the volunteer's file is kept as it is.
+        os.unlink(os.path.join(self.state, "consent"))
+        p = self.setup()
+        self.assertIn("(kept)", p.stdout)
+        self.assertEqual(read(self.config), text)
+        self.assertTrue(os.path.exists(os.path.join(self.state, "consent")))
+        # With settings it is not silently replaced...
+        p = self.setup("--collector", c.url, ok=(2,))
+        self.assertIn("--force", p.stderr)
+        self.assertEqual(read(self.config), text)
+        # ...unless asked to.
+        self.setup("--force", "--collector", c.url)
+        self.assertNotIn("max_targets", read(self.config))
+
+    def test_setup_needs_consent_and_a_collector(self):
+        p = self.px("setup", "--config", self.config, "--state-dir", self.state,
+                    "--collector", "http://127.0.0.1:9", ok=(2,))
+        self.assertIn("--yes", p.stderr)
+        p = self.setup(ok=(2,))
+        self.assertIn("--collector", p.stderr)
+        # Through a proxy the collector cannot tell where the volunteer is.
+        p = self.setup("--collector", "http://127.0.0.1:9", "--proxy", "socks5h://127.0.0.1:9050",
+                       ok=(2,))
+        self.assertIn("--probe-cc", p.stderr)
+        self.setup("--collector", "http://127.0.0.1:9", "--proxy", "socks5h://127.0.0.1:9050",
+                   "--probe-cc", "DE", "--probe-asn", "AS3320", "--public-address", "unknown")
+        self.assertIn("public_address = unknown", read(self.config))
+        p = self.setup("--collector", "ftp://x", ok=(2,))
+        self.assertIn("--collector", p.stderr)
+        p = self.px("setup", "--withdraw", "--state-dir", self.state)
+        self.assertIn("withdrawn", p.stdout)
+        self.assertFalse(os.path.exists(os.path.join(self.state, "consent")))
+
+    def test_run_refuses_without_consent(self):
+        c = self.collector()
+        p = self.px("run", "--state-dir", self.state, "--collector", c.url, *self.world(),
+                    "icloud.com", ok=(2,))
+        self.assertIn("parallax setup", p.stderr)
+        self.assertEqual(self.spooled_inputs(), [])
+        self.assertEqual(cl.get(c.api("/api/v1/measurements"))[2].count(b"measurement_uid"), 0)
+
+    def test_bad_config_names_file_and_line(self):
+        os.makedirs(os.path.dirname(self.config))
+        with open(self.config, "w") as f:
+            f.write("[parallax]\ncollector = http://127.0.0.1:9\nmax_bytes = lots\n")
+        p = self.px("run", "--config", self.config, "--state-dir", self.state, ok=(2,))
+        self.assertIn(f"{self.config}:3: --max-bytes", p.stderr)
+
+    # ---- runs -------------------------------------------------------------
+
+    def test_run_uploads_records_and_reports(self):
+        c = self.collector()
+        self.setup("--collector", c.url, *self.world())
+        p = self.run_round("--targets-file", self.targets_file("www.icloud.com", "www.example.test"))
+        self.assertIn("uploaded 2", p.stderr)
+        [rec] = self.records()
+        self.assertEqual((rec["exit_code"], rec["targets"], rec["measured"], rec["held"]), (0, 2, 2, 0))
+        self.assertEqual(rec["check_in"], "collector")
+        self.assertIsNone(rec["stopped_by"])
+        self.assertGreater(rec["bytes"], 1000)
+        self.assertEqual(rec["collector"], c.url)
+        listing = json.loads(cl.get(c.api("/api/v1/measurements"))[2])
+        self.assertEqual(sorted(r["input"] for r in listing["results"]),
+                         ["www.example.test", "www.icloud.com"])
+        status = pxtest.run(["status", "--state-dir", self.state]).stdout
+        self.assertIn("consent: given", status)
+        self.assertIn("runs: 1 recorded", status)
+        self.assertIn("2/2 measured", status)
+        self.assertIn("next run:", status)
+
+    def test_one_run_at_a_time(self):
+        self.setup("--collector", "http://127.0.0.1:9", *self.world())
+        os.makedirs(self.state, exist_ok=True)
+        with open(os.path.join(self.state, "run.lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            lock.write("4242\n")
+            lock.flush()
+            p = self.run_round("icloud.com")
+        self.assertIn("another run (pid 4242) is in progress", p.stderr)
+        self.assertEqual(self.records(), [])
+
+    def test_max_targets_moves_along_the_list(self):
+        self.setup("--collector", "http://127.0.0.1:9", "--no-upload", "--public-address",
+                   "unknown", "--max-targets", "2", *self.world())
+        targets = self.targets_file("a.example.test", "b.example.test", "c.example.test")
+        self.run_round("--targets-file", targets)
+        self.assertEqual(sorted(self.spooled_inputs()), ["a.example.test", "b.example.test"])
+        self.run_round("--targets-file", targets)
+        self.assertEqual(sorted(self.spooled_inputs()),
+                         ["a.example.test", "a.example.test", "b.example.test", "c.example.test"])
+        self.assertEqual([r["not_started"] for r in self.records()], [1, 1])
+
+    def test_max_runtime_and_max_bytes_stop_cleanly(self):
+        self.setup("--collector", "http://127.0.0.1:9", "--no-upload", "--public-address",
+                   "unknown", "--parallel", "1", *self.world(timeout_ms=3000))
+        # stall.example.test accepts the connection and never answers: its
+        # handshake is in flight (3 s) when the budget of 1 s runs out; it
+        # finishes with its timeout, nothing else starts.
+        targets = self.targets_file("stall.example.test", "www.example.test", "www.icloud.com")
+        p = self.run_round("--max-runtime", "1s", "--targets-file", targets)
+        rec = self.records()[-1]
+        self.assertEqual((rec["measured"], rec["not_started"], rec["stopped_by"]),
+                         (1, 2, "max_runtime"), p.stderr)
+        self.assertIn("max_runtime", p.stderr)
+        self.assertEqual(len(self.spooled_inputs()), 1)
+        # One byte: spent by the first DNS exchange.
+        p = self.run_round("--max-bytes", "1", "--targets-file", targets)
+        rec = self.records()[-1]
+        self.assertEqual((rec["measured"], rec["not_started"], rec["stopped_by"]),
+                         (1, 2, "max_bytes"), p.stderr)
+        self.assertEqual(rec["exit_code"], 0)
+
+    def test_fallback_collector_and_held_until_the_address_is_known(self):
+        down = f"http://127.0.0.1:{cl.free_port()}"
+        self.setup("--collector", down, *self.world())
+        # The only collector is down: our public address is unknown, so
+        # nothing may be signed and sent yet.
+        p = self.run_round("icloud.com")
+        self.assertIn("public address is unknown", p.stderr)
+        self.assertEqual(self.records()[-1]["held"], 1)
+        held = glob.glob(os.path.join(self.state, "held", "*.json"))
+        self.assertEqual(len(held), 1)
+        self.assertIn("public address unknown", read(held[0][:-5] + ".reason"))
+        self.assertIn("kept local: 1", pxtest.run(["status", "--state-dir", self.state]).stdout)
+        # A fallback that answers: check-in there, the held one is scrubbed,
+        # signed and sent along with the new one.
+        c = self.collector()
+        p = self.run_round("--collector", c.url, "icloud.com")
+        self.assertIn("released 1", p.stderr)
+        self.assertEqual(glob.glob(os.path.join(self.state, "held", "*.json")), [])
+        rec = self.records()[-1]
+        self.assertEqual((rec["collector"], rec["held"]), (c.url, 0))
+        listing = json.loads(cl.get(c.api("/api/v1/measurements"))[2])
+        self.assertEqual(len(listing["results"]), 2)
+
+    def test_journald_priority_prefixes(self):
+        self.setup("--collector", f"http://127.0.0.1:{cl.free_port()}", *self.world())
+        err_path = os.path.join(self.dir, "stderr")
+        with open(err_path, "w") as err:
+            st = os.fstat(err.fileno())
+            env = dict(os.environ, JOURNAL_STREAM=f"{st.st_dev}:{st.st_ino}")
+            subprocess.run([pxtest.BIN, "run", "--config", self.config, "--state-dir", self.state,
+                            "icloud.com"], stdout=subprocess.DEVNULL, stderr=err, env=env,
+                           timeout=120, check=True)
+        lines = read(err_path).splitlines()
+        self.assertTrue(any(l.startswith("<4>parallax run: check-in with") for l in lines), lines)
+        self.assertTrue(all(l[0] == "<" and l[2] == ">" for l in lines), lines)
+        # Not the journal (a terminal or a file): no prefixes.
+        p = self.run_round("icloud.com", "--log-level", "error")
+        self.assertNotIn("<4>", p.stderr)
+        self.assertNotIn("check-in with", p.stderr)
+
+    # ---- a new identity ---------------------------------------------------
+
+    def test_keygen_rotate_reaches_allowed_signers(self):
+        c = self.collector()
+        self.setup("--collector", c.url, *self.world())
+        self.run_round("icloud.com")
+        old_pub = read(os.path.join(self.state, "parallax_ed25519.pub")).strip()
+        old_id = cl.key_id_of_pub(old_pub)
+        # Without a collector on the command line the statement waits...
+        p = self.px("keygen", "--rotate", "--state-dir", self.state)
+        self.assertIn(f"old key id: {old_id}", p.stdout)
+        self.assertTrue(os.path.exists(os.path.join(self.state, "key-rotation.json")))
+        self.assertIn("key rotation: waiting", pxtest.run(["status", "--state-dir", self.state]).stdout)
+        new_id = cl.key_id_of_pub(read(os.path.join(self.state, "parallax_ed25519.pub")))
+        self.assertNotEqual(new_id, old_id)
+        self.assertEqual(len(glob.glob(os.path.join(self.state, "parallax_ed25519.old-*.pub"))), 1)
+        # ...and goes with the next round's upload.
+        self.run_round("icloud.com")
+        self.assertFalse(os.path.exists(os.path.join(self.state, "key-rotation.json")))
+        signers = cl.get(c.api("/api/v1/allowed_signers"))[2].decode()
+        old_line = [l for l in signers.splitlines() if l.startswith(old_id)]
+        self.assertEqual(len(old_line), 1, signers)
+        self.assertIn('valid-before="', old_line[0])
+        self.assertTrue(any(l.startswith(new_id) and "valid-before" not in l
+                            for l in signers.splitlines()), signers)
+
+
+if __name__ == "__main__":
+    pxtest.main()
