@@ -62,6 +62,16 @@ enum MHD_Result px_api_submit(px_request_t *r) {
   sub.key = &signer;
   sub.received_at = time(NULL);
   px__uid(&sub.meta, sub.sha256, sub.uid, sizeof(sub.uid));
+  /* Where the upload came from, as a country only. Kept as a flag, never
+   * a reason to refuse: a volunteer may upload through Tor or a VPN, or
+   * travel, and the databases are wrong sometimes. */
+  px_geo_t geo;
+  px_geoip_lookup(r->c->cfg.geoip, (const struct sockaddr *)&r->client, &geo);
+  if (geo.cc[0] != '\0' && strcmp(sub.meta.probe_cc, "ZZ") != 0 &&
+      strcmp(sub.meta.probe_cc, geo.cc) != 0) {
+    sub.geo_mismatch = true;
+    memcpy(sub.uploader_cc, geo.cc, sizeof(sub.uploader_cc));
+  }
 
   bool duplicate = false;
   int rc = px_store_put(r->c->store, &sub, &duplicate);
@@ -70,10 +80,13 @@ enum MHD_Result px_api_submit(px_request_t *r) {
     return px__reject(r, MHD_HTTP_SERVICE_UNAVAILABLE, "storage_error",
                       "the measurement could not be stored; send it again later");
   }
-  if (duplicate)
+  if (duplicate) {
     px_metrics_duplicate();
-  else
+  } else {
     px_metrics_accepted();
+    if (sub.geo_mismatch)
+      px_metrics_geo_mismatch();
+  }
   json_t *resp = json_object();
   json_object_set_new(resp, "measurement_uid", json_string(sub.uid));
   json_object_set_new(resp, "verification_status", json_string("verified"));

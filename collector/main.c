@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "collector/analysis.h"
+#include "collector/geoip.h"
 #include "collector/server.h"
 #include "common/target.h"
 #include "common/encoding.h"
@@ -47,6 +48,10 @@ static void px__usage(FILE *out) {
         "                          (default: iCloud, Apple ID and other often-interfered\n"
         "                          services)\n"
         "  --allow-nonpublic-addresses  control addresses may be non-public (test worlds)\n"
+        "  --geoip-db FILE         a MaxMind-format database (country or ASN layout, e.g.\n"
+        "                          GeoLite2-Country, GeoLite2-ASN, DB-IP lite); repeatable.\n"
+        "                          Check-in answers the client's country and network from\n"
+        "                          it, submissions from another country are flagged\n"
         "  -h, --help, --version\n"
         "\nThe collector never stores the uploader's IP address.\n",
         out);
@@ -112,7 +117,7 @@ static int px__load_targets(const char *path, px_collector_config_t *cfg, char *
 
 int main(int argc, char **argv) {
   enum { O_LISTEN = 256, O_DB, O_STATE, O_MAXBODY, O_MAXCONN, O_PERIP, O_TIMEOUT, O_PROXY,
-         O_PUBLIC, O_VERSION, O_CAFILE, O_TARGETS, O_NONPUBLIC };
+         O_PUBLIC, O_VERSION, O_CAFILE, O_TARGETS, O_NONPUBLIC, O_GEOIP };
   static const struct option opts[] = {
       {"listen", required_argument, NULL, O_LISTEN},
       {"db", required_argument, NULL, O_DB},
@@ -127,6 +132,7 @@ int main(int argc, char **argv) {
       {"ca-file", required_argument, NULL, O_CAFILE},
       {"targets", required_argument, NULL, O_TARGETS},
       {"allow-nonpublic-addresses", no_argument, NULL, O_NONPUBLIC},
+      {"geoip-db", required_argument, NULL, O_GEOIP},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
@@ -212,6 +218,17 @@ int main(int argc, char **argv) {
     case O_NONPUBLIC:
       c.cfg.allow_nonpublic = true;
       break;
+    case O_GEOIP: {
+      unsigned what;
+      if (px_geoip_add(&c.cfg.geoip, optarg, &what, err, sizeof(err)) != 0) {
+        fprintf(stderr, "parallax-collector: --geoip-db: %s\n", err);
+        px_geoip_free(c.cfg.geoip);
+        return PX_EXIT_USAGE;
+      }
+      fprintf(stderr, "parallax-collector: geolocation from %s:%s%s\n", optarg,
+              (what & PX_GEOIP_COUNTRY) ? " country" : "", (what & PX_GEOIP_ASN) ? " asn" : "");
+      break;
+    }
     case O_PUBLIC:
       if (strncmp(optarg, "http://", 7) != 0 && strncmp(optarg, "https://", 8) != 0) {
         fprintf(stderr, "parallax-collector: --public-url: an http:// or https:// URL\n");
@@ -284,6 +301,7 @@ int main(int argc, char **argv) {
   px_analysis_stop(c.analysis);
   px_store_close(c.store);
   free(c.cfg.trusted);
+  px_geoip_free(c.cfg.geoip);
   for (size_t i = 0; i < c.cfg.ntargets; i++)
     free(c.cfg.targets[i]);
   free(c.cfg.targets);

@@ -14,6 +14,7 @@ static const double px__buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
 #define PX__NBUCKETS (sizeof(px__buckets) / sizeof(px__buckets[0]))
 
 static atomic_ullong px__accepted, px__duplicates, px__requests, px__refused;
+static atomic_ullong px__geo_mismatch;
 static atomic_ullong px__rejected[PX__NREASONS];
 static atomic_ullong px__hist[PX__NBUCKETS + 1];
 static atomic_ullong px__latency_us_sum;
@@ -22,6 +23,7 @@ void px_metrics_accepted(void) { atomic_fetch_add(&px__accepted, 1); }
 void px_metrics_duplicate(void) { atomic_fetch_add(&px__duplicates, 1); }
 void px_metrics_request(void) { atomic_fetch_add(&px__requests, 1); }
 void px_metrics_connection_refused(void) { atomic_fetch_add(&px__refused, 1); }
+void px_metrics_geo_mismatch(void) { atomic_fetch_add(&px__geo_mismatch, 1); }
 
 void px_metrics_rejected(const char *reason) {
   size_t i = 0;
@@ -60,6 +62,10 @@ char *px_metrics_render(void) {
              "# TYPE parallax_collector_measurements_duplicate_total counter\n"
              "parallax_collector_measurements_duplicate_total %llu\n",
           atomic_load(&px__duplicates));
+  fprintf(f, "# HELP parallax_collector_measurements_geo_mismatch_total Measurements stored with geo_mismatch: uploaded from another country than their probe_cc.\n"
+             "# TYPE parallax_collector_measurements_geo_mismatch_total counter\n"
+             "parallax_collector_measurements_geo_mismatch_total %llu\n",
+          atomic_load(&px__geo_mismatch));
   fprintf(f, "# HELP parallax_collector_measurements_rejected_total Submissions refused, by reason.\n"
              "# TYPE parallax_collector_measurements_rejected_total counter\n");
   for (size_t i = 0; i < PX__NREASONS; i++)

@@ -12,6 +12,8 @@ void px_metrics_submit_latency(double seconds);
 void px_metrics_request(void);
 /* A connection refused (over its client's allowance) or cut (too slow). */
 void px_metrics_connection_refused(void);
+/* A new measurement stored with its geo_mismatch flag set. */
+void px_metrics_geo_mismatch(void);
 
 /* The exposition text (caller frees). */
 char *px_metrics_render(void);

@@ -387,7 +387,10 @@ static enum MHD_Result px__access_cb(void *cls, struct MHD_Connection *conn, con
      * the forwarded address, and it has an allowance of its own. */
     const union MHD_ConnectionInfo *peer =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    if (peer != NULL && px__trusted_peer(r->c, peer->client_addr)) {
+    if (peer != NULL && !px__trusted_peer(r->c, peer->client_addr)) {
+      /* A direct client: it is the peer (geolocation reads r->client). */
+      memcpy(&r->client, peer->client_addr, px_addr_len(peer->client_addr));
+    } else if (peer != NULL) {
       const char *xff = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Forwarded-For");
       px_client_address(peer->client_addr, xff, r->c->cfg.trusted, r->c->cfg.ntrusted,
                         &r->client);

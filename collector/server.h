@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "collector/geoip.h"
 #include "collector/netacl.h"
 #include "collector/query.h"
 #include "collector/store.h"
@@ -25,6 +26,7 @@ typedef struct px_collector_config {
   char **targets;         /* what check-in hands out */
   size_t ntargets;
   bool allow_nonpublic;   /* control addresses may be documentation ranges */
+  px_geoip_t *geoip;      /* --geoip-db files; NULL: nothing is geolocated */
 } px_collector_config_t;
 
 typedef struct px__conn px__conn_t;

@@ -26,6 +26,10 @@ typedef struct px_submission {
   px_measurement_meta_t meta;
   time_t received_at;
   char uid[PX_UID_MAX];  /* derived from the content, so equal content => equal uid */
+  /* The uploader's address geolocates to another country than probe_cc
+   * claims; uploader_cc is that country (only then; never an address). */
+  bool geo_mismatch;
+  char uploader_cc[3];
   char stored_key_id[PX_KEY_ID_LEN]; /* set by put(): who signed the stored copy */
 } px_submission_t;
 
@@ -54,8 +58,8 @@ int px_store_get(px_store_t *s, const char *uid, char **content, size_t *content
 
 /* One page, newest first: results is a JSON array of
  * {measurement_uid, input, probe_cc, probe_asn, test_name,
- * measurement_start_time, key_id}; next_cursor is "" when there is no
- * more. */
+ * measurement_start_time, key_id, geo_mismatch}; next_cursor is "" when
+ * there is no more. */
 int px_store_list(px_store_t *s, const px_filter_t *f, json_t **results,
                   char *next_cursor, size_t cursor_len);
 

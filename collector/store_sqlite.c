@@ -55,6 +55,11 @@ static const char *const px__migrations[] = {
     "CREATE INDEX summaries_domain ON summaries(domain, measurement_start_time);"
     "CREATE TABLE analysis_state (id INTEGER PRIMARY KEY CHECK (id = 1), last_id INTEGER NOT NULL);"
     "INSERT INTO analysis_state VALUES (1, 0);",
+    /* 3: submissions whose claimed country is not where the upload came
+     * from are kept and flagged; uploader_cc is that country, set only on
+     * a mismatch. Never an address. */
+    "ALTER TABLE measurements ADD COLUMN geo_mismatch INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE measurements ADD COLUMN uploader_cc TEXT;",
     NULL,
 };
 
@@ -163,6 +168,11 @@ static int px__write_submission(px_store_t *s, px__job_t *j) {
   sqlite3_bind_text(m, 10, sub->meta.domain, -1, SQLITE_STATIC);
   sqlite3_bind_int64(m, 11, sub->meta.measurement_start_time);
   sqlite3_bind_int64(m, 12, sub->received_at);
+  sqlite3_bind_int(m, 13, sub->geo_mismatch ? 1 : 0);
+  if (sub->geo_mismatch)
+    sqlite3_bind_text(m, 14, sub->uploader_cc, -1, SQLITE_STATIC);
+  else
+    sqlite3_bind_null(m, 14);
   rc = sqlite3_step(m);
   if (rc != SQLITE_DONE)
     return -EIO;
@@ -249,8 +259,8 @@ int px_store_open(const char *url, px_store_t **out, char *err, size_t errlen) {
        sqlite3_prepare_v3(s->writer,
                           "INSERT INTO measurements (uid, content_sha256, content, signature, "
                           "key_id, probe_cc, probe_asn, test_name, input, domain, "
-                          "measurement_start_time, received_at) VALUES "
-                          "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) "
+                          "measurement_start_time, received_at, geo_mismatch, uploader_cc) "
+                          "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) "
                           "ON CONFLICT(content_sha256) DO NOTHING",
                           -1, SQLITE_PREPARE_PERSISTENT, &s->ins_m, NULL) != SQLITE_OK ||
        sqlite3_prepare_v3(s->writer, "SELECT key_id FROM measurements WHERE content_sha256 = ?1",
@@ -455,8 +465,8 @@ int px_store_list(px_store_t *s, const px_filter_t *f, json_t **results,
   unsigned limit = f->limit ? f->limit : 100;
   px__where(f, &w);
   snprintf(sql, sizeof(sql),
-           "SELECT id, uid, input, probe_cc, probe_asn, test_name, measurement_start_time, key_id "
-           "FROM measurements%s%s ORDER BY measurement_start_time DESC, id DESC LIMIT ?20",
+           "SELECT id, uid, input, probe_cc, probe_asn, test_name, measurement_start_time, key_id, "
+           "geo_mismatch FROM measurements%s%s ORDER BY measurement_start_time DESC, id DESC LIMIT ?20",
            w.sql, f->has_cursor ? " AND (measurement_start_time, id) < (?18, ?19)" : "");
   int slot;
   sqlite3 *db = px__store_reader(s, &slot);
@@ -495,6 +505,7 @@ int px_store_list(px_store_t *s, const px_filter_t *f, json_t **results,
     json_object_set_new(r, "test_name", json_string((const char *)sqlite3_column_text(st, 5)));
     json_object_set_new(r, "measurement_start_time", json_string(mst));
     json_object_set_new(r, "key_id", json_string((const char *)sqlite3_column_text(st, 7)));
+    json_object_set_new(r, "geo_mismatch", json_boolean(sqlite3_column_int(st, 8) != 0));
     json_array_append_new(*results, r);
     n++;
   }

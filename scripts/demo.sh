@@ -27,7 +27,7 @@ demo_world() {
   trap "[ -n \"\${COLLECTOR_PID:-}\" ] && kill \"\$COLLECTOR_PID\" 2>/dev/null; \"$WORLD\" down \"$W\" >/dev/null 2>&1 || true" EXIT
   "$WORLD" up "$W"
   URL="http://$(env_value COLLECTOR_ADDR):$(env_value COLLECTOR_PORT)"
-  printf '%s\n' www.icloud.com appleid.apple.com cdn.example.com news.example.com \
+  printf '%s\n' www.icloud.com appleid.apple.com cdn.example.com news.example.com whoami.example.net \
     social.example.org down.example.net > "$OUT/targets.txt"
   "$WORLD" exec core -- "$COLLECTOR_BIN" --listen "${URL#http://}" \
     --db "sqlite:$OUT/collector.sqlite" --ca-file "$W/pki/ca.pem" \
@@ -39,20 +39,30 @@ demo_world() {
   done
 
   echo
-  echo "== Agents in six countries check in, measure, sign and upload (two rounds:"
+  echo "== Six volunteers set up (consent, config, key), as \`parallax setup\` does"
+  rm -rf "$OUT/agents"
+  for cc in $(env_value WORLD_VANTAGES); do
+    "$WORLD" exec "$cc" -- "$PX" setup --yes --config "$OUT/agents/$cc.conf" \
+      --state-dir "$OUT/agents/$cc" --collector "$URL" \
+      --resolver "$(env_value "RESOLVER_$cc")" --no-system-resolver \
+      --ca-file "$W/pki/ca.pem" --probe-cc "$cc" --probe-asn "$(env_value "ASN_$cc")" \
+      --allow-nonpublic-addresses --timeout 3000 > "$OUT/setup-$cc.log"
+    echo "   $cc: $(grep 'key id:' "$OUT/setup-$cc.log" | sed 's/^ *//')"
+  done
+  echo
+  echo "== Their timers fire: check in, measure, scrub, sign, upload (two rounds:"
   echo "   the second also probes the control addresses other countries saw verify)"
   for round in 1 2; do
     local pids=()
     for cc in $(env_value WORLD_VANTAGES); do
-      asn=$(env_value "ASN_$cc")
-      "$WORLD" exec "$cc" -- "$PX" run --collector "$URL" --state-dir "$OUT/agents/$cc" \
-        --resolver "$(env_value "RESOLVER_$cc")" --no-system-resolver \
-        --ca-file "$W/pki/ca.pem" --probe-cc "$cc" --probe-asn "$asn" \
-        --allow-nonpublic-addresses --timeout 3000 2>"$OUT/agent-$cc-$round.log" &
+      "$WORLD" exec "$cc" -- "$PX" run --config "$OUT/agents/$cc.conf" \
+        2>"$OUT/agent-$cc-$round.log" &
       pids+=($!)
     done
     wait "${pids[@]}"
-    echo "   round $round: $(grep -h 'uploaded' "$OUT"/agent-*-"$round".log | wc -l) of 6 agents uploaded"
+    echo "   round $round: $(grep -h 'uploaded' "$OUT"/agent-*-"$round".log | wc -l) of 6 agents uploaded;" \
+         "$(grep -h 'kept on this machine' "$OUT"/agent-*-"$round".log | wc -l) kept whoami.example.net" \
+         "(their own address) local"
   done
 
   for domain in www.icloud.com news.example.com social.example.org cdn.example.com; do

@@ -7,12 +7,14 @@ packages=(
   # build
   gcc make cmake pkg-config
   libuv1-dev libc-ares-dev libssl-dev libjansson-dev libcmocka-dev
-  libcurl4-openssl-dev libmicrohttpd-dev libsqlite3-dev libinih-dev
+  libcurl4-openssl-dev libmicrohttpd-dev libsqlite3-dev libinih-dev libmaxminddb-dev
   # test peers and tools
   openssl dnsmasq-base nginx-light gnutls-bin iproute2
   python3 python3-jsonschema valgrind procps curl
   # signatures, upload paths: OpenSSH for ssh-keygen -Y, proxies for --proxy
   openssh-client tinyproxy dante-server sqlite3
+  # geolocation tests build their own small MMDB files
+  libmaxmind-db-writer-perl
   # the multi-country world and its browser test
   nftables chromium
 )

@@ -7,6 +7,7 @@ everywhere alone. The web page is checked in headless Chromium."""
 import html.parser
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -96,7 +97,7 @@ class World(unittest.TestCase):
         cls.ca = os.path.join(cls.dir, "pki", "ca.pem")
         targets = os.path.join(cls.dir, "targets.txt")
         with open(targets, "w") as f:
-            f.write("\n".join(EXPECTED) + "\n")
+            f.write("\n".join(list(EXPECTED) + [W["DOMAIN_WHOAMI"]]) + "\n")
         cls.collector_log = open(os.path.join(cls.dir, "collector.log"), "w")
         cls.collector = subprocess.Popen(
             [WORLD, "exec", "core", "--", COLLECTOR_BIN, "--listen", f'{W["COLLECTOR_ADDR"]}:{W["COLLECTOR_PORT"]}',
@@ -112,16 +113,21 @@ class World(unittest.TestCase):
             time.sleep(0.1)
         # Two rounds: the first finds which addresses verify where, the second
         # gets them as control addresses from the check-in.
+        # Each volunteer sets up once (consent, config, key), then the
+        # timer's command runs: two rounds, the first finds which addresses
+        # verify where, the second gets them as control addresses.
+        for cc in COUNTRIES:
+            in_ns(cc, BIN, "setup", "--yes", "--config", cls.config(cc),
+                  "--state-dir", cls.state(cc), "--collector", URL,
+                  "--resolver", W["RESOLVER_" + cc], "--no-system-resolver",
+                  "--ca-file", cls.ca, "--probe-cc", cc, "--probe-asn", W["ASN_" + cc],
+                  "--allow-nonpublic-addresses", "--timeout", "3000")
         cls.rounds = []
         for _ in range(2):
             procs = {}
             for cc in COUNTRIES:
                 procs[cc] = subprocess.Popen(
-                    [WORLD, "exec", cc, "--", BIN, "run", "--collector", URL,
-                     "--state-dir", os.path.join(cls.dir, "agents", cc),
-                     "--resolver", W["RESOLVER_" + cc], "--no-system-resolver",
-                     "--ca-file", cls.ca, "--probe-cc", cc, "--probe-asn", W["ASN_" + cc],
-                     "--allow-nonpublic-addresses", "--timeout", "3000"],
+                    [WORLD, "exec", cc, "--", BIN, "run", "--config", cls.config(cc)],
                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             results = {}
             for cc, p in procs.items():
@@ -132,6 +138,14 @@ class World(unittest.TestCase):
         for domain in EXPECTED:
             p = in_ns("core", BIN, "compare", "--collector", URL, "--domain", domain, "--json")
             cls.docs[domain] = json.loads(p.stdout)
+
+    @classmethod
+    def config(cls, cc):
+        return os.path.join(cls.dir, "agents", cc + ".conf")
+
+    @classmethod
+    def state(cls, cc):
+        return os.path.join(cls.dir, "agents", cc)
 
     @classmethod
     def tearDownClass(cls):
@@ -145,6 +159,29 @@ class World(unittest.TestCase):
             subprocess.run([WORLD, "down", cls.dir], capture_output=True, timeout=120)
             if os.environ.get("PX_KEEP_WORLD") is None:
                 shutil.rmtree(cls.dir, ignore_errors=True)
+
+    def test_whoami_stays_on_the_volunteers_machine(self):
+        # The resolver answered each vantage with its own address: the
+        # measurement is about the volunteer and is kept local, and no
+        # vantage address reaches the collector's database.
+        for cc in COUNTRIES:
+            held = [f for f in os.listdir(os.path.join(self.state(cc), "held")) if f.endswith(".json")]
+            self.assertEqual(len(held), 2, cc)  # one per round
+            with open(os.path.join(self.state(cc), "held", held[0][:-5] + ".reason")) as f:
+                self.assertIn("an address of this machine", f.read())
+        p = in_ns("core", "curl", "-fsS", f'{URL}/api/v1/measurements?domain={W["DOMAIN_WHOAMI"]}')
+        self.assertEqual(json.loads(p.stdout)["results"], [])
+        db = b""
+        for suffix in ("", "-wal"):
+            if os.path.exists(os.path.join(self.dir, "collector.sqlite" + suffix)):
+                with open(os.path.join(self.dir, "collector.sqlite" + suffix), "rb") as f:
+                    db += f.read()
+        for cc in COUNTRIES:
+            for key in ("VANTAGE_ADDR_", "VANTAGE_ADDR6_"):
+                # Whole addresses: DE's 198.51.100.10 is a prefix of the
+                # resolver 198.51.100.101, which measurements rightly name.
+                pattern = rb"(?<![0-9a-fA-F.:])" + re.escape(W[key + cc].encode()) + rb"(?![0-9a-fA-F])"
+                self.assertIsNone(re.search(pattern, db), (cc, key))
 
     def test_every_round_succeeded(self):
         for n, results in enumerate(self.rounds, 1):

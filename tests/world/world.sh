@@ -475,6 +475,8 @@ start_services() {
         a+=(--server="$AUTH_DNS" --cache-size=0)
         in_list "$cc" "$WORLD_CDN_REGION_B" && a+=(--host-record="$DOMAIN_CDN,$CDN_B")
         in_list "$cc" "$WORLD_DNS_REDIRECT" && a+=(--host-record="$DOMAIN_NEWS,$BLOCKPAGE")
+        v=VANTAGE_ADDR_$cc
+        a+=(--host-record="$DOMAIN_WHOAMI,${!v}")
         launch "dns-$(lc "$cc")" "$(command -v dnsmasq || echo /usr/sbin/dnsmasq)" "${a[@]}"
     done
 }
