@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "collector/server.h"
 #include "common/json_util.h"
@@ -149,11 +150,23 @@ enum MHD_Result px_api_raw(px_request_t *r, const px_query_t *q, bool signature)
 }
 
 static int px__signer_line(void *data, const char *key_id, const char *pubkey, time_t first,
-                           time_t last) {
+                           time_t last, time_t valid_before) {
   FILE *f = data;
   (void)first;
   (void)last;
-  fprintf(f, "%s namespaces=\"parallax-measurement-v1\" %s\n", key_id, pubkey);
+  if (valid_before == 0) {
+    fprintf(f, "%s namespaces=\"parallax-measurement-v1\" %s\n", key_id, pubkey);
+    return 0;
+  }
+  /* A rotated key: OpenSSH's own option, in UTC (the Z), so ssh-keygen
+   * -Y verify -Overify-time=<measurement time> accepts what it signed
+   * before the rotation and nothing after. */
+  char stamp[20];
+  struct tm tm;
+  gmtime_r(&valid_before, &tm);
+  strftime(stamp, sizeof(stamp), "%Y%m%d%H%M%SZ", &tm);
+  fprintf(f, "%s namespaces=\"parallax-measurement-v1\",valid-before=\"%s\" %s\n", key_id, stamp,
+          pubkey);
   return 0;
 }
 
@@ -163,9 +176,12 @@ enum MHD_Result px_api_allowed_signers(px_request_t *r) {
   FILE *f = open_memstream(&buf, &len);
   if (f == NULL)
     return MHD_NO;
-  fputs("# parallax collector: every key that signed a stored measurement.\n"
+  fputs("# parallax collector: every key that signed a stored measurement or was named\n"
+        "# by a key rotation.\n"
         "# Verify one: ssh-keygen -Y verify -f allowed_signers -I <key_id> "
-        "-n parallax-measurement-v1 -s m.json.sig < m.json\n", f);
+        "-n parallax-measurement-v1 -s m.json.sig < m.json\n"
+        "# A rotated key has valid-before: add -Overify-time=<measurement_start_time as\n"
+        "# YYYYMMDDHHMMSSZ> to verify what it signed before the rotation.\n", f);
   int rc = px_store_keys(r->c->store, px__signer_line, f);
   fclose(f);
   enum MHD_Result ret = rc == 0

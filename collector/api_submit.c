@@ -1,5 +1,6 @@
 /* POST /api/v1/submit_measurement: verify, validate, store durably, then
  * answer. Nothing is stored unless every check passed. */
+#include <errno.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 #include "collector/validate.h"
 #include "common/encoding.h"
 #include "common/sshsig.h"
+#include "common/timeutil.h"
 
 static enum MHD_Result px__reject(px_request_t *r, unsigned status, const char *code,
                                   const char *detail) {
@@ -75,6 +77,15 @@ enum MHD_Result px_api_submit(px_request_t *r) {
 
   bool duplicate = false;
   int rc = px_store_put(r->c->store, &sub, &duplicate);
+  if (rc == -EKEYREVOKED) {
+    char when[PX_TIME_ISO_LEN];
+    px_time_format_iso(sub.key_valid_before, when);
+    snprintf(why, sizeof(why),
+             "key %s was rotated at %s; it cannot sign measurements that start at or after that",
+             signer.key_id, when);
+    px_envelope_free(&env);
+    return px__reject(r, MHD_HTTP_BAD_REQUEST, "key_rotated", why);
+  }
   if (rc != 0) {
     px_envelope_free(&env);
     return px__reject(r, MHD_HTTP_SERVICE_UNAVAILABLE, "storage_error",

@@ -6,7 +6,8 @@
 #include <string.h>
 
 static const char *const px__reasons[] = {"malformed_request", "bad_signature", "too_large",
-                                          "invalid_measurement", "storage_error", "other"};
+                                          "invalid_measurement", "key_rotated", "storage_error",
+                                          "other"};
 #define PX__NREASONS (sizeof(px__reasons) / sizeof(px__reasons[0]))
 
 static const double px__buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
@@ -14,7 +15,7 @@ static const double px__buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
 #define PX__NBUCKETS (sizeof(px__buckets) / sizeof(px__buckets[0]))
 
 static atomic_ullong px__accepted, px__duplicates, px__requests, px__refused;
-static atomic_ullong px__geo_mismatch;
+static atomic_ullong px__geo_mismatch, px__rotations;
 static atomic_ullong px__rejected[PX__NREASONS];
 static atomic_ullong px__hist[PX__NBUCKETS + 1];
 static atomic_ullong px__latency_us_sum;
@@ -24,6 +25,7 @@ void px_metrics_duplicate(void) { atomic_fetch_add(&px__duplicates, 1); }
 void px_metrics_request(void) { atomic_fetch_add(&px__requests, 1); }
 void px_metrics_connection_refused(void) { atomic_fetch_add(&px__refused, 1); }
 void px_metrics_geo_mismatch(void) { atomic_fetch_add(&px__geo_mismatch, 1); }
+void px_metrics_key_rotation(void) { atomic_fetch_add(&px__rotations, 1); }
 
 void px_metrics_rejected(const char *reason) {
   size_t i = 0;
@@ -66,6 +68,10 @@ char *px_metrics_render(void) {
              "# TYPE parallax_collector_measurements_geo_mismatch_total counter\n"
              "parallax_collector_measurements_geo_mismatch_total %llu\n",
           atomic_load(&px__geo_mismatch));
+  fprintf(f, "# HELP parallax_collector_key_rotations_total Key rotation statements accepted.\n"
+             "# TYPE parallax_collector_key_rotations_total counter\n"
+             "parallax_collector_key_rotations_total %llu\n",
+          atomic_load(&px__rotations));
   fprintf(f, "# HELP parallax_collector_measurements_rejected_total Submissions refused, by reason.\n"
              "# TYPE parallax_collector_measurements_rejected_total counter\n");
   for (size_t i = 0; i < PX__NREASONS; i++)

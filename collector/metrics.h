@@ -14,6 +14,8 @@ void px_metrics_request(void);
 void px_metrics_connection_refused(void);
 /* A new measurement stored with its geo_mismatch flag set. */
 void px_metrics_geo_mismatch(void);
+/* A key rotation statement accepted (repeats included). */
+void px_metrics_key_rotation(void);
 
 /* The exposition text (caller frees). */
 char *px_metrics_render(void);

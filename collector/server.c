@@ -299,10 +299,10 @@ static void px__completed_cb(void *cls, struct MHD_Connection *conn, void **req_
   atomic_fetch_sub(&c->active, 1);
 }
 
-/* Accumulates the body, refusing it beyond max_body. Returns false when
+/* Accumulates the body, refusing it beyond r->max_body. Returns false when
  * the request was answered (413) and must not be processed. */
 static bool px__take_body(px_request_t *r, const char *data, size_t *size) {
-  if (r->too_large || r->body_len + *size > r->c->cfg.max_body) {
+  if (r->too_large || r->body_len + *size > r->max_body) {
     r->too_large = true;
     *size = 0;
     return true;
@@ -330,7 +330,7 @@ static bool px__take_body(px_request_t *r, const char *data, size_t *size) {
 static enum MHD_Result px__too_large(px_request_t *r) {
   char detail[96];
   px_metrics_rejected("too_large");
-  snprintf(detail, sizeof(detail), "request bodies are limited to %zu bytes", r->c->cfg.max_body);
+  snprintf(detail, sizeof(detail), "request bodies are limited to %zu bytes", r->max_body);
   return px_respond_error(r, MHD_HTTP_CONTENT_TOO_LARGE, "too_large", detail);
 }
 
@@ -409,13 +409,19 @@ static enum MHD_Result px__access_cb(void *cls, struct MHD_Connection *conn, con
 
   bool submit = post && strcmp(r->path, "/api/v1/submit_measurement") == 0;
   bool checkin = post && strcmp(r->path, "/api/v1/check-in") == 0;
-  if (submit || checkin) {
+  bool rotation = post && strcmp(r->path, "/api/v1/key_rotation") == 0;
+  if (submit || checkin || rotation) {
     if (r->body == NULL && *upload_data_size == 0 && !r->too_large) {
+      /* A rotation statement is a few hundred bytes: no reason to buffer
+       * a megabyte of anything else. */
+      r->max_body = r->c->cfg.max_body;
+      if (rotation && r->max_body > PX_ROTATION_MAX_BODY)
+        r->max_body = PX_ROTATION_MAX_BODY;
       /* First call: refuse an announced oversized body before reading it. */
       const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
                                                    MHD_HTTP_HEADER_CONTENT_LENGTH);
       unsigned long long announced = cl != NULL ? strtoull(cl, NULL, 10) : 0;
-      if (announced > r->c->cfg.max_body)
+      if (announced > r->max_body)
         return px__too_large(r);
       /* Sized from Content-Length when given: no growing and copying. */
       r->body_cap = announced > 0 ? (size_t)announced + 1 : 8192;
@@ -436,6 +442,8 @@ static enum MHD_Result px__access_cb(void *cls, struct MHD_Connection *conn, con
     px__set_receiving(r->c, conn, false);
     if (checkin)
       return px_api_checkin(r);
+    if (rotation)
+      return px_api_key_rotation(r);
     enum MHD_Result ret = px_api_submit(r);
     px_metrics_submit_latency((double)(px__now_ns() - r->start_ns) / 1e9);
     return ret;

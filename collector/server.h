@@ -64,6 +64,7 @@ typedef struct px_request {
   uint64_t start_ns;
   char *body;
   size_t body_len, body_cap;
+  size_t max_body;     /* this request's limit (--max-body, less for some) */
   bool too_large;
 } px_request_t;
 
@@ -86,6 +87,10 @@ enum MHD_Result px_api_allowed_signers(px_request_t *r);
 enum MHD_Result px_api_export(px_request_t *r, const px_query_t *q);
 enum MHD_Result px_api_compare(px_request_t *r, const px_query_t *q);
 enum MHD_Result px_api_checkin(px_request_t *r);
+/* POST /api/v1/key_rotation (collector/api_keys.c); bodies above
+ * PX_ROTATION_MAX_BODY (or --max-body, if smaller) get 413. */
+#define PX_ROTATION_MAX_BODY 16384
+enum MHD_Result px_api_key_rotation(px_request_t *r);
 /* The web view (collector/web.c). */
 enum MHD_Result px_web_page(px_request_t *r);
 

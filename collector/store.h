@@ -31,6 +31,7 @@ typedef struct px_submission {
   bool geo_mismatch;
   char uploader_cc[3];
   char stored_key_id[PX_KEY_ID_LEN]; /* set by put(): who signed the stored copy */
+  time_t key_valid_before; /* set by put() when it answers -EKEYREVOKED */
 } px_submission_t;
 
 /* Filters of the researcher API; NULL/false fields do not filter. */
@@ -49,7 +50,9 @@ int px_store_open(const char *url, px_store_t **out, char *err, size_t errlen);
 void px_store_close(px_store_t *s);
 
 /* Stores s (blocking until durable). *duplicate is set when the same
- * content was already there; s->uid is the stored uid either way. */
+ * content was already there; s->uid is the stored uid either way.
+ * -EKEYREVOKED (nothing stored) when the key was rotated away at or before
+ * the measurement's start time (sub->key_valid_before says when). */
 int px_store_put(px_store_t *s, px_submission_t *sub, bool *duplicate);
 
 /* The exact content and armored signature of uid; -ENOENT when unknown. */
@@ -63,11 +66,23 @@ int px_store_get(px_store_t *s, const char *uid, char **content, size_t *content
 int px_store_list(px_store_t *s, const px_filter_t *f, json_t **results,
                   char *next_cursor, size_t cursor_len);
 
-/* Calls cb for every key seen: key id, public key line, first/last seen. */
+/* Calls cb for every key known (signed a stored measurement, or named by
+ * a key rotation): key id, public key line, first/last seen, and the time
+ * it was rotated away (0: still current). */
 int px_store_keys(px_store_t *s,
                   int (*cb)(void *data, const char *key_id, const char *pubkey,
-                            time_t first_seen, time_t last_seen),
+                            time_t first_seen, time_t last_seen, time_t valid_before),
                   void *data);
+
+/* Records a key rotation (both signatures already checked): old_key,
+ * added if unknown, is valid before valid_before from now on (an earlier
+ * rotation's time is kept, so repeating one changes nothing); new_key is
+ * added if unknown. *stored is old_key's valid_before afterwards.
+ * -ESTALE (nothing changed) when new_key was itself rotated away at or
+ * before that time: a retired key cannot come back. */
+int px_store_rotate_key(px_store_t *s, const px_ssh_pubkey_t *old_key,
+                        const px_ssh_pubkey_t *new_key, time_t valid_before, time_t now,
+                        time_t *stored);
 
 /* Export in insertion order: up to max rows with id > *after_id matching f
  * (limit/cursor ignored); cb per row; *after_id advances. Returns the

@@ -60,6 +60,9 @@ static const char *const px__migrations[] = {
      * a mismatch. Never an address. */
     "ALTER TABLE measurements ADD COLUMN geo_mismatch INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE measurements ADD COLUMN uploader_cc TEXT;",
+    /* 4: key rotation: a rotated key signs only what started before this
+     * time (NULL: still current). */
+    "ALTER TABLE keys ADD COLUMN valid_before INTEGER;",
     NULL,
 };
 
@@ -142,6 +145,22 @@ static int px__write_submission(px_store_t *s, px__job_t *j) {
   }
   sqlite3_reset(f);
   if (step != SQLITE_DONE)
+    return -EIO;
+  /* A key rotated away signs nothing that started at or after the
+   * rotation; what it signed before (spooled, uploaded late) is fine.
+   * Checked here, by the only writer, so no rotation slips in between. */
+  sqlite3_stmt *vb = s->key_vb;
+  sqlite3_reset(vb);
+  sqlite3_bind_text(vb, 1, sub->key->key_id, -1, SQLITE_STATIC);
+  step = sqlite3_step(vb);
+  if (step == SQLITE_ROW && sqlite3_column_type(vb, 0) != SQLITE_NULL &&
+      sub->meta.measurement_start_time >= (time_t)sqlite3_column_int64(vb, 0)) {
+    sub->key_valid_before = (time_t)sqlite3_column_int64(vb, 0);
+    sqlite3_reset(vb);
+    return -EKEYREVOKED;
+  }
+  sqlite3_reset(vb);
+  if (step != SQLITE_ROW && step != SQLITE_DONE)
     return -EIO;
   snprintf(sub->stored_key_id, sizeof(sub->stored_key_id), "%s", sub->key->key_id);
   char *line = px_ssh_pubkey_line(sub->key);
@@ -265,6 +284,8 @@ int px_store_open(const char *url, px_store_t **out, char *err, size_t errlen) {
                           -1, SQLITE_PREPARE_PERSISTENT, &s->ins_m, NULL) != SQLITE_OK ||
        sqlite3_prepare_v3(s->writer, "SELECT key_id FROM measurements WHERE content_sha256 = ?1",
                           -1, SQLITE_PREPARE_PERSISTENT, &s->find, NULL) != SQLITE_OK ||
+       sqlite3_prepare_v3(s->writer, "SELECT valid_before FROM keys WHERE key_id = ?1", -1,
+                          SQLITE_PREPARE_PERSISTENT, &s->key_vb, NULL) != SQLITE_OK ||
        sqlite3_prepare_v3(s->writer,
                           "INSERT OR REPLACE INTO summaries (measurement_id, uid, key_id, probe_cc, "
                           "probe_asn, domain, measurement_start_time, summary) VALUES "
@@ -282,6 +303,7 @@ int px_store_open(const char *url, px_store_t **out, char *err, size_t errlen) {
     sqlite3_finalize(s->ins_key);
     sqlite3_finalize(s->ins_m);
     sqlite3_finalize(s->find);
+    sqlite3_finalize(s->key_vb);
     sqlite3_finalize(s->ins_summary);
     sqlite3_finalize(s->set_analyzed);
     for (int i = 0; i < PX__READERS; i++)
@@ -310,6 +332,7 @@ void px_store_close(px_store_t *s) {
   sqlite3_finalize(s->ins_key);
   sqlite3_finalize(s->ins_m);
   sqlite3_finalize(s->find);
+  sqlite3_finalize(s->key_vb);
   sqlite3_finalize(s->ins_summary);
   sqlite3_finalize(s->set_analyzed);
   for (int i = 0; i < PX__READERS; i++)
@@ -349,6 +372,86 @@ int px_store_put(px_store_t *s, px_submission_t *sub, bool *duplicate) {
   px__job_t job = {.write = px__write_submission, .sub = sub};
   int rc = px__store_run(s, &job);
   *duplicate = job.duplicate;
+  return rc;
+}
+
+typedef struct {
+  const px_ssh_pubkey_t *old_key, *new_key;
+  time_t valid_before, now, stored;
+} px__rotation_t;
+
+/* Runs one statement of the rotation: binds key_id (?1), then the public
+ * key line (?2) and a time (?3) when given. */
+static int px__rotation_step(sqlite3 *db, const char *sql, const px_ssh_pubkey_t *key,
+                             bool with_line, int64_t t) {
+  sqlite3_stmt *st;
+  char *line = NULL;
+  if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+    return -EIO;
+  sqlite3_bind_text(st, 1, key->key_id, -1, SQLITE_STATIC);
+  if (with_line) {
+    line = px_ssh_pubkey_line(key);
+    if (line == NULL) {
+      sqlite3_finalize(st);
+      return -ENOMEM;
+    }
+    sqlite3_bind_text(st, 2, line, -1, SQLITE_STATIC);
+  }
+  sqlite3_bind_int64(st, 3, t);
+  int rc = sqlite3_step(st);
+  sqlite3_finalize(st);
+  free(line);
+  return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+/* valid_before of key_id into *out (0 when NULL or unknown). */
+static int px__valid_before(sqlite3 *db, const char *key_id, time_t *out) {
+  sqlite3_stmt *st;
+  *out = 0;
+  if (sqlite3_prepare_v2(db, "SELECT coalesce(valid_before, 0) FROM keys WHERE key_id = ?1", -1,
+                         &st, NULL) != SQLITE_OK)
+    return -EIO;
+  sqlite3_bind_text(st, 1, key_id, -1, SQLITE_STATIC);
+  int step = sqlite3_step(st);
+  if (step == SQLITE_ROW)
+    *out = (time_t)sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  return step == SQLITE_ROW || step == SQLITE_DONE ? 0 : -EIO;
+}
+
+static int px__write_rotation(px_store_t *s, px__job_t *j) {
+  px__rotation_t *rot = j->arg;
+  time_t old_vb, new_vb;
+  int rc;
+  /* The earliest rotation of old_key counts: a statement sent again (a
+   * retry, or clamped to a later "now") moves nothing. */
+  if ((rc = px__valid_before(s->writer, rot->old_key->key_id, &old_vb)) != 0 ||
+      (rc = px__valid_before(s->writer, rot->new_key->key_id, &new_vb)) != 0)
+    return rc;
+  time_t effective = old_vb != 0 && old_vb < rot->valid_before ? old_vb : rot->valid_before;
+  if (new_vb != 0 && new_vb <= effective)
+    return -ESTALE;
+  static const char *const add_key =
+      "INSERT INTO keys (key_id, public_key, first_seen, last_seen) VALUES (?1, ?2, ?3, ?3) "
+      "ON CONFLICT(key_id) DO NOTHING";
+  if ((rc = px__rotation_step(s->writer, add_key, rot->old_key, true, rot->now)) != 0 ||
+      (rc = px__rotation_step(s->writer,
+                              "UPDATE keys SET valid_before = ?3 WHERE key_id = ?1", rot->old_key,
+                              false, effective)) != 0 ||
+      (rc = px__rotation_step(s->writer, add_key, rot->new_key, true, rot->now)) != 0)
+    return rc;
+  rot->stored = effective;
+  return 0;
+}
+
+int px_store_rotate_key(px_store_t *s, const px_ssh_pubkey_t *old_key,
+                        const px_ssh_pubkey_t *new_key, time_t valid_before, time_t now,
+                        time_t *stored) {
+  px__rotation_t rot = {old_key, new_key, valid_before, now, 0};
+  px__job_t job = {.write = px__write_rotation, .arg = &rot};
+  int rc = px__store_run(s, &job);
+  if (rc == 0)
+    *stored = rot.stored;
   return rc;
 }
 
@@ -518,20 +621,22 @@ int px_store_list(px_store_t *s, const px_filter_t *f, json_t **results,
 
 int px_store_keys(px_store_t *s,
                   int (*cb)(void *data, const char *key_id, const char *pubkey,
-                            time_t first_seen, time_t last_seen),
+                            time_t first_seen, time_t last_seen, time_t valid_before),
                   void *data) {
   int slot;
   sqlite3 *db = px__store_reader(s, &slot);
   sqlite3_stmt *st;
   int rc = 0, step;
-  if (sqlite3_prepare_v2(db, "SELECT key_id, public_key, first_seen, last_seen FROM keys "
-                             "ORDER BY first_seen, key_id", -1, &st, NULL) != SQLITE_OK) {
+  if (sqlite3_prepare_v2(db, "SELECT key_id, public_key, first_seen, last_seen, "
+                             "coalesce(valid_before, 0) FROM keys ORDER BY first_seen, key_id",
+                         -1, &st, NULL) != SQLITE_OK) {
     px__store_reader_done(s, slot);
     return -EIO;
   }
   while (rc == 0 && (step = sqlite3_step(st)) == SQLITE_ROW)
     rc = cb(data, (const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 1),
-            (time_t)sqlite3_column_int64(st, 2), (time_t)sqlite3_column_int64(st, 3));
+            (time_t)sqlite3_column_int64(st, 2), (time_t)sqlite3_column_int64(st, 3),
+            (time_t)sqlite3_column_int64(st, 4));
   sqlite3_finalize(st);
   px__store_reader_done(s, slot);
   return rc;

@@ -27,7 +27,7 @@ typedef struct px__job {
 struct px_store {
   char path[4096];
   sqlite3 *writer;
-  sqlite3_stmt *ins_key, *ins_m, *find, *ins_summary, *set_analyzed;
+  sqlite3_stmt *ins_key, *ins_m, *find, *key_vb, *ins_summary, *set_analyzed;
   pthread_t thread;
   pthread_mutex_t mu;
   pthread_cond_t work_cv;

@@ -10,6 +10,9 @@
  * `ssh-keygen -Y verify`. */
 
 #define PX_SSHSIG_NAMESPACE "parallax-measurement-v1"
+/* A key rotation statement (POST /api/v1/key_rotation), signed by the old
+ * key and by the new one. */
+#define PX_SSHSIG_ROTATION_NAMESPACE "parallax-key-rotation-v1"
 
 /* "string ssh-ed25519, string key(32)": 4 + 11 + 4 + 32 bytes. */
 #define PX_SSH_ED25519_BLOB_LEN 51
