@@ -335,7 +335,9 @@ int px_cmd_setup(int argc, char **argv) {
   }
   if (s.config == NULL)
     s.config = PX_DEFAULT_CONFIG;
-  bool exists = access(s.config, F_OK) == 0, write = !exists || s.force;
+  /* The commented template `make install` leaves counts as no config. */
+  bool exists = access(s.config, F_OK) == 0 && !px_config_is_blank(s.config);
+  bool write = !exists || s.force;
   /* --state-dir says where to record consent; alone it changes nothing. */
   size_t nchanges = s.nsettings;
   for (size_t i = 0; i < s.nsettings; i++)

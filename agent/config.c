@@ -177,3 +177,17 @@ void px_config_free(px_config_t *cfg) {
   free(cfg->targets);
   memset(cfg, 0, sizeof(*cfg));
 }
+
+bool px_config_is_blank(const char *path) {
+  FILE *f = fopen(path, "r");
+  char line[1024];
+  bool blank = true;
+  if (f == NULL)
+    return false;
+  while (blank && fgets(line, sizeof(line), f) != NULL) {
+    const char *p = line + strspn(line, " \t\r\n");
+    blank = *p == '\0' || *p == '#' || *p == ';' || *p == '[';
+  }
+  fclose(f);
+  return blank;
+}

@@ -1,6 +1,7 @@
 #ifndef PX_CONFIG_H
 #define PX_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "agent/cli_common.h"
@@ -23,5 +24,10 @@ typedef struct px_config {
 int px_config_load(const char *path, px_config_t *cfg, px_measure_opts_t *o,
                    px_agent_opts_t *agent, char *err, size_t errlen);
 void px_config_free(px_config_t *cfg);
+
+/* True when path holds no setting at all (only comments, blank lines and
+ * section headers), like the file `make install` puts in place: `parallax
+ * setup` may then write it without --force. */
+bool px_config_is_blank(const char *path);
 
 #endif
