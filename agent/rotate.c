@@ -40,8 +40,8 @@ static char *px__statement(EVP_PKEY *old_key, EVP_PKEY *new_key, time_t now, cha
     return NULL;
   char *old_sig = NULL, *new_sig = NULL, *body = NULL;
   size_t n = strlen(content);
-  if (px_sshsig_sign(old_key, PX_ROTATION_NAMESPACE, (const uint8_t *)content, n, &old_sig) == 0 &&
-      px_sshsig_sign(new_key, PX_ROTATION_NAMESPACE, (const uint8_t *)content, n, &new_sig) == 0) {
+  if (px_sshsig_sign(old_key, PX_SSHSIG_ROTATION_NAMESPACE, (const uint8_t *)content, n, &old_sig) == 0 &&
+      px_sshsig_sign(new_key, PX_SSHSIG_ROTATION_NAMESPACE, (const uint8_t *)content, n, &new_sig) == 0) {
     json_t *req = json_pack("{s:s, s:s, s:s, s:s}", "format", "json", "content", content,
                             "old_signature", old_sig, "new_signature", new_sig);
     body = req != NULL ? px_json_dump(req) : NULL;

@@ -8,7 +8,7 @@
 /* A new identity for the agent (`parallax keygen --rotate`). The key id
  * links every measurement of one agent; a volunteer who wants a fresh
  * start gets a new key, and the collector learns, from a statement both
- * keys signed (namespace parallax-key-rotation-v1), that the old key
+ * keys signed (PX_SSHSIG_ROTATION_NAMESPACE), that the old key
  * stops being valid at that moment: its allowed_signers line gets a
  * valid-before, so measurements it signed before stay verifiable and
  * anything later claiming to be from it does not.
@@ -17,8 +17,6 @@
  * any network traffic; the old private key is then deleted (its .pub is
  * kept as KEY.old-<time>.pub) and the request waits in
  * STATE_DIR/key-rotation.json until a collector accepts it. */
-#define PX_ROTATION_NAMESPACE "parallax-key-rotation-v1"
-
 /* Rotates the key at key_path. Prints nothing; old_id and new_id receive
  * the key ids (PX_KEY_ID_LEN bytes each). 0 or a negative errno with a
  * reason in err. */
