@@ -2,14 +2,17 @@
  * them, serves them to researchers. */
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "collector/analysis.h"
 #include "collector/geoip.h"
+#include "collector/sdnotify.h"
 #include "collector/server.h"
 #include "common/target.h"
 #include "common/encoding.h"
@@ -21,11 +24,26 @@
 #define PX_EXIT_RUNTIME 1
 #define PX_EXIT_USAGE 2
 
-static volatile sig_atomic_t px__stop;
-
-static void px__on_signal(int sig) {
-  (void)sig;
-  px__stop = 1;
+/* Waits for SIGTERM or SIGINT, blocked in every thread so that only this
+ * wait takes them (no handler racing a pause()). Under WatchdogSec= it
+ * wakes twice per interval and keeps systemd's watchdog fed for as long as
+ * the database answers. Returns the signal. */
+static int px__wait_for_stop(const sigset_t *set, px_store_t *store) {
+  uint64_t wd = px_sd_watchdog_usec();
+  for (;;) {
+    int sig;
+    if (wd == 0) {
+      if (sigwait(set, &sig) == 0)
+        return sig;
+      continue;
+    }
+    struct timespec half = {(time_t)(wd / 2000000), (long)(wd / 2 % 1000000) * 1000};
+    sig = sigtimedwait(set, NULL, &half);
+    if (sig > 0)
+      return sig;
+    if (errno == EAGAIN && px_store_ping(store) == 0)
+      px_sd_notify("WATCHDOG=1");
+  }
 }
 
 static void px__usage(FILE *out) {
@@ -143,6 +161,14 @@ int main(int argc, char **argv) {
   int opt;
 
   signal(SIGPIPE, SIG_IGN);
+  /* Blocked before the first thread starts (the store's, the analysis',
+   * MHD's), so every thread inherits the mask; a stop asked for during
+   * start-up is taken once the server is up. */
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
   memset(&c, 0, sizeof(c));
   px_addr_parse_hostport("127.0.0.1:8080", 8080, &c.cfg.listen);
   c.cfg.max_body = 1 << 20;
@@ -274,13 +300,6 @@ int main(int argc, char **argv) {
     return ca_file != NULL ? PX_EXIT_USAGE : PX_EXIT_RUNTIME;
   }
 
-  struct sigaction sa;
-  memset(&sa, 0, sizeof(sa));
-  sa.sa_handler = px__on_signal;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, NULL);
-  sigaction(SIGTERM, &sa, NULL);
-
   if (px_server_start(&c, err, sizeof(err)) != 0) {
     fprintf(stderr, "parallax-collector: %s\n", err);
     px_analysis_stop(c.analysis);
@@ -293,10 +312,18 @@ int main(int argc, char **argv) {
   fprintf(stderr, "parallax-collector %s: listening on %s, database %s\n", PX_SOFTWARE_VERSION,
           addr, db);
 
-  while (!px__stop)
-    pause();
+  /* Ready means: listening and the database open (Type=notify). */
+  char status[5000];
+  snprintf(status, sizeof(status), "READY=1\nSTATUS=listening on %s, database %s", addr, db);
+  int notified = px_sd_notify(status);
+  if (notified != 0)
+    fprintf(stderr, "parallax-collector: cannot notify the service manager: %s\n",
+            strerror(-notified));
 
-  fprintf(stderr, "parallax-collector: stopping (finishing requests in flight)\n");
+  int sig = px__wait_for_stop(&stop_signals, c.store);
+  fprintf(stderr, "parallax-collector: %s: stopping (finishing requests in flight)\n",
+          strsignal(sig));
+  px_sd_notify("STOPPING=1\nSTATUS=stopping: finishing requests in flight");
   px_server_stop(&c);
   px_analysis_stop(c.analysis);
   px_store_close(c.store);

@@ -1,0 +1,149 @@
+"""The real programs inside (an approximation of) the sandbox their units
+describe (tests/cli/sandbox_exec.py: the units' own syscall filter and
+address families as seccomp, W^X, a read-only / with only the state
+directory writable, /proc showing only their own processes, an
+unprivileged uid): the collector comes up and says READY=1 over the
+notification socket, a whole `parallax run` round (check-in, measuring,
+the forked signer, spool, upload) succeeds, and the collector stops
+cleanly. verify and security only read the unit files; this shows the
+programs can live with what the units forbid. Root only (mount
+namespace); skipped otherwise."""
+import ctypes
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+
+import collectorlib as cl
+import pxtest
+
+BUILD = os.path.dirname(os.path.abspath(pxtest.BIN))
+UNITS = os.path.join(BUILD, "dist", "systemd")
+SANDBOX = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sandbox_exec.py")
+# Inside systemd's range for dynamic users (61184-65519), like DynamicUser=.
+AGENT_UID, COLLECTOR_UID = 61301, 61302
+
+
+def unavailable():
+    if os.geteuid() != 0:
+        return "needs root (a mount namespace per sandbox)"
+    for tool in ("unshare", "systemd-analyze", "mount"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed"
+    try:
+        ctypes.CDLL("libseccomp.so.2")
+    except OSError:
+        return "libseccomp is not installed"
+    if not os.path.exists(os.path.join(UNITS, "parallax.service")):
+        return f"no configured units in {UNITS}"
+    return None
+
+
+class Sandbox(pxtest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="px-systemd-sandbox-")
+        os.chmod(cls.tmp, 0o755)  # the sandboxed uids walk through it
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    @staticmethod
+    def env(**extra):
+        """The environment of a sandboxed program. LeakSanitizer stops the
+        world with ptrace, which the filter refuses (as it should): in a
+        sanitizer build the leak check is left to the other tests, the
+        memory checks stay."""
+        env = dict(os.environ, **extra)
+        if pxtest.SANITIZED:
+            env["ASAN_OPTIONS"] = ":".join(filter(None, [env.get("ASAN_OPTIONS"),
+                                                          "detect_leaks=0"]))
+        return env
+
+    def sandboxed(self, unit, uid, state, argv):
+        return ["unshare", "--mount", sys.executable, SANDBOX, os.path.join(UNITS, unit),
+                str(uid), state, "--"] + argv
+
+    def test_collector_and_agent_round_in_their_sandboxes(self):
+        cstate = os.path.join(self.tmp, "collector")
+        astate = os.path.join(self.tmp, "agent")
+        os.mkdir(cstate, 0o700)
+        os.mkdir(astate, 0o700)
+        notify = os.path.join(self.tmp, "notify")
+        ns = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.addCleanup(ns.close)
+        ns.bind(notify)
+        os.chmod(notify, 0o777)  # like systemd's, writable by the service's user
+        ns.settimeout(30 * cl.SLOW)
+
+        port = cl.free_port()
+        log = open(os.path.join(self.tmp, "collector.log"), "wb")
+        self.addCleanup(log.close)
+        collector = subprocess.Popen(
+            self.sandboxed("parallax-collector.service", COLLECTOR_UID, cstate,
+                           [cl.COLLECTOR_BIN, "--listen", f"127.0.0.1:{port}",
+                            "--db", f"sqlite:{cstate}/collector.sqlite", "--state-dir", cstate,
+                            "--allow-nonpublic-addresses"]),
+            env=self.env(NOTIFY_SOCKET=notify), stdin=subprocess.DEVNULL,
+            stdout=log, stderr=log)
+
+        def collector_log():
+            with open(log.name, errors="replace") as f:
+                return f.read()[-3000:]
+
+        def reap():
+            if collector.poll() is None:
+                collector.kill()
+            collector.wait()
+        self.addCleanup(reap)
+        try:
+            ready = ns.recv(4096).decode()
+        except socket.timeout:
+            self.fail("no READY=1 from the sandboxed collector:\n" + collector_log())
+        self.assertIn("READY=1", ready.split("\n"), collector_log())
+
+        url = f"http://127.0.0.1:{port}"
+        # As a volunteer would: setup (consent, config, key) first, where
+        # the agent has it, then the round as the unit runs it.
+        run = [pxtest.BIN, "run", "--state-dir", astate]
+        if pxtest.run(["setup", "--help"]).returncode == 0:
+            conf = os.path.join(self.tmp, "parallax.conf")
+            p = pxtest.run(["setup", "--yes", "--config", conf, "--state-dir", astate,
+                            "--collector", url], stdin="")
+            self.assertEqual(p.returncode, 0, f"parallax setup --yes:\n{p.stdout}{p.stderr}")
+            # No chmod: the service's user must be able to read the config
+            # setup wrote, as it must in /etc/parallax.
+            run += ["--config", conf]
+        else:
+            run += ["--collector", url]
+        p = subprocess.run(
+            self.sandboxed("parallax.service", AGENT_UID, astate,
+                           run + pxtest.world_args() + ["www.example.test", "www.icloud.com"]),
+            env=self.env(), capture_output=True, text=True, timeout=300)
+        self.assertEqual(p.returncode, 0, f"sandboxed parallax run failed:\n{p.stderr}\n"
+                         + collector_log())
+
+        st, _, body = cl.get(f"{url}/api/v1/measurements")
+        self.assertEqual(st, 200, body)
+        self.assertEqual(sorted(r["input"] for r in json.loads(body)["results"]),
+                         ["www.example.test", "www.icloud.com"])
+
+        collector.send_signal(signal.SIGTERM)
+        self.assertEqual(ns.recv(4096).decode().split("\n")[0], "STOPPING=1")
+        self.assertEqual(collector.wait(timeout=60 * cl.SLOW), 0, collector_log())
+        # What it wrote belongs to the service's user, private (UMask=0077).
+        st = os.stat(os.path.join(cstate, "collector.sqlite"))
+        self.assertEqual((st.st_uid, st.st_mode & 0o077), (COLLECTOR_UID, 0))
+
+
+if __name__ == "__main__":
+    why = unavailable()
+    if why is not None:
+        print(f"SKIPPED: {why}", file=sys.stderr)
+        sys.exit(77)
+    pxtest.main()
