@@ -19,6 +19,9 @@ typedef struct {
   size_t whylen;
 } px__ctx_t;
 
+/* The format attribute lets the compiler check every caller's arguments
+ * (and clang's -Wformat-nonliteral accept the forwarding to vsnprintf). */
+__attribute__((format(printf, 2, 3)))
 static int px__fail(px__ctx_t *c, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
