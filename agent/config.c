@@ -151,23 +151,30 @@ static int px__handler(void *user, const char *section, const char *name, const 
   return 1;
 }
 
-int px_config_load(const char *path, px_config_t *cfg, px_measure_opts_t *o,
-                   px_agent_opts_t *agent, char *err, size_t errlen) {
-  px__load_t l = {NULL, 0, path, cfg, o, agent, err, errlen, false};
-  l.f = fopen(path, "r");
-  if (l.f == NULL) {
-    snprintf(err, errlen, "cannot open config %s: %s", path, strerror(errno));
-    return -errno;
-  }
+int px_config_load_stream(FILE *f, const char *name, px_config_t *cfg, px_measure_opts_t *o,
+                          px_agent_opts_t *agent, char *err, size_t errlen) {
+  px__load_t l = {f, 0, name, cfg, o, agent, err, errlen, false};
   int line = ini_parse_stream(px__reader, &l, px__handler, &l);
-  fclose(l.f);
   if (l.failed)
     return -EINVAL;
   if (line != 0) {
-    snprintf(err, errlen, "%s:%d: not an INI line (expected key = value)", path, line);
+    snprintf(err, errlen, "%s:%d: not an INI line (expected key = value)", name, line);
     return -EINVAL;
   }
   return 0;
+}
+
+int px_config_load(const char *path, px_config_t *cfg, px_measure_opts_t *o,
+                   px_agent_opts_t *agent, char *err, size_t errlen) {
+  FILE *f = fopen(path, "r");
+  if (f == NULL) {
+    int e = errno;
+    snprintf(err, errlen, "cannot open config %s: %s", path, strerror(e));
+    return -e;
+  }
+  int rc = px_config_load_stream(f, path, cfg, o, agent, err, errlen);
+  fclose(f);
+  return rc;
 }
 
 void px_config_free(px_config_t *cfg) {

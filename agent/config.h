@@ -3,6 +3,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include "agent/cli_common.h"
 #include "agent/cli_measure.h"
@@ -23,6 +24,10 @@ typedef struct px_config {
  * is -EINVAL with "PATH:LINE: reason" in err. */
 int px_config_load(const char *path, px_config_t *cfg, px_measure_opts_t *o,
                    px_agent_opts_t *agent, char *err, size_t errlen);
+/* The same from an open stream; name stands for the file in messages.
+ * (The fuzzers feed it from memory.) */
+int px_config_load_stream(FILE *f, const char *name, px_config_t *cfg, px_measure_opts_t *o,
+                          px_agent_opts_t *agent, char *err, size_t errlen);
 void px_config_free(px_config_t *cfg);
 
 /* True when path holds no setting at all (only comments, blank lines and

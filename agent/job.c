@@ -92,67 +92,16 @@ static void px__collect_addrs(px__job_t *job, json_t *answers, int qtype,
   }
 }
 
-static const char *px__ares_failure(int status, char *buf, size_t n) {
-  switch (status) {
-  case ARES_ETIMEOUT:
-    return PX_FAILURE_TIMEOUT;
-  case ARES_ECONNREFUSED:
-    return PX_FAILURE_CONN_REFUSED;
-  case ARES_EBADRESP:
-    return PX_FAILURE_DNS_MISBEHAVING;
-  case ARES_EDESTRUCTION:
-  case ARES_ECANCELLED:
-    return "interrupted";
-  default:
-    snprintf(buf, n, "unknown_failure: %s", ares_strerror(status));
-    return buf;
-  }
-}
-
 /* One df-002 entry per wire exchange. */
 static void px__dns_exchange_cb(void *data, const px_dns_exchange_t *ex) {
   px__dns_op_t *op = data;
   px__job_t *job = op->job;
-  char addr[PX_ADDRSTRLEN], type_buf[16], fbuf[PX_FAILURE_MAX];
-  const char *failure = NULL;
-  json_t *answers = json_array(), *rcode = json_null(), *raw = json_null();
-  bool truncated = false;
+  char addr[PX_ADDRSTRLEN], type_buf[16];
 
   /* The query is about a header, the name and the question; the answer
    * as received. */
   px__engine_count_bytes(job->eng, 12 + strlen(job->target->hostname) + 2 + 4 + 11 +
                                        ex->response_len);
-
-  if (ex->response != NULL && ex->response_len > 0) {
-    char *b64 = px_base64_encode_alloc(ex->response, ex->response_len);
-    if (b64 != NULL) {
-      json_decref(raw);
-      raw = json_string(b64);
-      free(b64);
-    }
-    px_dns_answer_info_t info;
-    if (px_dns_wire_parse(ex->response, ex->response_len, op->qtype, &info) != 0) {
-      failure = PX_FAILURE_DNS_MISBEHAVING;
-      if (ex->response_len >= 4) {
-        json_decref(rcode);
-        rcode = json_integer(ex->response[3] & 0x0f);
-      }
-    } else {
-      json_decref(answers);
-      answers = info.answers;
-      json_decref(rcode);
-      rcode = json_integer(info.rcode);
-      truncated = info.truncated;
-      failure = px_failure_from_rcode(info.rcode, fbuf, sizeof(fbuf));
-      /* A truncated UDP answer is not a verdict: the TCP entry after it
-       * is. */
-      if (failure == NULL && info.naddresses == 0 && ex->final)
-        failure = PX_FAILURE_DNS_NO_ANSWER;
-      px__collect_addrs(job, answers, op->qtype, op->txid);
-    }
-  } else {
-    failure = px__ares_failure(ex->status, fbuf, sizeof(fbuf));
-  }
 
   px_addr_format(px_dns_resolver_server(op->resolver), addr, sizeof(addr));
   json_t *e = json_object();
@@ -160,11 +109,9 @@ static void px__dns_exchange_cb(void *data, const px_dns_exchange_t *ex) {
   json_object_set_new(e, "resolver_address", json_string(addr));
   json_object_set_new(e, "hostname", json_string(job->target->hostname));
   json_object_set_new(e, "query_type", json_string(px_dns_type_name(op->qtype, type_buf, sizeof(type_buf))));
-  json_object_set_new(e, "rcode", rcode);
-  json_object_set_new(e, "truncated", json_boolean(truncated));
-  json_object_set_new(e, "answers", answers);
-  json_object_set_new(e, "raw_response", raw);
-  json_object_set_new(e, "failure", px_json_string_or_null(failure));
+  px_dns_entry_fields(e, ex->status, ex->response, ex->response_len, op->qtype, ex->final);
+  /* A malformed answer has no answers: nothing is collected from it. */
+  px__collect_addrs(job, json_object_get(e, "answers"), op->qtype, op->txid);
   json_object_set_new(e, "t0", json_real(px_elapsed_seconds(job->start_ns, ex->t0_ns)));
   json_object_set_new(e, "t", json_real(px_elapsed_seconds(job->start_ns, ex->t_ns)));
   json_object_set_new(e, "transaction_id", json_integer(op->txid));

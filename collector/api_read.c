@@ -11,13 +11,16 @@
 #include "common/measurement.h"
 #include "common/timeutil.h"
 
-/* Fills f from the query; owned strings live in q. On error answers 400
- * and returns false. */
-static bool px__filter(px_request_t *r, const px_query_t *q, px_filter_t *f, bool paged,
-                       char *asn_buf, char *cc_buf, char *domain_buf, enum MHD_Result *ret) {
+/* A bad_query reason into detail; returns -EINVAL. */
+static int px__bad(char *detail, size_t n, const char *reason) {
+  snprintf(detail, n, "%s", reason);
+  return -EINVAL;
+}
+
+int px_filter_from_query(const px_query_t *q, bool paged, px_filter_t *f, char *asn_buf,
+                         char *cc_buf, char *domain_buf, char *detail, size_t detail_len) {
   static const char *const known[] = {"probe_cc", "probe_asn", "domain", "test_name", "since",
                                       "until",    "key_id",    "limit",  "cursor",    NULL};
-  char detail[160];
   memset(f, 0, sizeof(*f));
   for (size_t i = 0; i < q->n; i++) {
     bool ok = false;
@@ -25,32 +28,25 @@ static bool px__filter(px_request_t *r, const px_query_t *q, px_filter_t *f, boo
       if (strcmp(q->v[i].name, known[k]) == 0)
         ok = (paged || (strcmp(known[k], "limit") != 0 && strcmp(known[k], "cursor") != 0));
     if (!ok) {
-      snprintf(detail, sizeof(detail), "unknown parameter \"%.64s\"", q->v[i].name);
-      *ret = px_respond_error(r, MHD_HTTP_BAD_REQUEST, "bad_query", detail);
-      return false;
+      snprintf(detail, detail_len, "unknown parameter \"%.64s\"", q->v[i].name);
+      return -EINVAL;
     }
   }
   const char *v;
   if ((v = px_query_get(q, "probe_cc")) != NULL) {
-    if (px_probe_cc_normalize(v, cc_buf) != 0) {
-      *ret = px_respond_error(r, MHD_HTTP_BAD_REQUEST, "bad_query", "probe_cc: two letters");
-      return false;
-    }
+    if (px_probe_cc_normalize(v, cc_buf) != 0)
+      return px__bad(detail, detail_len, "probe_cc: two letters");
     f->probe_cc = cc_buf;
   }
   if ((v = px_query_get(q, "probe_asn")) != NULL) {
-    if (px_probe_asn_normalize(v, asn_buf) != 0) {
-      *ret = px_respond_error(r, MHD_HTTP_BAD_REQUEST, "bad_query", "probe_asn: AS1234 or 1234");
-      return false;
-    }
+    if (px_probe_asn_normalize(v, asn_buf) != 0)
+      return px__bad(detail, detail_len, "probe_asn: AS1234 or 1234");
     f->probe_asn = asn_buf;
   }
   if ((v = px_query_get(q, "domain")) != NULL) {
     size_t n = strlen(v);
-    if (n == 0 || n > 253) {
-      *ret = px_respond_error(r, MHD_HTTP_BAD_REQUEST, "bad_query", "domain: a host name");
-      return false;
-    }
+    if (n == 0 || n > 253)
+      return px__bad(detail, detail_len, "domain: a host name");
     for (size_t i = 0; i <= n; i++)
       domain_buf[i] = (char)tolower((unsigned char)v[i]);
     f->domain = domain_buf;
@@ -63,10 +59,9 @@ static bool px__filter(px_request_t *r, const px_query_t *q, px_filter_t *f, boo
       continue;
     time_t t;
     if (px_time_parse_utc(v, &t) != 0) {
-      snprintf(detail, sizeof(detail), "%s: ISO 8601 UTC, e.g. 2014-10-20 or 2014-10-20T12:00:00Z",
+      snprintf(detail, detail_len, "%s: ISO 8601 UTC, e.g. 2014-10-20 or 2014-10-20T12:00:00Z",
                names[i]);
-      *ret = px_respond_error(r, MHD_HTTP_BAD_REQUEST, "bad_query", detail);
-      return false;
+      return -EINVAL;
     }
     if (i == 0) {
       f->has_since = true;
@@ -80,20 +75,26 @@ static bool px__filter(px_request_t *r, const px_query_t *q, px_filter_t *f, boo
   if ((v = px_query_get(q, "limit")) != NULL) {
     char *end;
     unsigned long l = strtoul(v, &end, 10);
-    if (*v < '0' || *v > '9' || *end != '\0' || l < 1 || l > 1000) {
-      *ret = px_respond_error(r, MHD_HTTP_BAD_REQUEST, "bad_query", "limit: 1 to 1000");
-      return false;
-    }
+    if (*v < '0' || *v > '9' || *end != '\0' || l < 1 || l > 1000)
+      return px__bad(detail, detail_len, "limit: 1 to 1000");
     f->limit = (unsigned)l;
   }
   if ((v = px_query_get(q, "cursor")) != NULL && v[0] != '\0') {
-    if (px_cursor_decode(v, &f->cursor_time, &f->cursor_id) != 0) {
-      *ret = px_respond_error(r, MHD_HTTP_BAD_REQUEST, "bad_query", "cursor: use next_cursor as given");
-      return false;
-    }
+    if (px_cursor_decode(v, &f->cursor_time, &f->cursor_id) != 0)
+      return px__bad(detail, detail_len, "cursor: use next_cursor as given");
     f->has_cursor = true;
   }
-  return true;
+  return 0;
+}
+
+/* px_filter_from_query, answering 400 when the query is bad. */
+static bool px__filter(px_request_t *r, const px_query_t *q, px_filter_t *f, bool paged,
+                       char *asn_buf, char *cc_buf, char *domain_buf, enum MHD_Result *ret) {
+  char detail[160];
+  if (px_filter_from_query(q, paged, f, asn_buf, cc_buf, domain_buf, detail, sizeof(detail)) == 0)
+    return true;
+  *ret = px_respond_error(r, MHD_HTTP_BAD_REQUEST, "bad_query", detail);
+  return false;
 }
 
 enum MHD_Result px_api_measurements(px_request_t *r, const px_query_t *q) {

@@ -14,10 +14,12 @@
 #include "common/sshsig.h"
 #include "common/timeutil.h"
 
-static enum MHD_Result px__reject(px_request_t *r, unsigned status, const char *code,
-                                  const char *detail) {
+/* An error answer: counted, and the JSON the client gets. */
+static unsigned px__reject(json_t **answer, unsigned status, const char *code,
+                           const char *detail) {
   px_metrics_rejected(code);
-  return px_respond_error(r, status, code, detail);
+  *answer = px_error_json(code, detail);
+  return status;
 }
 
 /* OONI-like and a function of the content: equal content, equal uid. */
@@ -31,30 +33,31 @@ static void px__uid(const px_measurement_meta_t *meta, const uint8_t sha[32], ch
   snprintf(out, n, "%s_%s_tlscertconsistency_%.16s", stamp, meta->probe_cc, hex);
 }
 
-enum MHD_Result px_api_submit(px_request_t *r) {
+unsigned px_submit_process(px_collector_t *c, const struct sockaddr *client, const char *body,
+                           size_t body_len, json_t **answer) {
   char why[256];
   px_ssh_pubkey_t signer;
   const char *sig_why = NULL;
   px_envelope_t env;
 
-  if (px_envelope_parse(r->body ? r->body : "", r->body_len, &env, why, sizeof(why)) != 0) {
+  if (px_envelope_parse(body ? body : "", body_len, &env, why, sizeof(why)) != 0) {
     char detail[320];
     snprintf(detail, sizeof(detail), "malformed request: %s", why);
-    return px__reject(r, MHD_HTTP_BAD_REQUEST, "malformed_request", detail);
+    return px__reject(answer, MHD_HTTP_BAD_REQUEST, "malformed_request", detail);
   }
   int vrc = px_sshsig_verify(env.signature, env.signature_len, PX_SSHSIG_NAMESPACE,
                              (const uint8_t *)env.content, env.content_len, &signer, &sig_why);
   if (vrc != 0) {
     snprintf(why, sizeof(why), "signature: %s", sig_why ? sig_why : "does not verify");
     px_envelope_free(&env);
-    return px__reject(r, MHD_HTTP_BAD_REQUEST, "bad_signature", why);
+    return px__reject(answer, MHD_HTTP_BAD_REQUEST, "bad_signature", why);
   }
 
   px_submission_t sub;
   memset(&sub, 0, sizeof(sub));
   if (px_validate_measurement(env.content, env.content_len, &sub.meta, why, sizeof(why)) != 0) {
     px_envelope_free(&env);
-    return px__reject(r, MHD_HTTP_UNPROCESSABLE_CONTENT, "invalid_measurement", why);
+    return px__reject(answer, MHD_HTTP_UNPROCESSABLE_CONTENT, "invalid_measurement", why);
   }
   unsigned md_len;
   EVP_Digest(env.content, env.content_len, sub.sha256, &md_len, EVP_sha256(), NULL);
@@ -68,7 +71,7 @@ enum MHD_Result px_api_submit(px_request_t *r) {
    * a reason to refuse: a volunteer may upload through Tor or a VPN, or
    * travel, and the databases are wrong sometimes. */
   px_geo_t geo;
-  px_geoip_lookup(r->c->cfg.geoip, (const struct sockaddr *)&r->client, &geo);
+  px_geoip_lookup(c->cfg.geoip, client, &geo);
   if (geo.cc[0] != '\0' && strcmp(sub.meta.probe_cc, "ZZ") != 0 &&
       strcmp(sub.meta.probe_cc, geo.cc) != 0) {
     sub.geo_mismatch = true;
@@ -76,7 +79,7 @@ enum MHD_Result px_api_submit(px_request_t *r) {
   }
 
   bool duplicate = false;
-  int rc = px_store_put(r->c->store, &sub, &duplicate);
+  int rc = px_store_put(c->store, &sub, &duplicate);
   if (rc == -EKEYREVOKED) {
     char when[PX_TIME_ISO_LEN];
     px_time_format_iso(sub.key_valid_before, when);
@@ -84,11 +87,11 @@ enum MHD_Result px_api_submit(px_request_t *r) {
              "key %s was rotated at %s; it cannot sign measurements that start at or after that",
              signer.key_id, when);
     px_envelope_free(&env);
-    return px__reject(r, MHD_HTTP_BAD_REQUEST, "key_rotated", why);
+    return px__reject(answer, MHD_HTTP_BAD_REQUEST, "key_rotated", why);
   }
   if (rc != 0) {
     px_envelope_free(&env);
-    return px__reject(r, MHD_HTTP_SERVICE_UNAVAILABLE, "storage_error",
+    return px__reject(answer, MHD_HTTP_SERVICE_UNAVAILABLE, "storage_error",
                       "the measurement could not be stored; send it again later");
   }
   if (duplicate) {
@@ -105,5 +108,13 @@ enum MHD_Result px_api_submit(px_request_t *r) {
   json_object_set_new(resp, "key_id", json_string(sub.stored_key_id));
   json_object_set_new(resp, "duplicate", json_boolean(duplicate));
   px_envelope_free(&env);
-  return px_respond_json(r, MHD_HTTP_OK, resp);
+  *answer = resp;
+  return MHD_HTTP_OK;
+}
+
+enum MHD_Result px_api_submit(px_request_t *r) {
+  json_t *answer = NULL;
+  unsigned status = px_submit_process(r->c, (const struct sockaddr *)&r->client, r->body,
+                                      r->body_len, &answer);
+  return px_respond_json(r, status, answer);
 }

@@ -228,12 +228,16 @@ enum MHD_Result px_respond_json(px_request_t *r, unsigned status, json_t *body) 
   return ret;
 }
 
-enum MHD_Result px_respond_error(px_request_t *r, unsigned status, const char *code,
-                                 const char *detail) {
+json_t *px_error_json(const char *code, const char *detail) {
   json_t *e = json_object();
   json_object_set_new(e, "error", json_string(code));
   json_object_set_new(e, "detail", px_json_string_lossy(detail, strlen(detail)));
-  return px_respond_json(r, status, e);
+  return e;
+}
+
+enum MHD_Result px_respond_error(px_request_t *r, unsigned status, const char *code,
+                                 const char *detail) {
+  return px_respond_json(r, status, px_error_json(code, detail));
 }
 
 void px_public_base(px_request_t *r, char *out, size_t n) {

@@ -79,8 +79,17 @@ enum MHD_Result px_respond_json(px_request_t *r, unsigned status, json_t *body);
 enum MHD_Result px_respond_error(px_request_t *r, unsigned status, const char *code,
                                  const char *detail);
 
+/* {"error": code, "detail": detail}, the body of every error answer. */
+json_t *px_error_json(const char *code, const char *detail);
+
 /* Handlers (collector/api_submit.c, collector/api_read.c). */
 enum MHD_Result px_api_submit(px_request_t *r);
+/* The submit handler without HTTP: the request body in, the status and
+ * the JSON answer (*answer, caller owns) out. client is the uploader's
+ * address for geolocation (NULL: unknown). Lets the fuzzers drive the
+ * whole path, envelope to durable store, without a server. */
+unsigned px_submit_process(px_collector_t *c, const struct sockaddr *client, const char *body,
+                           size_t body_len, json_t **answer);
 enum MHD_Result px_api_measurements(px_request_t *r, const px_query_t *q);
 enum MHD_Result px_api_raw(px_request_t *r, const px_query_t *q, bool signature);
 enum MHD_Result px_api_allowed_signers(px_request_t *r);
@@ -93,6 +102,13 @@ enum MHD_Result px_api_checkin(px_request_t *r);
 enum MHD_Result px_api_key_rotation(px_request_t *r);
 /* The web view (collector/web.c). */
 enum MHD_Result px_web_page(px_request_t *r);
+
+/* The researcher API's filters from a parsed query (collector/api_read.c):
+ * paged allows limit and cursor. The *_buf arguments hold normalised
+ * copies (16, 3 and 256 bytes); other strings point into q. 0, or -EINVAL
+ * with the reason for the 400 in detail. */
+int px_filter_from_query(const px_query_t *q, bool paged, px_filter_t *f, char *asn_buf,
+                         char *cc_buf, char *domain_buf, char *detail, size_t detail_len);
 
 /* The base URL to build measurement_url from. */
 void px_public_base(px_request_t *r, char *out, size_t n);

@@ -102,16 +102,25 @@ static int px__options(char *opts, px_allowed_signer_t *e) {
 int px_allowed_signers_load(const char *path, px_allowed_signers_t *out,
                             char *err, size_t errlen) {
   FILE *f = fopen(path, "r");
+  if (f == NULL) {
+    int e = errno;
+    memset(out, 0, sizeof(*out));
+    snprintf(err, errlen, "cannot open %s: %s", path, strerror(e));
+    return -e;
+  }
+  int rc = px_allowed_signers_load_stream(f, path, out, err, errlen);
+  fclose(f);
+  return rc;
+}
+
+int px_allowed_signers_load_stream(FILE *f, const char *path, px_allowed_signers_t *out,
+                                   char *err, size_t errlen) {
   char *line = NULL;
   size_t cap = 0;
   unsigned lineno = 0;
   int rc = 0;
 
   memset(out, 0, sizeof(*out));
-  if (f == NULL) {
-    snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
-    return -errno;
-  }
   while (getline(&line, &cap, f) >= 0) {
     lineno++;
     line[strcspn(line, "\r\n")] = '\0';
@@ -158,6 +167,10 @@ int px_allowed_signers_load(const char *path, px_allowed_signers_t *out,
     }
     e.principals = strdup(principals);
     px_allowed_signer_t *v = realloc(out->v, (out->n + 1) * sizeof(*v));
+    /* A successful realloc has already released the old array: keep the
+     * new one even when strdup failed, or the cleanup below frees it twice. */
+    if (v != NULL)
+      out->v = v;
     if (v == NULL || e.principals == NULL) {
       free(e.principals);
       free(e.namespaces);
@@ -165,11 +178,9 @@ int px_allowed_signers_load(const char *path, px_allowed_signers_t *out,
       snprintf(err, errlen, "out of memory");
       break;
     }
-    out->v = v;
     out->v[out->n++] = e;
   }
   free(line);
-  fclose(f);
   if (rc != 0)
     px_allowed_signers_free(out);
   return rc;

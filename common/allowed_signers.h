@@ -3,6 +3,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <time.h>
 
 #include "common/sshsig.h"
@@ -28,6 +29,10 @@ typedef struct px_allowed_signers {
  * reason" in err. */
 int px_allowed_signers_load(const char *path, px_allowed_signers_t *out,
                             char *err, size_t errlen);
+/* The same from an open stream; path names it in messages. (The fuzzers
+ * feed it from memory.) */
+int px_allowed_signers_load_stream(FILE *f, const char *path, px_allowed_signers_t *out,
+                                   char *err, size_t errlen);
 void px_allowed_signers_free(px_allowed_signers_t *s);
 
 /* The entry that allows key to sign in namespace ns at time at, or NULL. */

@@ -4,7 +4,12 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "common/encoding.h"
+#include "common/failure.h"
+#include "common/json_util.h"
 
 #define PX__DNS_HEADER 12
 
@@ -127,4 +132,67 @@ bad:
   info->answers = NULL;
   info->naddresses = 0;
   return -EBADMSG;
+}
+
+static const char *px__ares_failure(int status, char *buf, size_t n) {
+  switch (status) {
+  case ARES_ETIMEOUT:
+    return PX_FAILURE_TIMEOUT;
+  case ARES_ECONNREFUSED:
+    return PX_FAILURE_CONN_REFUSED;
+  case ARES_EBADRESP:
+    return PX_FAILURE_DNS_MISBEHAVING;
+  case ARES_EDESTRUCTION:
+  case ARES_ECANCELLED:
+    return "interrupted";
+  default:
+    snprintf(buf, n, "unknown_failure: %s", ares_strerror(status));
+    return buf;
+  }
+}
+
+int px_dns_entry_fields(json_t *entry, int status, const uint8_t *response, size_t len,
+                        int qtype, bool final) {
+  char fbuf[PX_FAILURE_MAX];
+  const char *failure = NULL;
+  json_t *answers = json_array(), *rcode = json_null(), *raw = json_null();
+  bool truncated = false;
+  int naddresses = 0;
+
+  if (response != NULL && len > 0) {
+    char *b64 = px_base64_encode_alloc(response, len);
+    if (b64 != NULL) {
+      json_decref(raw);
+      raw = json_string(b64);
+      free(b64);
+    }
+    px_dns_answer_info_t info;
+    if (px_dns_wire_parse(response, len, qtype, &info) != 0) {
+      failure = PX_FAILURE_DNS_MISBEHAVING;
+      if (len >= 4) {
+        json_decref(rcode);
+        rcode = json_integer(response[3] & 0x0f);
+      }
+    } else {
+      json_decref(answers);
+      answers = info.answers;
+      json_decref(rcode);
+      rcode = json_integer(info.rcode);
+      truncated = info.truncated;
+      naddresses = info.naddresses;
+      failure = px_failure_from_rcode(info.rcode, fbuf, sizeof(fbuf));
+      /* A truncated UDP answer is not a verdict: the TCP entry after it
+       * is. */
+      if (failure == NULL && info.naddresses == 0 && final)
+        failure = PX_FAILURE_DNS_NO_ANSWER;
+    }
+  } else {
+    failure = px__ares_failure(status, fbuf, sizeof(fbuf));
+  }
+  json_object_set_new(entry, "rcode", rcode);
+  json_object_set_new(entry, "truncated", json_boolean(truncated));
+  json_object_set_new(entry, "answers", answers);
+  json_object_set_new(entry, "raw_response", raw);
+  json_object_set_new(entry, "failure", px_json_string_or_null(failure));
+  return naddresses;
 }
