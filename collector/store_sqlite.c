@@ -626,7 +626,7 @@ int px_store_keys(px_store_t *s,
   int slot;
   sqlite3 *db = px__store_reader(s, &slot);
   sqlite3_stmt *st;
-  int rc = 0, step;
+  int rc = 0, step = SQLITE_DONE;
   if (sqlite3_prepare_v2(db, "SELECT key_id, public_key, first_seen, last_seen, "
                              "coalesce(valid_before, 0) FROM keys ORDER BY first_seen, key_id",
                          -1, &st, NULL) != SQLITE_OK) {
@@ -637,6 +637,10 @@ int px_store_keys(px_store_t *s,
     rc = cb(data, (const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 1),
             (time_t)sqlite3_column_int64(st, 2), (time_t)sqlite3_column_int64(st, 3),
             (time_t)sqlite3_column_int64(st, 4));
+  /* A failed step (I/O error, busy) ends the loop like the last row;
+   * the caller must not take a partial scan for a complete one. */
+  if (rc == 0 && step != SQLITE_DONE)
+    rc = -EIO;
   sqlite3_finalize(st);
   px__store_reader_done(s, slot);
   return rc;
@@ -663,7 +667,7 @@ int px_store_export(px_store_t *s, const px_filter_t *f, int64_t *after_id, unsi
   px__bind_where(st, &w);
   sqlite3_bind_int64(st, 18, *after_id);
   sqlite3_bind_int64(st, 19, max);
-  int n = 0, step, rc = 0;
+  int n = 0, step = SQLITE_DONE, rc = 0;
   while (rc == 0 && (step = sqlite3_step(st)) == SQLITE_ROW) {
     *after_id = sqlite3_column_int64(st, 0);
     rc = cb(data, (const char *)sqlite3_column_text(st, 1), (const char *)sqlite3_column_text(st, 2),
@@ -671,6 +675,10 @@ int px_store_export(px_store_t *s, const px_filter_t *f, int64_t *after_id, unsi
             (const char *)sqlite3_column_text(st, 4), (time_t)sqlite3_column_int64(st, 5));
     n++;
   }
+  /* A failed step (I/O error, busy) ends the loop like the last row;
+   * the caller must not take a partial scan for a complete one. */
+  if (rc == 0 && step != SQLITE_DONE)
+    rc = -EIO;
   sqlite3_finalize(st);
   px__store_reader_done(s, slot);
   return rc != 0 ? rc : n;

@@ -12,7 +12,7 @@ int px_store_unanalyzed(px_store_t *s, unsigned max,
   int slot;
   sqlite3 *db = px__store_reader(s, &slot);
   sqlite3_stmt *st;
-  int n = 0, rc = 0, step;
+  int n = 0, rc = 0, step = SQLITE_DONE;
   if (sqlite3_prepare_v2(db,
                          "SELECT id, uid, key_id, probe_cc, probe_asn, domain, "
                          "measurement_start_time, content FROM measurements WHERE id > "
@@ -37,6 +37,10 @@ int px_store_unanalyzed(px_store_t *s, unsigned max,
     rc = cb(data, &m);
     n++;
   }
+  /* A failed step (I/O error, busy) ends the loop like the last row;
+   * the caller must not take a partial scan for a complete one. */
+  if (rc == 0 && step != SQLITE_DONE)
+    rc = -EIO;
   sqlite3_finalize(st);
   px__store_reader_done(s, slot);
   return rc != 0 ? rc : n;
@@ -113,7 +117,7 @@ int px_store_summaries(px_store_t *s, const char *domain, time_t since, time_t u
   int slot;
   sqlite3 *db = px__store_reader(s, &slot);
   sqlite3_stmt *st;
-  int rc = 0, step;
+  int rc = 0, step = SQLITE_DONE;
   if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
     px__store_reader_done(s, slot);
     return -EIO;
@@ -134,6 +138,10 @@ int px_store_summaries(px_store_t *s, const char *domain, time_t since, time_t u
     };
     rc = cb(data, &r);
   }
+  /* A failed step (I/O error, busy) ends the loop like the last row;
+   * the caller must not take a partial scan for a complete one. */
+  if (rc == 0 && step != SQLITE_DONE)
+    rc = -EIO;
   sqlite3_finalize(st);
   px__store_reader_done(s, slot);
   return rc;
