@@ -146,7 +146,7 @@ static void px__checkin(px__round_t *r) {
     int rc = px_checkin_fetch(&ucfg, o->cc_set ? o->probe_cc : NULL,
                               o->asn_set ? o->probe_asn : NULL, geolocate, &r->raw, &r->offset,
                               err, sizeof(err));
-    if (rc == 0) {
+    if (rc == 0 && r->raw != NULL) {
       a->collector = a->collectors[i];
       r->source = "collector";
       px_write_file_atomic(a->state_dir, "checkin.json", r->raw, strlen(r->raw), 0600);

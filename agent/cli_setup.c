@@ -96,8 +96,11 @@ static char *px__ask(px__setup_t *s, const char *question) {
   if (fgets(buf, sizeof(buf), stdin) == NULL)
     return NULL;
   buf[strcspn(buf, "\r\n")] = '\0';
+  /* The answers own every line; one they could not hold would leak. */
+  if (s->nanswers >= sizeof(s->answers) / sizeof(s->answers[0]))
+    return NULL;
   char *line = strdup(buf);
-  if (line != NULL && s->nanswers < sizeof(s->answers) / sizeof(s->answers[0]))
+  if (line != NULL)
     s->answers[s->nanswers++] = line;
   return line;
 }
@@ -378,7 +381,6 @@ int px_cmd_setup(int argc, char **argv) {
   }
   if ((code = px__proxy_questions(&s, &o, &agent)) != 0)
     goto done;
-  code = -1;
   if (px__consent(&s, &agent) != 0) {
     code = PX_EXIT_RUNTIME;
     goto done;

@@ -79,6 +79,11 @@ int px_http_request(const px_upload_config_t *cfg, const char *path, const char 
   } else {
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
     *response = b.data ? b.data : strdup("");
+    /* Callers read a successful answer as a string: never hand them NULL. */
+    if (*response == NULL) {
+      snprintf(err, errlen, "out of memory");
+      rc = -ENOMEM;
+    }
   }
   curl_slist_free_all(headers);
   curl_easy_cleanup(h);

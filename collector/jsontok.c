@@ -336,7 +336,7 @@ int px_json_tokenize(const char *text, size_t n, px_jdoc_t *doc, unsigned flags,
         rc = px__fail(&z, "unexpected end");
         goto out;
       }
-      char close = doc->tok[top].type == PX_JT_OBJECT ? '}' : ']';
+      unsigned char close = doc->tok[top].type == PX_JT_OBJECT ? '}' : ']';
       if (z.s[z.i] == ',') {
         z.i++;
         px__ws(&z);
@@ -456,10 +456,14 @@ int px_jstr(const px_jdoc_t *d, int idx, char *out, size_t cap) {
     case 't': out[o++] = '\t'; break;
     case 'u': {
       unsigned cp, lo;
-      px__hex4(p, &cp); /* validated by the tokenizer */
+      /* The tokenizer validated the escape; checking again costs nothing
+       * and keeps a token from another text from reading garbage. */
+      if (px__hex4(p, &cp) != 0)
+        return -1;
       p += 4;
       if (cp >= 0xd800 && cp <= 0xdbff) {
-        px__hex4(p + 2, &lo);
+        if (px__hex4(p + 2, &lo) != 0)
+          return -1;
         p += 6;
         cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
       }

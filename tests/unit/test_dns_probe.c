@@ -48,6 +48,7 @@ static px_dns_resolver_t *px__resolver(uv_loop_t *loop, const char *ip_key, unsi
  * or NULL when the response is malformed. */
 static char *px__answers(const px__col_t *c, int i, int qtype, int *rcode) {
   px_dns_answer_info_t info;
+  *rcode = -1; /* no rcode a server can send: a malformed answer fails the rcode checks */
   if (px_dns_wire_parse(c->ex[i].response, c->ex[i].response_len, qtype, &info) != 0)
     return NULL;
   *rcode = info.rcode;
