@@ -115,7 +115,7 @@ static int px__handler(void *user, const char *section, const char *name, const 
   if (n >= sizeof(key))
     return px__fail(l, "unknown key '%s'", name);
   for (size_t i = 0; i <= n; i++)
-    key[i] = name[i] == '_' ? '-' : (char)tolower((unsigned char)name[i]);
+    key[i] = (char)(name[i] == '_' ? '-' : tolower((unsigned char)name[i]));
   if (strcmp(key, "config") == 0 || strcmp(key, "help") == 0)
     return px__fail(l, "unknown key '%s'", name);
 

@@ -103,7 +103,7 @@ int px_engine_run(uv_loop_t *loop, const px_engine_config_t *cfg,
   eng.ntargets = ntargets;
   px_sched_init(&eng.sched, cfg->parallel);
 
-  eng.resolvers = calloc(cfg->nresolvers + 1, sizeof(*eng.resolvers));
+  eng.resolvers = calloc(cfg->nresolvers + 1, sizeof(px_dns_resolver_t *));
   if (eng.resolvers == NULL)
     return -ENOMEM;
   for (size_t i = 0; i < cfg->nresolvers; i++) {

@@ -158,6 +158,9 @@ typedef struct {
   size_t whylen;
 } px__walk_t;
 
+/* Recursion follows the measurement's own nesting, which parallax's
+ * serializer fixes at a few levels whatever the network sent. */
+/* NOLINTNEXTLINE(misc-no-recursion) */
 static void px__walk(px__walk_t *w, json_t *v, const char *key) {
   if (json_is_object(v)) {
     const char *k;

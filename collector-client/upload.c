@@ -13,7 +13,7 @@
 #include "common/json_util.h"
 #include "px_version.h"
 
-#define PX__RESPONSE_MAX (64 * 1024)
+#define PX__RESPONSE_MAX ((size_t)64 * 1024)
 #define PX__TRIES 3
 #define PX__SENT_KEEP 1000
 

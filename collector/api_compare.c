@@ -19,7 +19,7 @@
 #include "common/timeutil.h"
 #include "px_version.h"
 
-#define PX__WINDOW (24 * 3600)
+#define PX__WINDOW ((time_t)24 * 3600)
 
 typedef struct {
   px_vantage_t *v;

@@ -160,7 +160,9 @@ int px_geoip_add(px_geoip_t **g, const char *path, unsigned *provides, char *err
     int e = errno;
     free(db);
     if (mrc == MMDB_FILE_OPEN_ERROR || mrc == MMDB_IO_ERROR) {
-      snprintf(err, errlen, "cannot open '%s': %s", path, strerror(e ? e : EIO));
+      char why[128]; /* strerror_r (GNU): the collector has threads */
+      snprintf(err, errlen, "cannot open '%s': %s", path,
+               strerror_r(e ? e : EIO, why, sizeof(why)));
       return e ? -e : -EIO;
     }
     snprintf(err, errlen, "'%s' is not a MaxMind DB file: %s", path, MMDB_strerror(mrc));
@@ -182,7 +184,7 @@ int px_geoip_add(px_geoip_t **g, const char *path, unsigned *provides, char *err
     snprintf(err, errlen, "out of memory");
     return -ENOMEM;
   }
-  px__geodb_t **v = realloc(set->v, (set->n + 1) * sizeof(*v));
+  px__geodb_t **v = realloc(set->v, (set->n + 1) * sizeof(px__geodb_t *));
   if (v == NULL) {
     px__geodb_free(db);
     if (*g == NULL)

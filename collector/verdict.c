@@ -310,7 +310,7 @@ static int px__group_cmp(const void *a, const void *b) {
 json_t *px_compare(const char *domain, const px_vantage_t *v, size_t n, unsigned quorum) {
   json_t *doc = json_object(), *groups = json_array();
   bool *done = calloc(n ? n : 1, sizeof(bool));
-  const px_vantage_t **members = calloc(n ? n : 1, sizeof(*members));
+  const px_vantage_t **members = calloc(n ? n : 1, sizeof(px_vantage_t *));
   const char **verdicts = calloc(n ? n : 1, sizeof(char *));
   json_t **evidence = calloc(n ? n : 1, sizeof(json_t *));
 

@@ -164,8 +164,8 @@ int px_parse_duration(const char *s, uint64_t *seconds) {
 }
 
 int px_parse_size(const char *s, uint64_t *bytes) {
-  static const uint64_t mults[] = {1, 1024, 1024, 1024 * 1024, 1024 * 1024,
-                                   1024ull * 1024 * 1024, 1024ull * 1024 * 1024};
+  static const uint64_t mults[] = {1, 1024, 1024, 1024ULL * 1024, 1024ULL * 1024,
+                                   1024ULL * 1024 * 1024, 1024ULL * 1024 * 1024};
   return px__parse_scaled(s, "bkKmMgG", mults, bytes);
 }
 

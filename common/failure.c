@@ -43,8 +43,8 @@ const char *px_failure_from_errno(int err, char *buf, unsigned buflen) {
   }
 }
 
-const char *px_failure_from_x509(int e) {
-  switch (e) {
+const char *px_failure_from_x509(int x509_error) {
+  switch (x509_error) {
   case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
   case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
   case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:

@@ -103,7 +103,7 @@ int px_read_file(const char *path, char **out, size_t *n) {
   size_t len = 0, cap = 0, r;
   do {
     if (len + 65536 + 1 > cap) {
-      cap = cap ? cap * 2 : 65536 * 2;
+      cap = cap ? cap * 2 : (size_t)2 * 65536;
       char *b = realloc(buf, cap);
       if (b == NULL) {
         free(buf);

@@ -52,8 +52,9 @@ json_t *px_json_string_lossy(const char *s, size_t n) {
   for (i = 0; i < n;) {
     size_t k = px__utf8_seq(u + i, n - i);
     if (k == 0) {
-      memcpy(buf + o, "\xef\xbf\xbd", 3);
-      o += 3;
+      static const unsigned char replacement[] = {0xef, 0xbf, 0xbd};
+      memcpy(buf + o, replacement, sizeof(replacement));
+      o += sizeof(replacement);
       i += 1;
     } else {
       memcpy(buf + o, s + i, k);

@@ -19,9 +19,17 @@ static const char *const px__names[] = {"error", "warning", "notice", "info", "d
  * file stderr is: a child whose stderr was redirected must not prefix. */
 static int px__stderr_is_journal(void) {
   const char *js = getenv("JOURNAL_STREAM");
-  unsigned long long dev, ino;
   struct stat st;
-  if (js == NULL || sscanf(js, "%llu:%llu", &dev, &ino) != 2 || fstat(STDERR_FILENO, &st) != 0)
+  if (js == NULL || fstat(STDERR_FILENO, &st) != 0)
+    return 0;
+  /* "DEV:INO", both decimal; anything else (overflow included) is not ours. */
+  char *colon, *end;
+  errno = 0;
+  unsigned long long dev = strtoull(js, &colon, 10);
+  if (colon == js || *colon != ':')
+    return 0;
+  unsigned long long ino = strtoull(colon + 1, &end, 10);
+  if (end == colon + 1 || *end != '\0' || errno != 0)
     return 0;
   return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
 }

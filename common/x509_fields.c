@@ -95,7 +95,9 @@ static json_t *px__san_json(X509 *cert) {
     char *buf = malloc(plen + n + 1);
     if (buf == NULL)
       continue;
-    memcpy(buf, prefix, plen);
+    /* Not a C string: the name's bytes follow the prefix and the whole
+     * goes on with its length (a hostile name may hold NUL bytes). */
+    memcpy(buf, prefix, plen); /* NOLINT(bugprone-not-null-terminated-result) */
     memcpy(buf + plen, ASN1_STRING_get0_data(s), n);
     json_array_append_new(arr, px_json_string_lossy(buf, plen + n));
     free(buf);

@@ -245,6 +245,8 @@ static void px__send(px__dns_lookup_t *lk) {
   px__leave(ch);
 }
 
+/* The signature is c-ares' ares_callback: abuf cannot be const here. */
+/* NOLINTNEXTLINE(readability-non-const-parameter) */
 static void px__ares_cb(void *arg, int status, int timeouts,
                         unsigned char *abuf, int alen) {
   px__dns_lookup_t *lk = arg;

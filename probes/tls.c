@@ -189,13 +189,14 @@ static void px__handshake_failed(px__tls_probe_t *p, int ssl_error) {
   else if (ssl_error == SSL_ERROR_SYSCALL || ssl_error == SSL_ERROR_ZERO_RETURN)
     snprintf(detail, sizeof(detail), "connection closed during the handshake");
 
+  /* A reset outranks everything; an alert the server sent outranks the EOF
+   * or socket error that follows it. */
+  bool alerted = p->server_alert[0] != '\0';
   if (p->peer_reset)
     failure = PX_FAILURE_CONN_RESET;
-  else if (p->server_alert[0] != '\0')
-    failure = PX_FAILURE_SSL_FAILED_HANDSHAKE;
-  else if (p->peer_eof)
+  else if (!alerted && p->peer_eof)
     failure = PX_FAILURE_EOF;
-  else if (p->io_error != 0)
+  else if (!alerted && p->io_error != 0)
     failure = px_failure_from_errno(p->io_error, buf, sizeof(buf));
   else
     failure = PX_FAILURE_SSL_FAILED_HANDSHAKE;
@@ -273,7 +274,7 @@ static void px__info_cb(const SSL *ssl, int where, int ret) {
   const char *desc = SSL_alert_desc_string_long(ret);
   size_t i = 0;
   for (; desc[i] != '\0' && i + 1 < sizeof(p->server_alert); i++)
-    p->server_alert[i] = desc[i] == ' ' ? '_' : desc[i];
+    p->server_alert[i] = (char)(desc[i] == ' ' ? '_' : desc[i]);
   p->server_alert[i] = '\0';
   /* A close_notify is not an error alert; EOF handling covers it. */
   if (strcmp(p->server_alert, "close_notify") == 0)

@@ -31,8 +31,9 @@ static const px__test_t px__tests[] = {
 
 static int px__timeout_s(void) {
   const char *s = getenv("PX_TEST_TIMEOUT");
-  int v = s ? atoi(s) : 0;
-  return v > 0 ? v : 60;
+  char *end = NULL;
+  long v = s ? strtol(s, &end, 10) : 0;
+  return s != NULL && *end == '\0' && v > 0 && v <= 86400 ? (int)v : 60;
 }
 
 /* Runs one test in a child; returns 0 pass, 77 skip, 1 fail. */

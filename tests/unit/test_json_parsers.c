@@ -116,7 +116,7 @@ PX_TEST(json_tokenizer) {
   p += sprintf(p, "{");
   for (int i = 0; i < N; i++)
     p += sprintf(p, "%s\"k%d\":1", i ? "," : "", i);
-  strcpy(p, "}");
+  memcpy(p, "}", sizeof("}"));
   assert_int_equal(px_json_tokenize(big, strlen(big), &d, 0, why, sizeof(why)), 0);
   assert_int_equal(d.tok[0].size, N);
   px_jdoc_free(&d);

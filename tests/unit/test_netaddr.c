@@ -145,7 +145,7 @@ PX_TEST(target_parse_invalid) {
   }
   char label[80];
   memset(label, 'a', 64);
-  strcpy(label + 64, ".com");
+  memcpy(label + 64, ".com", sizeof(".com"));
   const char *reason = NULL;
   assert_int_equal(px_target_parse(label, 443, &t, &reason), -EINVAL);
   assert_string_equal(reason, "label longer than 63 characters");

@@ -166,7 +166,7 @@ PX_TEST(signer_process_signs_and_holds_the_key) {
   struct dirent *e;
   while ((e = readdir(fds)) != NULL)
     if (e->d_name[0] != '.')
-      assert_true(atoi(e->d_name) <= 3);
+      assert_true(strtol(e->d_name, NULL, 10) <= 3);
   closedir(fds);
   px_signer_stop(&s);
   /* A second start reuses the key made by the first. */

@@ -210,7 +210,7 @@ PX_TEST(x509_judge_collects_all_errors) {
   /* Expired AND from an unknown root AND for another name: every error is
    * recorded, and the failure names the chain problem first. */
   px__kc_t leaf = px__make("/CN=old.example.test", &other, "DNS:old.example.test", false,
-                           -86400 * 30, -86400);
+                           -86400L * 30, -86400);
   X509_STORE *store = px__store(root.cert);
   STACK_OF(X509) *chain = px__chain(leaf.cert, NULL);
   px_x509_verdict_t v;
@@ -238,7 +238,7 @@ PX_TEST(x509_judge_collects_all_errors) {
 
   /* Expired but from the trusted root: an invalid certificate. */
   px__kc_t expired = px__make("/CN=www.example.test", &root, "DNS:www.example.test", false,
-                              -86400 * 30, -86400);
+                              -86400L * 30, -86400);
   chain = px__chain(expired.cert, NULL);
   assert_int_equal(px_x509_judge(store, chain, "www.example.test", 0, &v), 0);
   assert_int_equal(v.nerrors, 1);
@@ -287,16 +287,16 @@ PX_TEST(x509_judge_clock_offset) {
   (void)state;
   /* A certificate valid from tomorrow: a device whose clock is a day late
    * judges it "not yet valid" unless it corrects with the offset. */
-  px__kc_t root = px__make("/CN=Root", NULL, NULL, true, -86400 * 10, 86400 * 10);
+  px__kc_t root = px__make("/CN=Root", NULL, NULL, true, -86400L * 10, 86400L * 10);
   px__kc_t leaf = px__make("/CN=www.example.test", &root, "DNS:www.example.test", false,
-                           86400, 86400 * 5);
+                           86400, 86400L * 5);
   X509_STORE *store = px__store(root.cert);
   STACK_OF(X509) *chain = px__chain(leaf.cert, NULL);
   px_x509_verdict_t v;
   assert_int_equal(px_x509_judge(store, chain, "www.example.test", 0, &v), 0);
   assert_true(px__has_error(&v, X509_V_ERR_CERT_NOT_YET_VALID, 0));
   assert_string_equal(px_x509_verdict_failure(&v), "ssl_invalid_certificate");
-  assert_int_equal(px_x509_judge(store, chain, "www.example.test", time(NULL) + 2 * 86400, &v), 0);
+  assert_int_equal(px_x509_judge(store, chain, "www.example.test", time(NULL) + 2L * 86400, &v), 0);
   assert_true(px_x509_verdict_ok(&v));
   sk_X509_free(chain);
   X509_STORE_free(store);
@@ -306,10 +306,10 @@ PX_TEST(x509_judge_clock_offset) {
 
 PX_TEST(x509_judge_cache) {
   (void)state;
-  px__kc_t root = px__make("/CN=Root", NULL, NULL, true, -86400, 86400 * 30);
+  px__kc_t root = px__make("/CN=Root", NULL, NULL, true, -86400, 86400L * 30);
   /* Expires in 10 days: the cached verdict must not outlive that. */
   px__kc_t leaf = px__make("/CN=a.example.test", &root, "DNS:a.example.test,DNS:b.example.test",
-                           false, -60, 86400 * 10);
+                           false, -60, 86400L * 10);
   X509_STORE *store = px__store(root.cert);
   STACK_OF(X509) *chain = px__chain(leaf.cert, NULL);
   px_x509_judge_cache_t *cache = px_x509_judge_cache_new(16);
@@ -318,7 +318,7 @@ PX_TEST(x509_judge_cache) {
 
   assert_int_equal(px_x509_judge(store, chain, "a.example.test", now, &plain), 0);
   assert_true(plain.stable_from <= now && now < plain.stable_until);
-  assert_true(plain.stable_until <= now + 86400 * 10 + 1);
+  assert_true(plain.stable_until <= now + 86400L * 10 + 1);
   for (int round = 0; round < 2; round++) { /* miss, then hit */
     assert_int_equal(px_x509_judge_cached(cache, store, chain, "a.example.test", now, &cached), 0);
     assert_int_equal(cached.nerrors, plain.nerrors);
@@ -330,7 +330,7 @@ PX_TEST(x509_judge_cache) {
   assert_int_equal(px_x509_judge_cached(cache, store, chain, "b.example.test", now, &cached), 0);
   assert_true(cached.hostname_match);
   /* Past notAfter the cached "valid" is not reused. */
-  time_t later = now + 86400 * 11;
+  time_t later = now + 86400L * 11;
   assert_int_equal(px_x509_judge_cached(cache, store, chain, "a.example.test", later, &cached), 0);
   assert_true(px__has_error(&cached, X509_V_ERR_CERT_HAS_EXPIRED, 0));
   /* A different chain is a different key. */
