@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -73,6 +74,34 @@ static void px__usage(FILE *out) {
         "  -h, --help, --version\n"
         "\nThe collector never stores the uploader's IP address.\n",
         out);
+}
+
+/* Descriptors that are not connections: stdio, the listener, MHD's
+ * wake-up pipe, SQLite's files (writer, readers, analysis; each with its
+ * -wal and -shm), the geolocation databases. */
+#define PX__FD_RESERVE 64
+
+/* One descriptor per connection. Takes the hard open-file limit (systemd
+ * leaves the soft one at 1024 for the sake of select() users) and, when
+ * even that cannot hold --max-connections, lowers the connection limit so
+ * MHD refuses the excess cleanly instead of failing accept() with EMFILE. */
+static void px__fit_nofile(px_collector_config_t *cfg) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+    return;
+  if (rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0 || getrlimit(RLIMIT_NOFILE, &rl) != 0)
+      return;
+  }
+  if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur <= PX__FD_RESERVE ||
+      (rlim_t)cfg->max_connections + PX__FD_RESERVE <= rl.rlim_cur)
+    return;
+  unsigned fit = (unsigned)(rl.rlim_cur - PX__FD_RESERVE);
+  fprintf(stderr, "parallax-collector: open-file limit %llu: serving %u connections, not %u "
+                  "(raise LimitNOFILE / ulimit -n)\n",
+          (unsigned long long)rl.rlim_cur, fit, cfg->max_connections);
+  cfg->max_connections = fit;
 }
 
 /* Services whose interference has been documented, iCloud first (2014). */
@@ -286,6 +315,7 @@ int main(int argc, char **argv) {
     snprintf(dbbuf, sizeof(dbbuf), "sqlite:%s/collector.sqlite", state);
     db = dbbuf;
   }
+  px__fit_nofile(&c.cfg);
   if (px__load_targets(targets_file, &c.cfg, err, sizeof(err)) != 0) {
     fprintf(stderr, "parallax-collector: %s\n", err);
     return PX_EXIT_USAGE;

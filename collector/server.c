@@ -471,8 +471,11 @@ int px_server_start(px_collector_t *c, char *err, size_t errlen) {
   c->ipcounts = calloc(PX__IP_BUCKETS, sizeof(*c->ipcounts));
   if (c->ipcounts == NULL)
     return -ENOMEM;
+  /* poll(), not select(): with select MHD drops every connection whose
+   * descriptor is 1024 or more, so --max-connections (and the unit's
+   * LimitNOFILE) could never be reached; the clients saw empty replies. */
   unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
-                   MHD_USE_ITC | MHD_USE_ERROR_LOG;
+                   MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
   if (c->cfg.listen.ss_family == AF_INET6)
     flags |= MHD_USE_IPv6;
   c->daemon = MHD_start_daemon(
