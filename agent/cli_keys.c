@@ -186,6 +186,8 @@ static void px__verify_export(px__verify_t *v, const char *path, char *data, siz
     char where[4200];
     lineno++;
     snprintf(where, sizeof(where), "%s:%zu", path, lineno);
+    /* An empty line (nl == p) has len 0; cppcheck 2.10 only sees nl == NULL. */
+    /* cppcheck-suppress knownConditionTrueFalse */
     if (len > 0) {
       json_t *line = json_loadb(p, len, JSON_REJECT_DUPLICATES, NULL);
       json_t *content = json_object_get(line, "content");
@@ -213,7 +215,6 @@ int px_cmd_verify(int argc, char **argv) {
   };
   px__verify_t v;
   const char *signers = NULL;
-  char err[512];
   int c;
 
   memset(&v, 0, sizeof(v));
@@ -239,6 +240,7 @@ int px_cmd_verify(int argc, char **argv) {
     return PX_EXIT_USAGE;
   }
   if (signers != NULL) {
+    char err[512];
     if (px_allowed_signers_load(signers, &v.signers, err, sizeof(err)) != 0) {
       fprintf(stderr, "parallax verify: %s\n", err);
       return PX_EXIT_USAGE;

@@ -109,8 +109,9 @@ int px_signer_start(px_signer_t *s, const char *key_path, bool create,
   memset(s, 0, sizeof(*s));
   s->fd = -1;
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
-    snprintf(err, errlen, "socketpair: %s", strerror(errno));
-    return -errno;
+    int e = errno; /* snprintf may change errno */
+    snprintf(err, errlen, "socketpair: %s", strerror(e));
+    return -e;
   }
   fflush(NULL);
   pid_t pid = fork();

@@ -40,7 +40,7 @@ int px_spool_add(px_spool_t *sp, const char *content, size_t n, const char *sign
                  char *name, size_t namelen) {
   uint8_t md[32];
   unsigned md_len;
-  char hex[65], stamp[PX_TIME_COMPACT_LEN], dir[4200], file[128], path[4400];
+  char hex[65], stamp[PX_TIME_COMPACT_LEN], dir[4200], file[128];
   EVP_Digest(content, n, md, &md_len, EVP_sha256(), NULL);
   px_hex_encode(md, 32, hex);
   px_time_format_compact(time(NULL), stamp);
@@ -54,6 +54,7 @@ int px_spool_add(px_spool_t *sp, const char *content, size_t n, const char *sign
   snprintf(file, sizeof(file), "%s.json", name);
   rc = px_write_file_atomic(dir, file, content, n, 0600);
   if (rc != 0) {
+    char path[4400];
     snprintf(path, sizeof(path), "%s/%s.json.sig", dir, name);
     unlink(path);
   }

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "common/json_util.h"
+#include "common/timeutil.h"
 #include "px_version.h"
 
 #define PX__RESPONSE_MAX ((size_t)64 * 1024)
@@ -202,7 +203,7 @@ int px_upload_drain(px_uploader_t *u, px_spool_t *sp, bool respect_backoff,
       px_upload_one(u, content, n, sig, &o);
       if (o.result != PX_UPLOAD_RETRY || attempt + 1 >= PX__TRIES)
         break;
-      usleep((useconds_t)(px__backoff(0.5, attempt, 4.0) * 1e6));
+      px_sleep_ms((unsigned)(px__backoff(0.5, attempt, 4.0) * 1e3));
     }
     free(content);
     free(sig);

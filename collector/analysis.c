@@ -12,6 +12,7 @@
 #include "common/json_util.h"
 #include "common/netaddr.h"
 #include "common/target.h"
+#include "common/timeutil.h"
 
 #define PX__BATCH 200
 
@@ -336,7 +337,7 @@ int px_analysis_catch_up(px_analysis_t *a, unsigned timeout_ms) {
     if (waited >= timeout_ms)
       return -ETIMEDOUT;
     px__poke(a);
-    usleep(10000);
+    px_sleep_ms(10);
     if (px_store_analysis_progress(a->store, &analyzed, &newest) != 0)
       return -EIO;
   }

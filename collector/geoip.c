@@ -116,7 +116,7 @@ static unsigned px__sample(const MMDB_s *db) {
     if (node >= db->metadata.node_count || MMDB_read_node(db, node, &sn) != MMDB_SUCCESS)
       continue;
     uint64_t rec[2] = {sn.right_record, sn.left_record};
-    uint8_t type[2] = {sn.right_record_type, sn.left_record_type};
+    const uint8_t type[2] = {sn.right_record_type, sn.left_record_type};
     MMDB_entry_s *entry[2] = {&sn.right_record_entry, &sn.left_record_entry};
     for (int i = 0; i < 2; i++) {
       if (type[i] == MMDB_RECORD_TYPE_SEARCH_NODE && depth < sizeof(stack) / sizeof(stack[0]))

@@ -85,6 +85,9 @@ void px_client_address(const struct sockaddr *peer, const char *xff,
       b--;
     size_t n = (size_t)(b - a);
     struct sockaddr_storage ss;
+    /* n is 0 for an empty hop (",,"); cppcheck 2.10 drops the loop's
+     * second condition and believes it always is. */
+    /* cppcheck-suppress knownConditionTrueFalse */
     if (n == 0 || n >= sizeof(hop))
       return; /* garbage: keep the last address we could believe */
     memcpy(hop, a, n);

@@ -78,3 +78,9 @@ double px_elapsed_seconds(uint64_t from_ns, uint64_t to_ns) {
     return 0.0;
   return round((double)(to_ns - from_ns) / 1e3) / 1e6;
 }
+
+void px_sleep_ms(unsigned ms) {
+  struct timespec left = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+  while (nanosleep(&left, &left) != 0 && errno == EINTR)
+    ;
+}

@@ -23,4 +23,8 @@ int px_time_parse_utc(const char *s, time_t *out);
  * microsecond so the JSON shows no binary-fraction noise. */
 double px_elapsed_seconds(uint64_t from_ns, uint64_t to_ns);
 
+/* Sleeps ms milliseconds, signals or not. (usleep is gone from POSIX 2008
+ * and may refuse a second or more.) */
+void px_sleep_ms(unsigned ms);
+
 #endif

@@ -75,13 +75,13 @@ static json_t *px__san_json(X509 *cert) {
     const GENERAL_NAME *gn = sk_GENERAL_NAME_value(names, i);
     const ASN1_STRING *s = NULL;
     const char *prefix = "";
-    char text[PX_TIME_ISO_LEN + 64];
     switch (gn->type) {
     case GEN_DNS: s = gn->d.dNSName; break;
     case GEN_EMAIL: s = gn->d.rfc822Name; prefix = "email:"; break;
     case GEN_URI: s = gn->d.uniformResourceIdentifier; prefix = "URI:"; break;
     case GEN_IPADD: {
       const ASN1_OCTET_STRING *ip = gn->d.iPAddress;
+      char text[PX_TIME_ISO_LEN + 64];
       int af = ip->length == 4 ? AF_INET : ip->length == 16 ? AF_INET6 : 0;
       if (af != 0 && inet_ntop(af, ip->data, text, sizeof(text)) != NULL)
         json_array_append_new(arr, json_string(text));
@@ -130,7 +130,7 @@ int px_x509_sha256_hex(X509 *cert, char out[65]) {
 
 json_t *px_x509_cert_json(X509 *cert) {
   unsigned char *der = NULL, *spki = NULL;
-  char sha[65], spki_sha[65];
+  char sha[65];
   int der_len = i2d_X509(cert, &der);
   if (der_len <= 0)
     return NULL;
@@ -144,6 +144,7 @@ json_t *px_x509_cert_json(X509 *cert) {
 
   int spki_len = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(cert), &spki);
   if (spki_len > 0) {
+    char spki_sha[65];
     px__sha256_hex(spki, (size_t)spki_len, spki_sha);
     json_object_set_new(item, "spki_sha256", json_string(spki_sha));
   } else {

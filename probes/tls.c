@@ -313,10 +313,10 @@ static int px__start_handshake(px__tls_probe_t *p) {
 
 static void px__connect_cb(uv_connect_t *req, int status) {
   px__tls_probe_t *p = req->data;
-  char buf[PX_FAILURE_MAX];
   if (p->state != PX__CONNECTING)
     return; /* timed out and closed: already recorded */
   if (status < 0) {
+    char buf[PX_FAILURE_MAX];
     px__record_connect(p, px_failure_from_errno(status, buf, sizeof(buf)));
     px__finish(p);
     return;

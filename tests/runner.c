@@ -12,6 +12,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/timeutil.h"
+
 #define PX_TEST_ENTRY(name, needs) PX_TEST(name);
 #include "tests/test-list.h"
 #undef PX_TEST_ENTRY
@@ -66,7 +68,7 @@ static int px__run_one(const px__test_t *t) {
       fprintf(stderr, "[ TIMEOUT  ] %s: killed after %d s\n", t->name, px__timeout_s());
       return 1;
     }
-    usleep(10000);
+    px_sleep_ms(10);
   }
   if (WIFSIGNALED(status)) {
     fprintf(stderr, "[ CRASHED  ] %s: signal %d\n", t->name, WTERMSIG(status));

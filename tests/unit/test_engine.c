@@ -9,7 +9,6 @@
 
 typedef struct {
   json_t *out; /* array of measurements */
-  unsigned parallel;
   unsigned max_inflight;
   int base_fds, max_fds;
 } px__sink_t;
@@ -78,7 +77,7 @@ PX_TEST(engine_runs_targets) {
   px_run_info_t run;
   char err[256];
   struct sockaddr_storage resolver, mitm;
-  px__sink_t sink = {json_array(), 2, 0, 0, 0};
+  px__sink_t sink = {.out = json_array()};
   (void)state;
   px_test_require_peers();
   assert_int_equal(px_tls_context_init(&tls, px_test_peers_path("pki/ca.pem"), err, sizeof(err)), 0);
@@ -161,7 +160,7 @@ PX_TEST(engine_bounded_resources) {
   px_run_info_t run;
   char err[256];
   struct sockaddr_storage addrs[2];
-  px__sink_t sink = {json_array(), 8, 0, 0, 0};
+  px__sink_t sink = {.out = json_array()};
   enum { N = 120 };
   const char *inputs[N];
   (void)state;

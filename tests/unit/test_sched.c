@@ -23,7 +23,7 @@ static void px__start(px_sched_op_t *sop) {
 PX_TEST(sched_limit_and_order) {
   px_sched_t s;
   px__op_t ops[10];
-  int log[10], nlog = 0;
+  int log[10] = {0}, nlog = 0;
   unsigned max_inflight = 0;
   (void)state;
   px_sched_init(&s, 3);

@@ -17,7 +17,8 @@ static json_t *px__sum(const char *answers /* "ip ip" or NULL: no answer */) {
   if (answers != NULL) {
     char buf[256];
     snprintf(buf, sizeof(buf), "%s", answers);
-    for (char *t = strtok(buf, " "); t != NULL; t = strtok(NULL, " "))
+    char *save = NULL;
+    for (char *t = strtok_r(buf, " ", &save); t != NULL; t = strtok_r(NULL, " ", &save))
       json_array_append_new(addrs, json_string(t));
   }
   json_object_set_new(dns, "answered", json_boolean(json_array_size(addrs) > 0));

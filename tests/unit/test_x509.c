@@ -36,7 +36,8 @@ static px__kc_t px__make(const char *subject, const px__kc_t *issuer, const char
   X509_NAME *name = X509_NAME_new();
   char buf[256];
   snprintf(buf, sizeof(buf), "%s", subject);
-  for (char *tok = strtok(buf, "/"); tok != NULL; tok = strtok(NULL, "/")) {
+  char *save = NULL;
+  for (char *tok = strtok_r(buf, "/", &save); tok != NULL; tok = strtok_r(NULL, "/", &save)) {
     char *eq = strchr(tok, '=');
     *eq = '\0';
     X509_NAME_add_entry_by_txt(name, tok, MBSTRING_UTF8, (unsigned char *)eq + 1, -1, -1, 0);
