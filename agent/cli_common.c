@@ -3,10 +3,13 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "agent/cli_measure.h"
 #include "agent/rotate.h"
+#include "agent/runstate.h"
+#include "agent/scrub.h"
 #include "common/encoding.h"
 #include "common/log.h"
 #include "common/netaddr.h"
@@ -154,9 +157,34 @@ int px_agent_state(px_agent_opts_t *o, char *err, size_t errlen) {
   if (rc != 0)
     return rc;
   rc = px_mkdirs(o->state_dir, 0700);
-  if (rc != 0)
+  if (rc != 0) {
     snprintf(err, errlen, "cannot create state directory %s: %s", o->state_dir, strerror(-rc));
-  return rc;
+    return rc;
+  }
+  struct stat st;
+  if (!o->state_read_only && geteuid() == 0 && stat(o->state_dir, &st) == 0 && st.st_uid != 0) {
+    snprintf(err, errlen,
+             "%s belongs to uid %lu (the service's user), and files root writes there would "
+             "lock the service out; run the command as that user: systemd-run --pipe --wait "
+             "-p DynamicUser=yes -p User=parallax -p StateDirectory=parallax parallax ...",
+             o->state_dir, (unsigned long)st.st_uid);
+    return -EPERM;
+  }
+  return 0;
+}
+
+void px_agent_known_addresses(const px_agent_opts_t *o, px_scrub_t *s) {
+  if (px_scrub_add_local(s) != 0)
+    px_log(PX_LOG_WARNING, "cannot list this machine's addresses: %s", strerror(errno));
+  json_t *seen = px_public_addresses_load(o->state_dir);
+  size_t i;
+  json_t *v;
+  json_array_foreach(seen, i, v)
+    if (json_is_string(v))
+      px_scrub_add(s, json_string_value(v));
+  json_decref(seen);
+  if (o->public_address != NULL && strcmp(o->public_address, "unknown") != 0)
+    px_scrub_add(s, o->public_address);
 }
 
 void px_agent_key_path(const px_agent_opts_t *o, char *out, size_t n) {

@@ -29,6 +29,7 @@ typedef struct px_agent_opts {
   uint64_t max_bytes;
   int log_level;             /* PX_LOG_*, 0 for the default */
   const char *public_address; /* scrubbed like the check-in's echo; "unknown" */
+  bool state_read_only;      /* the command only reads the state (status) */
   char state_dir[4096]; /* resolved by px_agent_state() */
 } px_agent_opts_t;
 
@@ -56,7 +57,10 @@ extern const struct option px_agent_long_options[]; /* zero-terminated */
 int px_agent_apply(px_agent_opts_t *o, int code, const char *arg, char *err, size_t errlen);
 void px_agent_flags_usage(FILE *out, bool with_collector);
 
-/* Resolves and creates (0700) the state directory. */
+/* Resolves and creates (0700) the state directory. Root is refused a
+ * directory that belongs to another user (the service's dynamic user)
+ * unless the command only reads it: files root wrote there would lock the
+ * service out of its own key and spool. */
 int px_agent_state(px_agent_opts_t *o, char *err, size_t errlen);
 /* STATE_DIR/parallax_ed25519 */
 void px_agent_key_path(const px_agent_opts_t *o, char *out, size_t n);
@@ -64,6 +68,12 @@ void px_agent_key_path(const px_agent_opts_t *o, char *out, size_t n);
 /* Starts the signer (creating the key on first use) and opens the spool. */
 int px_agent_signing(px_agent_opts_t *o, px_signer_t *signer, px_spool_t *spool, char *err,
                      size_t errlen);
+
+struct px_scrub;
+/* This machine's addresses as far as the agent knows them without asking
+ * a collector: its interfaces', the public ones earlier check-ins reported
+ * and --public-address. Call after px_agent_state. */
+void px_agent_known_addresses(const px_agent_opts_t *o, struct px_scrub *s);
 
 /* Signs one measurement (its exact bytes) and spools it. */
 int px_agent_sign_and_spool(px_signer_t *signer, px_spool_t *spool, const char *content,

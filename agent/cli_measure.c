@@ -629,12 +629,25 @@ int px_cmd_measure(int argc, char **argv) {
       exit_code = PX_EXIT_RUNTIME;
       goto done;
     }
-    px_exec_t x = {.signer = &signer, .spool = &spool};
+    /* Scrubbed of what we know of our addresses; one that is about this
+     * machine stays in held/ (run, with a check-in, also learns the
+     * public address first). */
+    px_scrub_t scrub = {0};
+    char held_dir[4200];
+    size_t held = 0;
+    px_agent_known_addresses(&agent, &scrub);
+    snprintf(held_dir, sizeof(held_dir), "%s/held", agent.state_dir);
+    px_exec_t x = {.signer = &signer, .spool = &spool, .scrub = &scrub, .held_dir = held_dir,
+                   .held = &held};
     exit_code = px_measure_execute(&o, &x, "parallax measure");
     px_signer_stop(&signer);
+    if (held > 0)
+      fprintf(stderr, "parallax measure: %zu measurement(s) are about this machine and stay in "
+                      "%s\n", held, held_dir);
     /* Measurements are safe in the spool; an unreachable collector is
      * reported, not an error of the run. */
-    px_agent_upload(&agent, &spool, false, "parallax measure");
+    if (!agent.no_upload)
+      px_agent_upload(&agent, &spool, false, "parallax measure");
   }
 done:
   px_measure_opts_free(&o);

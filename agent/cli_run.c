@@ -132,7 +132,7 @@ done:
 static void px__checkin(px__round_t *r) {
   px_agent_opts_t *a = &r->agent;
   px_measure_opts_t *o = &r->o;
-  char err[512], cache[4200];
+  char err[512];
   /* Through a proxy or Tor the volunteer hides where they are: the
    * collector must not look at the address (it would see the proxy's). */
   bool geolocate = a->proxy == NULL;
@@ -158,6 +158,7 @@ static void px__checkin(px__round_t *r) {
     r->offset = 0;
     free(r->raw);
     r->raw = NULL;
+    char cache[4200];
     snprintf(cache, sizeof(cache), "%s/checkin.json", a->state_dir);
     if (px_read_file(cache, &r->raw, NULL) == 0) {
       px_log(PX_LOG_NOTICE, "using the last check-in (%s)", cache);
@@ -176,8 +177,8 @@ static void px__checkin(px__round_t *r) {
  * turn. */
 static int px__targets(px__round_t *r) {
   px_measure_opts_t *o = &r->o;
-  char err[256];
   if (r->have_checkin) {
+    char err[256];
     if (!o->cc_set)
       memcpy(o->probe_cc, r->ci.probe_cc, sizeof(o->probe_cc));
     if (!o->asn_set)
@@ -217,24 +218,11 @@ static int px__targets(px__round_t *r) {
  * for a run that knows (unless the volunteer said "unknown" is fine). */
 static void px__scrub_setup(px__round_t *r) {
   px_agent_opts_t *a = &r->agent;
-  if (px_scrub_add_local(&r->scrub) != 0)
-    px_log(PX_LOG_WARNING, "cannot list this machine's addresses: %s", strerror(errno));
   bool fresh = strcmp(r->source, "collector") == 0 && r->ci.client_address[0] != '\0';
-  if (fresh) {
-    px_scrub_add(&r->scrub, r->ci.client_address);
+  if (fresh)
     px_public_address_remember(a->state_dir, r->ci.client_address);
-  }
-  json_t *seen = px_public_addresses_load(a->state_dir);
-  size_t i;
-  json_t *v;
-  json_array_foreach(seen, i, v)
-    if (json_is_string(v))
-      px_scrub_add(&r->scrub, json_string_value(v));
-  json_decref(seen);
-  bool configured = a->public_address != NULL;
-  if (configured && strcmp(a->public_address, "unknown") != 0)
-    px_scrub_add(&r->scrub, a->public_address);
-  if (!fresh && !configured) {
+  px_agent_known_addresses(a, &r->scrub);
+  if (!fresh && a->public_address == NULL) {
     r->hold_all = PX_HELD_UNKNOWN_PUBLIC ": the check-in did not say which address the "
                   "collector sees (collector unreachable, or uploads go through a proxy); "
                   "set public_address in the config to upload anyway";

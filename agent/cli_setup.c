@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "agent/cli_common.h"
@@ -164,6 +165,16 @@ static int px__key(px_agent_opts_t *agent, char *key_id, char *err, size_t errle
     int rc = px_key_generate(path, &pub, err, errlen);
     if (rc != 0)
       return rc;
+    /* Root setting up a directory the service already owns: the key must
+     * be the service's, or it could not load it. */
+    struct stat st;
+    if (geteuid() == 0 && stat(agent->state_dir, &st) == 0 && st.st_uid != 0) {
+      snprintf(pubpath, sizeof(pubpath), "%s.pub", path);
+      if (chown(path, st.st_uid, st.st_gid) != 0 || chown(pubpath, st.st_uid, st.st_gid) != 0) {
+        snprintf(err, errlen, "cannot give the key to the service's user: %s", strerror(errno));
+        return -errno;
+      }
+    }
   } else {
     snprintf(pubpath, sizeof(pubpath), "%s.pub", path);
     if (px_read_file(pubpath, &line, NULL) != 0 || px_ssh_pubkey_parse(line, &pub) != 0) {
@@ -179,6 +190,7 @@ static int px__key(px_agent_opts_t *agent, char *key_id, char *err, size_t errle
 
 static int px__withdraw(px_agent_opts_t *agent) {
   char err[512];
+  agent->state_read_only = true;
   if (px_agent_state(agent, err, sizeof(err)) != 0) {
     fprintf(stderr, "parallax setup: %s\n", err);
     return PX_EXIT_RUNTIME;
@@ -192,7 +204,8 @@ static int px__withdraw(px_agent_opts_t *agent) {
   printf("Consent withdrawn: `parallax run` (and the timer) will not measure any more.\n"
          "This agent's key and any measurements not yet uploaded are in %s;\n"
          "delete that directory to remove them. Measurements already published stay\n"
-         "published (CC BY 4.0); the collector's operator can withdraw them by key id.\n",
+         "published (CC BY 4.0); for anything more, write to the collector's operator\n"
+         "with this agent's key id (parallax status shows it).\n",
          agent->state_dir);
   return PX_EXIT_OK;
 }
@@ -393,6 +406,9 @@ int px_cmd_setup(int argc, char **argv) {
       goto done;
     }
   }
+  /* Only the consent marker (readable by all) and, at most, a key that is
+   * handed to the directory's owner are written here. */
+  agent.state_read_only = true;
   if (px_agent_state(&agent, err, sizeof(err)) != 0 ||
       px__key(&agent, key_id, err, sizeof(err)) != 0) {
     fprintf(stderr, "parallax setup: %s\n", err);

@@ -111,7 +111,8 @@ int px_cmd_submit(int argc, char **argv) {
           signer.pub.key_id);
   if (bad > 0)
     code = PX_EXIT_RUNTIME;
-  if (agent.collector != NULL && px_agent_upload(&agent, &spool, false, prog) != 0 &&
+  if (agent.collector != NULL && !agent.no_upload &&
+      px_agent_upload(&agent, &spool, false, prog) != 0 &&
       code == PX_EXIT_OK)
     code = PX_EXIT_RUNTIME;
   return code;
@@ -235,6 +236,7 @@ int px_cmd_status(int argc, char **argv) {
                        argc, argv, &agent);
   if (code >= 0)
     return code;
+  agent.state_read_only = true;
   px_spool_t spool;
   if (px_agent_state(&agent, err, sizeof(err)) != 0 ||
       px_spool_open(&spool, agent.state_dir, err, sizeof(err)) != 0) {

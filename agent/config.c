@@ -65,8 +65,9 @@ static int px__fail(px__load_t *l, const char *fmt, ...) {
   return 0; /* stop libinih */
 }
 
-/* One option by its long name, with one value. */
-static int px__apply(px__load_t *l, const char *name, const char *value) {
+/* One option by its long name (as written: name, normalised: key), with
+ * one value. */
+static int px__apply(px__load_t *l, const char *written, const char *name, const char *value) {
   const struct option *tables[2] = {px_measure_long_options, px_agent_long_options};
   char err[256];
   for (int t = 0; t < 2; t++) {
@@ -101,7 +102,7 @@ static int px__apply(px__load_t *l, const char *name, const char *value) {
       return 1;
     }
   }
-  return px__fail(l, "unknown key '%s' (see parallax.conf(5))", name);
+  return px__fail(l, "unknown key '%s' (see parallax.conf(5))", written);
 }
 
 static int px__handler(void *user, const char *section, const char *name, const char *value) {
@@ -123,7 +124,7 @@ static int px__handler(void *user, const char *section, const char *name, const 
               strcmp(key, "targets") == 0 || strcmp(key, "collector") == 0;
   if (!list) {
     char *kept = px__keep(l, value, strlen(value));
-    return kept ? px__apply(l, key, kept) : px__fail(l, "%s", "out of memory");
+    return kept ? px__apply(l, name, key, kept) : px__fail(l, "%s", "out of memory");
   }
   for (const char *p = value; *p != '\0';) {
     p += strspn(p, " \t,");
@@ -143,7 +144,7 @@ static int px__handler(void *user, const char *section, const char *name, const 
         return px__fail(l, "%s", "out of memory");
       l->cfg->targets = grown;
       l->cfg->targets[l->cfg->ntargets++] = item;
-    } else if (!px__apply(l, key, item) || l->failed) {
+    } else if (!px__apply(l, name, key, item) || l->failed) {
       return 0;
     }
     p += len;

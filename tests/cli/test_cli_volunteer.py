@@ -250,6 +250,36 @@ class Volunteer(pxtest.TestCase):
         self.assertNotIn("<4>", p.stderr)
         self.assertNotIn("check-in with", p.stderr)
 
+    def test_root_leaves_the_services_state_alone(self):
+        if os.geteuid() != 0:
+            self.skipTest("needs root to own files as another user")
+        c = self.collector()
+        self.setup("--collector", c.url, *self.world())
+        # As after the service's first round: its dynamic user owns it all.
+        for base, dirs, files in os.walk(self.state):
+            for name in dirs + files:
+                os.chown(os.path.join(base, name), 4242, 4242)
+        os.chown(self.state, 4242, 4242)
+        for cmd in (["upload", "--collector", c.url], ["keygen", "--rotate"],
+                    ["run", "--config", self.config, "icloud.com"]):
+            p = self.px(*cmd, "--state-dir", self.state, ok=(1, 2))
+            self.assertIn("belongs to uid 4242", p.stderr, cmd)
+        root_owned = [os.path.join(b, n) for b, d, f in os.walk(self.state) for n in d + f
+                      if os.stat(os.path.join(b, n)).st_uid == 0]
+        self.assertEqual(root_owned, [])
+        # Reading is fine.
+        self.assertIn("consent: given", self.px("status", "--state-dir", self.state).stdout)
+
+    def test_measure_with_collector_scrubs_and_respects_no_upload(self):
+        c = self.collector()
+        os.makedirs(self.state)
+        p = self.px("measure", "--state-dir", self.state, "--collector", c.url, "--no-upload",
+                    *self.world(), "www.example.test")
+        self.assertEqual(len(self.spooled_inputs()), 1, p.stderr)
+        self.assertEqual(json.loads(cl.get(c.api("/api/v1/measurements"))[2])["results"], [])
+        self.px("upload", "--state-dir", self.state, "--collector", c.url)
+        self.assertEqual(len(json.loads(cl.get(c.api("/api/v1/measurements"))[2])["results"]), 1)
+
     # ---- a new identity ---------------------------------------------------
 
     def test_keygen_rotate_reaches_allowed_signers(self):
