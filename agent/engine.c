@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "agent/engine_internal.h"
+#include "common/log.h"
 
 static void px__teardown(px__engine_t *eng) {
   if (eng->torn_down)
@@ -63,9 +64,8 @@ static void px__budget_spent(px__engine_t *eng, const char *which) {
     return;
   eng->spent = which;
   if (eng->next_target < eng->ntargets)
-    fprintf(stderr, "parallax: %s reached: %zu of %zu target(s) not started, finishing %u "
-                    "in flight\n", which, eng->ntargets - eng->next_target, eng->ntargets,
-            eng->active_jobs);
+    px_log(PX_LOG_NOTICE, "%s reached: %zu of %zu target(s) not started, finishing %u in flight",
+           which, eng->ntargets - eng->next_target, eng->ntargets, eng->active_jobs);
   px__admit(eng);
 }
 
