@@ -122,14 +122,23 @@ static int px__load_targets(const char *path, px_collector_config_t *cfg, char *
     cfg->targets = calloc(n, sizeof(char *));
     if (cfg->targets == NULL)
       return -ENOMEM;
-    for (size_t i = 0; i < n; i++)
-      cfg->targets[cfg->ntargets++] = strdup(px__default_targets[i]);
+    for (size_t i = 0; i < n; i++) {
+      /* Every target is compared by name later: none may be NULL. */
+      if ((cfg->targets[i] = strdup(px__default_targets[i])) == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+      }
+      cfg->ntargets++;
+    }
     return 0;
   }
   FILE *f = fopen(path, "r");
   if (f == NULL) {
-    snprintf(err, errlen, "--targets: cannot open '%s': %s", path, strerror(errno));
-    return -errno;
+    int e = errno; /* snprintf may change errno */
+    char why[128]; /* strerror_r (GNU): threads run once serving */
+    snprintf(err, errlen, "--targets: cannot open '%s': %s", path,
+             strerror_r(e, why, sizeof(why)));
+    return -e;
   }
   char *line = NULL;
   size_t cap = 0;
@@ -150,19 +159,23 @@ static int px__load_targets(const char *path, px_collector_config_t *cfg, char *
       break;
     }
     char **grown = realloc(cfg->targets, (cfg->ntargets + 1) * sizeof(char *));
-    if (grown == NULL) {
+    if (grown != NULL)
+      cfg->targets = grown;
+    if (grown == NULL || (cfg->targets[cfg->ntargets] = strdup(s)) == NULL) {
+      snprintf(err, errlen, "out of memory");
       rc = -ENOMEM;
       break;
     }
-    cfg->targets = grown;
-    cfg->targets[cfg->ntargets++] = strdup(s);
+    cfg->ntargets++;
   }
   free(line);
   fclose(f);
   return rc;
 }
 
-int main(int argc, char **argv) {
+/* Everything main does, with c's configuration left for main to free, so
+ * that no exit path (usage errors included) leaks what parsing collected. */
+static int px__main(int argc, char **argv, px_collector_t *c) {
   enum { O_LISTEN = 256, O_DB, O_STATE, O_MAXBODY, O_MAXCONN, O_PERIP, O_TIMEOUT, O_PROXY,
          O_PUBLIC, O_VERSION, O_CAFILE, O_TARGETS, O_NONPUBLIC, O_GEOIP };
   static const struct option opts[] = {
@@ -183,9 +196,8 @@ int main(int argc, char **argv) {
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
-  px_collector_t c;
   const char *db = NULL, *state_flag = NULL, *ca_file = NULL, *targets_file = NULL;
-  char err[512], state[4096], dbbuf[4200];
+  char err[512], why[128], dbbuf[4200];
   unsigned long v;
   int opt;
 
@@ -198,14 +210,15 @@ int main(int argc, char **argv) {
   sigaddset(&stop_signals, SIGINT);
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
-  memset(&c, 0, sizeof(c));
-  px_addr_parse_hostport("127.0.0.1:8080", 8080, &c.cfg.listen);
-  c.cfg.max_body = 1 << 20;
-  c.cfg.max_connections = 1024;
-  c.cfg.per_ip_limit = 64;
-  c.cfg.timeout_s = 30;
+  px_addr_parse_hostport("127.0.0.1:8080", 8080, &c->cfg.listen);
+  c->cfg.max_body = 1 << 20;
+  c->cfg.max_connections = 1024;
+  c->cfg.per_ip_limit = 64;
+  c->cfg.timeout_s = 30;
 
   opterr = 0;
+  /* Before the first thread starts: getopt's static state is ours alone. */
+  /* NOLINTNEXTLINE(concurrency-mt-unsafe) */
   while ((opt = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
     switch (opt) {
     case 'h':
@@ -215,7 +228,7 @@ int main(int argc, char **argv) {
       printf("parallax-collector %s\n", PX_SOFTWARE_VERSION);
       return PX_EXIT_OK;
     case O_LISTEN:
-      if (px_addr_parse_hostport(optarg, 8080, &c.cfg.listen) != 0) {
+      if (px_addr_parse_hostport(optarg, 8080, &c->cfg.listen) != 0) {
         fprintf(stderr, "parallax-collector: --listen: '%s' is not ADDR:PORT\n", optarg);
         return PX_EXIT_USAGE;
       }
@@ -231,7 +244,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "parallax-collector: --max-body: 1024 to 1073741824 bytes\n");
         return PX_EXIT_USAGE;
       }
-      c.cfg.max_body = v;
+      c->cfg.max_body = v;
       break;
     case O_MAXCONN:
     case O_PERIP:
@@ -241,11 +254,11 @@ int main(int argc, char **argv) {
         return PX_EXIT_USAGE;
       }
       if (opt == O_MAXCONN)
-        c.cfg.max_connections = (unsigned)v;
+        c->cfg.max_connections = (unsigned)v;
       else if (opt == O_PERIP)
-        c.cfg.per_ip_limit = (unsigned)v;
+        c->cfg.per_ip_limit = (unsigned)v;
       else
-        c.cfg.timeout_s = (unsigned)v;
+        c->cfg.timeout_s = (unsigned)v;
       break;
     case O_PROXY: {
       px_cidr_t cidr;
@@ -253,11 +266,11 @@ int main(int argc, char **argv) {
         fprintf(stderr, "parallax-collector: --trusted-proxy: '%s' is not a CIDR range\n", optarg);
         return PX_EXIT_USAGE;
       }
-      px_cidr_t *t = realloc(c.cfg.trusted, (c.cfg.ntrusted + 1) * sizeof(*t));
+      px_cidr_t *t = realloc(c->cfg.trusted, (c->cfg.ntrusted + 1) * sizeof(*t));
       if (t == NULL)
         return PX_EXIT_RUNTIME;
-      t[c.cfg.ntrusted++] = cidr;
-      c.cfg.trusted = t;
+      t[c->cfg.ntrusted++] = cidr;
+      c->cfg.trusted = t;
       break;
     }
     case O_CAFILE:
@@ -271,13 +284,12 @@ int main(int argc, char **argv) {
       targets_file = optarg;
       break;
     case O_NONPUBLIC:
-      c.cfg.allow_nonpublic = true;
+      c->cfg.allow_nonpublic = true;
       break;
     case O_GEOIP: {
       unsigned what;
-      if (px_geoip_add(&c.cfg.geoip, optarg, &what, err, sizeof(err)) != 0) {
+      if (px_geoip_add(&c->cfg.geoip, optarg, &what, err, sizeof(err)) != 0) {
         fprintf(stderr, "parallax-collector: --geoip-db: %s\n", err);
-        px_geoip_free(c.cfg.geoip);
         return PX_EXIT_USAGE;
       }
       fprintf(stderr, "parallax-collector: geolocation from %s:%s%s\n", optarg,
@@ -289,7 +301,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "parallax-collector: --public-url: an http:// or https:// URL\n");
         return PX_EXIT_USAGE;
       }
-      c.cfg.public_url = optarg;
+      c->cfg.public_url = optarg;
       break;
     default:
       fprintf(stderr, "parallax-collector: %s '%s' (see --help)\n",
@@ -302,6 +314,7 @@ int main(int argc, char **argv) {
     return PX_EXIT_USAGE;
   }
   if (db == NULL) {
+    char state[4096];
     if (px_state_dir_resolve(state_flag, "parallax-collector", state, sizeof(state), err,
                              sizeof(err)) != 0) {
       fprintf(stderr, "parallax-collector: %s\n", err);
@@ -309,36 +322,36 @@ int main(int argc, char **argv) {
     }
     int rc = px_mkdirs(state, 0700);
     if (rc != 0) {
-      fprintf(stderr, "parallax-collector: cannot create %s: %s\n", state, strerror(-rc));
+      fprintf(stderr, "parallax-collector: cannot create %s: %s\n", state,
+              strerror_r(-rc, why, sizeof(why)));
       return PX_EXIT_RUNTIME;
     }
     snprintf(dbbuf, sizeof(dbbuf), "sqlite:%s/collector.sqlite", state);
     db = dbbuf;
   }
-  px__fit_nofile(&c.cfg);
-  if (px__load_targets(targets_file, &c.cfg, err, sizeof(err)) != 0) {
+  px__fit_nofile(&c->cfg);
+  if (px__load_targets(targets_file, &c->cfg, err, sizeof(err)) != 0) {
     fprintf(stderr, "parallax-collector: %s\n", err);
     return PX_EXIT_USAGE;
   }
-  if (px_store_open(db, &c.store, err, sizeof(err)) != 0) {
+  if (px_store_open(db, &c->store, err, sizeof(err)) != 0) {
     fprintf(stderr, "parallax-collector: %s\n", err);
     return strncmp(db, "sqlite:", 7) == 0 ? PX_EXIT_RUNTIME : PX_EXIT_USAGE;
   }
-  if (px_analysis_start(c.store, ca_file, &c.analysis, err, sizeof(err)) != 0) {
+  if (px_analysis_start(c->store, ca_file, &c->analysis, err, sizeof(err)) != 0) {
     fprintf(stderr, "parallax-collector: %s\n", err);
-    px_store_close(c.store);
+    px_store_close(c->store);
     return ca_file != NULL ? PX_EXIT_USAGE : PX_EXIT_RUNTIME;
   }
 
-  if (px_server_start(&c, err, sizeof(err)) != 0) {
+  if (px_server_start(c, err, sizeof(err)) != 0) {
     fprintf(stderr, "parallax-collector: %s\n", err);
-    px_analysis_stop(c.analysis);
-    px_store_close(c.store);
-    free(c.cfg.trusted);
+    px_analysis_stop(c->analysis);
+    px_store_close(c->store);
     return PX_EXIT_RUNTIME;
   }
   char addr[PX_ADDRSTRLEN];
-  px_addr_format((struct sockaddr *)&c.cfg.listen, addr, sizeof(addr));
+  px_addr_format((struct sockaddr *)&c->cfg.listen, addr, sizeof(addr));
   fprintf(stderr, "parallax-collector %s: listening on %s, database %s\n", PX_SOFTWARE_VERSION,
           addr, db);
 
@@ -348,19 +361,26 @@ int main(int argc, char **argv) {
   int notified = px_sd_notify(status);
   if (notified != 0)
     fprintf(stderr, "parallax-collector: cannot notify the service manager: %s\n",
-            strerror(-notified));
+            strerror_r(-notified, why, sizeof(why)));
 
-  int sig = px__wait_for_stop(&stop_signals, c.store);
+  int sig = px__wait_for_stop(&stop_signals, c->store);
   fprintf(stderr, "parallax-collector: %s: stopping (finishing requests in flight)\n",
-          strsignal(sig));
+          sigdescr_np(sig));
   px_sd_notify("STOPPING=1\nSTATUS=stopping: finishing requests in flight");
-  px_server_stop(&c);
-  px_analysis_stop(c.analysis);
-  px_store_close(c.store);
+  px_server_stop(c);
+  px_analysis_stop(c->analysis);
+  px_store_close(c->store);
+  return PX_EXIT_OK;
+}
+
+int main(int argc, char **argv) {
+  px_collector_t c;
+  memset(&c, 0, sizeof(c));
+  int code = px__main(argc, argv, &c);
   free(c.cfg.trusted);
   px_geoip_free(c.cfg.geoip);
   for (size_t i = 0; i < c.cfg.ntargets; i++)
     free(c.cfg.targets[i]);
   free(c.cfg.targets);
-  return PX_EXIT_OK;
+  return code;
 }
