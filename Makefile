@@ -2,10 +2,12 @@
 # jobs and makes sure the packages are there first.
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+FUZZ_TIME  ?= 300
 JOBS       ?= $(shell nproc)
 MAKEFLAGS  += --no-print-directory
 
-.PHONY: all deps build build-asan check check-plain check-asan demo bench fuzz install clean
+.PHONY: all deps build build-asan check check-plain check-asan demo bench fuzz install clean build-fuzz check-fuzz
 
 all: build
 
@@ -23,7 +25,7 @@ build-asan: deps
 # The whole suite twice: the plain build (plus valgrind on the main path)
 # and the ASan+UBSan build. The two runs share the loopback test world, so
 # they run one after the other.
-check: check-plain check-asan
+check: check-plain check-asan check-fuzz
 
 check-plain: build
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
@@ -32,6 +34,22 @@ check-asan: build-asan
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --output-on-failure -j$(JOBS)
+
+# The libFuzzer targets of tests/fuzz: clang, a configuration of their own
+# (the gcc builds are unaffected).
+build-fuzz:
+	@scripts/install-deps.sh --fuzz
+	@cmake -S . -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=clang -DPX_FUZZ=ON >/dev/null
+	@cmake --build $(FUZZ_BUILD) -j$(JOBS) --target px-fuzzers
+
+# Each target for a short, fixed number of runs over its corpus (every
+# crash found so far is in it): regressions fail the check.
+check-fuzz: build-fuzz
+	cd $(FUZZ_BUILD) && ctest --output-on-failure -j$(JOBS)
+
+# Each target for FUZZ_TIME seconds: executions, coverage and findings.
+fuzz: build-fuzz
+	@scripts/fuzz.sh $(FUZZ_BUILD) $(FUZZ_TIME)
 
 demo: build
 	@scripts/demo.sh $(BUILD)
@@ -45,4 +63,4 @@ install: build
 	cmake --install $(BUILD)
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

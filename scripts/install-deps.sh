@@ -20,10 +20,15 @@ packages=(
   # the researcher's verification script in docs/researcher.md, run by a test
   python3-cryptography
 )
-# make bench: load generation and signing at benchmark volume.
-if [ "${1:-}" = "--bench" ]; then
-  packages+=(wrk)
-fi
+for opt in "$@"; do
+  case $opt in
+    # make bench: load generation and signing at benchmark volume.
+    --bench) packages+=(wrk) ;;
+    # make fuzz, make check: libFuzzer comes with clang's runtime.
+    --fuzz) packages+=(clang libclang-rt-14-dev) ;;
+    *) echo "install-deps: unknown option $opt" >&2; exit 2 ;;
+  esac
+done
 
 missing=()
 for p in "${packages[@]}"; do

@@ -1,0 +1,125 @@
+/* collector/jsontok.c, the hand-written strict JSON tokenizer the
+ * collector runs on every uploaded measurement before anything else.
+ * Besides not crashing: every accessor is exercised on every token, and
+ * what it accepts Jansson (the analysis' reader) must read too, with the
+ * same strings, or a measurement could be stored that the comparison then
+ * silently ignores. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "collector/jsontok.h"
+#include "tests/fuzz/fuzz_common.h"
+
+int LLVMFuzzerInitialize(int *argc, char ***argv) {
+  (void)argc;
+  (void)argv;
+  return 0;
+}
+
+/* Walks the tree below idx in document order, checking each accessor
+ * against Jansson's value v. */
+static void px__walk(const px_jdoc_t *d, uint32_t idx, json_t *v) {
+  const px_jtok_t *t = &d->tok[idx];
+  switch (t->type) {
+  case PX_JT_OBJECT: {
+    if (!json_is_object(v) || json_object_size(v) != t->size)
+      px_fuzz_fail("object of %u members differs from Jansson's", t->size);
+    uint32_t k = idx + 1;
+    for (uint32_t m = 0; m < t->size; m++) {
+      size_t cap = (size_t)d->tok[k].len + 8;
+      char *key = malloc(cap);
+      int n = px_jstr(d, (int)k, key, cap);
+      if (n < 0)
+        px_fuzz_fail("px_jstr failed on a key with room to spare");
+      json_t *member = json_object_getn(v, key, (size_t)n);
+      if (member == NULL)
+        px_fuzz_fail("key \"%s\" unknown to Jansson", key);
+      if (memchr(key, '\0', (size_t)n) == NULL && n < 1000 &&
+          px_jobj_get(d, idx, key) != (int)(k + 1))
+        px_fuzz_fail("px_jobj_get does not find key \"%s\"", key);
+      free(key);
+      px__walk(d, k + 1, member);
+      k = d->tok[k + 1].next;
+    }
+    if (k != t->next)
+      px_fuzz_fail("object's next is %u, its members end at %u", t->next, k);
+    break;
+  }
+  case PX_JT_ARRAY: {
+    if (!json_is_array(v) || json_array_size(v) != t->size)
+      px_fuzz_fail("array of %u elements differs from Jansson's", t->size);
+    uint32_t e = idx + 1;
+    for (uint32_t i = 0; i < t->size; i++) {
+      if (i < 4 && px_jarr_get(d, idx, i) != (int)e)
+        px_fuzz_fail("px_jarr_get(%u) is wrong", i);
+      px__walk(d, e, json_array_get(v, i));
+      e = d->tok[e].next;
+    }
+    if (e != t->next)
+      px_fuzz_fail("array's next is %u, its elements end at %u", t->next, e);
+    break;
+  }
+  case PX_JT_STRING: {
+    size_t cap = (size_t)t->len + 8;
+    char *s = malloc(cap);
+    int n = px_jstr(d, (int)idx, s, cap);
+    if (n < 0 || !json_is_string(v) || (size_t)n != json_string_length(v) ||
+        memcmp(s, json_string_value(v), (size_t)n) != 0)
+      px_fuzz_fail("a string reads differently from Jansson's");
+    if (n < 1000 && !px_jstr_eq(d, (int)idx, s))
+      px_fuzz_fail("px_jstr_eq disagrees with px_jstr");
+    /* Too small a buffer is refused, never overrun. */
+    char small[4];
+    px_jstr(d, (int)idx, small, sizeof(small));
+    free(s);
+    break;
+  }
+  case PX_JT_NUMBER: {
+    double x;
+    int64_t i;
+    if (!json_is_number(v) || !px_jnum(d, (int)idx, &x))
+      px_fuzz_fail("a number Jansson does not read as one");
+    if (px_jint(d, (int)idx, &i) && json_is_integer(v) && json_integer_value(v) != i)
+      px_fuzz_fail("an integer reads differently from Jansson's");
+    break;
+  }
+  case PX_JT_TRUE:
+    if (!json_is_true(v))
+      px_fuzz_fail("true is not true");
+    break;
+  case PX_JT_FALSE:
+    if (!json_is_false(v))
+      px_fuzz_fail("false is not false");
+    break;
+  case PX_JT_NULL:
+    if (!json_is_null(v))
+      px_fuzz_fail("null is not null");
+    break;
+  default:
+    px_fuzz_fail("token of unknown type %u", t->type);
+  }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  const char *text = (const char *)data;
+  for (unsigned flags = 0; flags <= PX_JSON_COMPACT; flags += PX_JSON_COMPACT) {
+    px_jdoc_t doc;
+    char why[256];
+    if (px_json_tokenize(text, size, &doc, flags, why, sizeof(why)) != 0) {
+      if (doc.tok != NULL || doc.n != 0)
+        px_fuzz_fail("a refused document kept its tokens");
+      continue;
+    }
+    json_error_t jerr;
+    json_t *v = json_loadb(text, size, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
+    if (v == NULL)
+      px_fuzz_fail("tokenizer accepts what Jansson refuses: %s (line %d col %d)", jerr.text,
+                   jerr.line, jerr.column);
+    px__walk(&doc, 0, v);
+    if (doc.tok[0].next != doc.n)
+      px_fuzz_fail("the root's subtree is not the whole document");
+    json_decref(v);
+    px_jdoc_free(&doc);
+  }
+  return 0;
+}
