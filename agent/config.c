@@ -67,18 +67,18 @@ static int px__fail(px__load_t *l, const char *fmt, ...) {
 
 /* One option by its long name (as written: name, normalised: key), with
  * one value. */
-static int px__apply(px__load_t *l, const char *written, const char *name, const char *value) {
+static int px__apply(px__load_t *l, const char *name, const char *key, const char *value) {
   const struct option *tables[2] = {px_measure_long_options, px_agent_long_options};
   char err[256];
   for (int t = 0; t < 2; t++) {
     for (const struct option *o = tables[t]; o->name != NULL; o++) {
-      if (strcmp(o->name, name) != 0)
+      if (strcmp(o->name, key) != 0)
         continue;
       int code = o->val;
       if (o->has_arg == no_argument) {
         bool on;
         if (px__bool(value, &on) != 0)
-          return px__fail(l, "%s: expected yes or no", name);
+          return px__fail(l, "%s: expected yes or no", key);
         if (!on) {
           /* "system_resolver = no" and "upload = no" mean their --no- flag;
            * "no_upload = no" means --upload; the rest default to off. */
@@ -102,7 +102,7 @@ static int px__apply(px__load_t *l, const char *written, const char *name, const
       return 1;
     }
   }
-  return px__fail(l, "unknown key '%s' (see parallax.conf(5))", written);
+  return px__fail(l, "unknown key '%s' (see parallax.conf(5))", name);
 }
 
 static int px__handler(void *user, const char *section, const char *name, const char *value) {

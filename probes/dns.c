@@ -246,9 +246,8 @@ static void px__send(px__dns_lookup_t *lk) {
 }
 
 /* The signature is c-ares' ares_callback: abuf cannot be const here. */
-/* NOLINTNEXTLINE(readability-non-const-parameter) */
 static void px__ares_cb(void *arg, int status, int timeouts,
-                        unsigned char *abuf, int alen) {
+                        unsigned char *abuf, int alen) { /* NOLINT(readability-non-const-parameter) */
   px__dns_lookup_t *lk = arg;
   px_dns_resolver_t *r = lk->r;
   px_dns_exchange_t ex;
