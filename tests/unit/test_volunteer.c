@@ -125,7 +125,10 @@ static int px__load(const char *text, px_measure_opts_t *o, px_agent_opts_t *a, 
   memset(a, 0, sizeof(*a));
   memset(c, 0, sizeof(*c));
   err[0] = '\0';
-  return px_config_load(path, c, o, a, err, errlen);
+  int rc = px_config_load(path, c, o, a, err, errlen);
+  px_test_rmrf(d);
+  free(d);
+  return rc;
 }
 
 PX_TEST(config_keys_and_errors) {
@@ -227,6 +230,8 @@ PX_TEST(run_lock_records_and_cursor) {
   assert_int_equal(json_array_size(seen), PX_PUBLIC_KEPT);
   assert_string_equal(json_string_value(json_array_get(seen, PX_PUBLIC_KEPT - 1)), "198.51.100.5");
   json_decref(seen);
+  px_test_rmrf(d);
+  free(d);
 }
 
 PX_TEST(held_measurements) {
@@ -237,4 +242,6 @@ PX_TEST(held_measurements) {
   assert_int_equal(px_held_add(dir, "{\"a\":1}", 7, "about this machine"), 0);
   assert_int_equal(px_held_add(dir, "{\"a\":2}", 7, PX_HELD_UNKNOWN_PUBLIC ": x"), 0);
   assert_int_equal(px_held_count(dir), 2);
+  px_test_rmrf(d);
+  free(d);
 }
