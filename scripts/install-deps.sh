@@ -8,6 +8,9 @@ packages=(
   gcc make cmake pkg-config
   libuv1-dev libc-ares-dev libssl-dev libjansson-dev libcmocka-dev
   libcurl4-openssl-dev libmicrohttpd-dev libsqlite3-dev libinih-dev libmaxminddb-dev
+  # static analysis in make check (tests/static/run.sh; clang-tidy brings
+  # run-clang-tidy for the parallel run)
+  cppcheck clang-tidy
   # test peers and tools
   openssl dnsmasq-base nginx-light gnutls-bin iproute2
   python3 python3-jsonschema valgrind procps curl
