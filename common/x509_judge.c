@@ -81,6 +81,14 @@ int px_x509_judge(X509_STORE *store, STACK_OF(X509) *presented,
   }
   for (int i = 1; i < sk_X509_num(presented); i++)
     sk_X509_push(untrusted, sk_X509_value(presented, i));
+  /* OpenSSL reads a certificate's extensions into a cache on first use,
+   * and X509_verify_cert checks the critical flag before it has always
+   * done so: a malformed certificate judged for the first time could miss
+   * X509_V_ERR_UNHANDLED_CRITICAL_EXTENSION that a second judgement
+   * reports (found by tests/fuzz/fuzz_x509). Filling the cache first
+   * makes the verdict a function of the certificates alone. */
+  for (int i = 0; i < sk_X509_num(presented); i++)
+    X509_check_purpose(sk_X509_value(presented, i), -1, 0);
 
   int rc = 0;
   if (X509_STORE_CTX_init(ctx, store, leaf, untrusted) != 1) {

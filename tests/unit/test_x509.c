@@ -350,3 +350,37 @@ PX_TEST(x509_judge_cache) {
   px__free(&leaf);
   px__free(&root);
 }
+
+/* A chain judged for the first time gets the verdict every later
+ * judgement gets: OpenSSL caches extensions lazily and could skip the
+ * critical-extension check on first use (tests/fuzz/fuzz_x509 found a
+ * malformed certificate whose errors were [20], then [20, 34]). */
+PX_TEST(x509_judge_first_time_like_later) {
+  char path[4096];
+  uint8_t der[4096];
+  (void)state;
+  snprintf(path, sizeof(path), "%s/tests/fuzz/corpus/x509/crash-critical-ext-first-judgement",
+           PX_SOURCE_DIR);
+  FILE *f = fopen(path, "rb");
+  assert_non_null(f);
+  size_t n = fread(der, 1, sizeof(der), f);
+  fclose(f);
+  const unsigned char *p = der;
+  X509 *cert = d2i_X509(NULL, &p, (long)n);
+  assert_non_null(cert);
+  STACK_OF(X509) *chain = sk_X509_new_null();
+  sk_X509_push(chain, cert);
+  X509_STORE *store = X509_STORE_new();
+  px_x509_verdict_t first, second;
+  assert_int_equal(px_x509_judge(store, chain, "www.icloud.com", 1798761600, &first), 0);
+  assert_int_equal(px_x509_judge(store, chain, "www.icloud.com", 1798761600, &second), 0);
+  assert_int_equal(first.nerrors, second.nerrors);
+  bool critical = false;
+  for (int i = 0; i < first.nerrors; i++) {
+    assert_int_equal(first.errors[i].code, second.errors[i].code);
+    critical = critical || first.errors[i].code == X509_V_ERR_UNHANDLED_CRITICAL_EXTENSION;
+  }
+  assert_true(critical);
+  X509_STORE_free(store);
+  sk_X509_pop_free(chain, X509_free);
+}
