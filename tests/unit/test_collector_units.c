@@ -149,6 +149,9 @@ PX_TEST(measurement_validation_rules) {
       {"\"probe_asn\":\"AS4134\"", "\"probe_asn\":\"AS04134\"", "probe_asn"},
       {"\"probe_asn\":\"AS4134\"", "\"probe_asn\":\"AS4294967296\"", "probe_asn"},
       {"\"probe_cc\":\"CN\"", "\"probe_cc\": \"CN\"", "compact"},
+      /* Stored, but unreadable for the analysis (Jansson): refused. */
+      {"\"test_runtime\":0.5", "\"test_runtime\":1e999", "out of range"},
+      {"\"test_runtime\":0.5", "\"test_runtime\":18446744073709551616", "out of range"},
   };
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
     why[0] = '\0';

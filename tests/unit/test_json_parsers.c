@@ -104,6 +104,12 @@ PX_TEST(json_tokenizer) {
       "\"a\nb\"", "\"\xe2\x82\"", "\"\xed\xa0\x80\"", "\"\xf4\x90\x80\x80\"", "[1]x",
       "{\"a\":1,\"a\":2}", "{\"a\":1,\"\\u0061\":2}", "{\"x\":[{\"b\":1,\"b\":2}]}", "",
       "   ", "[\"\\/\\b\\f\\n\\r\\t\\\"\\\\\"]", "[1e-7,1E+2,0.5,-0.0]",
+      /* Numbers Jansson cannot hold are refused too (fuzz_jsontok found
+       * the tokenizer taking them): integers beyond int64, reals that
+       * overflow a double. Underflow reads as 0 in both. */
+      "9223372036854775807", "-9223372036854775808", "9223372036854775808",
+      "-9223372036854775809", "33353333353333333533", "[1e308]", "1e309", "-1e400",
+      "1e-400", "[0.000000000000000000000000000000000000000000000001e-300]",
   };
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
     px__agree(cases[i]);
