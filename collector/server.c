@@ -385,7 +385,8 @@ static enum MHD_Result px__access_cb(void *cls, struct MHD_Connection *conn, con
   (void)version;
   if (r == NULL)
     return MHD_NO; /* out of memory in the URI callback */
-  if (r->conn == NULL) {
+  bool first = r->conn == NULL;
+  if (first) {
     r->conn = conn;
     /* First call: headers are in. Behind a trusted proxy, the client is
      * the forwarded address, and it has an allowance of its own. */
@@ -456,6 +457,10 @@ static enum MHD_Result px__access_cb(void *cls, struct MHD_Connection *conn, con
     *upload_data_size = 0; /* bodies of other requests are ignored */
     return MHD_YES;
   }
+  /* Answered on the next call: MHD 0.9.75 closes the connection after an
+   * answer queued in the first one, so every GET cost a new connection. */
+  if (first)
+    return MHD_YES;
   px__set_receiving(r->c, conn, false);
   if (get)
     return px__get(r);

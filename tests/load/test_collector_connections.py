@@ -1,8 +1,13 @@
-"""Connections the collector must keep: more than select() can watch.
-Found by the load tests: with MHD's select() loop every connection whose
-descriptor was 1024 or higher was dropped at once ("Server returned
-nothing"), so no collector could serve ~1,000 clients whatever
---max-connections and LimitNOFILE said."""
+"""Connections the collector must keep: more than select() can watch, and
+keep-alive for the researcher API. Both were found by the load tests:
+
+- with MHD's select() loop every connection whose descriptor was 1024 or
+  higher was dropped at once ("Server returned nothing"), so no collector
+  could serve ~1,000 clients whatever --max-connections and LimitNOFILE
+  said;
+- an answer queued in the first call of MHD's access handler makes MHD
+  close the connection, and every GET was answered that way."""
+import http.client
 import shutil
 import socket
 import tempfile
@@ -64,6 +69,22 @@ class Connections(pxtest.TestCase):
                 answered += 1
         self.assertEqual(answered, n, f"only {answered} of {n} concurrent connections were served")
         self.assertNotIn("FD_SETSIZE", c.log())
+
+    def test_get_keeps_the_connection_alive(self):
+        # MHD closes a connection after an answer queued in the first call
+        # of the access handler; the researcher API answered every GET
+        # that way, so each cost a new TCP connection (and a thread).
+        c = self.collector()
+        conn = http.client.HTTPConnection("127.0.0.1", c.port, timeout=30)
+        self.addCleanup(conn.close)
+        conn.connect()
+        first = conn.sock
+        for path in ("/healthz", "/api/v1/measurements", "/metrics", "/nothing", "/healthz"):
+            conn.request("GET", path)
+            r = conn.getresponse()
+            r.read()
+            self.assertFalse(r.will_close, f"GET {path}: Connection: {r.getheader('Connection')}")
+            self.assertIs(conn.sock, first, f"GET {path} needed a new connection")
 
 
 if __name__ == "__main__":
