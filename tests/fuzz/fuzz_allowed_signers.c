@@ -10,21 +10,15 @@
 #include "common/sshsig.h"
 #include "tests/fuzz/fuzz_common.h"
 
-int LLVMFuzzerInitialize(int *argc, char ***argv) {
-  (void)argc;
-  (void)argv;
-  return 0;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   /* fmemopen wants a writable buffer (older C libraries) and no size 0;
    * an empty file is an empty list either way. */
   char *copy = px_fuzz_cstr(data, size);
   px_allowed_signers_t s;
-  char err[256];
   int rc = 0;
   memset(&s, 0, sizeof(s));
   if (size > 0) {
+    char err[256];
     FILE *f = fmemopen(copy, size, "r");
     if (f == NULL)
       px_fuzz_fail("fmemopen");

@@ -11,12 +11,6 @@
 #include "common/target.h"
 #include "tests/fuzz/fuzz_common.h"
 
-int LLVMFuzzerInitialize(int *argc, char ***argv) {
-  (void)argc;
-  (void)argv;
-  return 0;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   char *raw = px_fuzz_cstr(data, size);
   for (int allow = 0; allow < 2; allow++) {

@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <time.h>
 
+/* libFuzzer's entry points; targets define Initialize only when they
+ * have fixtures to make. */
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -11,12 +11,6 @@
 #include "agent/config.h"
 #include "tests/fuzz/fuzz_common.h"
 
-int LLVMFuzzerInitialize(int *argc, char ***argv) {
-  (void)argc;
-  (void)argv;
-  return 0;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size == 0)
     return 0; /* fmemopen refuses size 0 in older C libraries */

@@ -10,6 +10,7 @@
 #include "probes/dns_wire.h"
 #include "tests/fuzz/fuzz_common.h"
 
+/* NOLINTNEXTLINE(readability-non-const-parameter): libFuzzer's signature */
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argc;
   (void)argv;

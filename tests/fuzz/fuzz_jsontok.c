@@ -10,14 +10,10 @@
 #include "collector/jsontok.h"
 #include "tests/fuzz/fuzz_common.h"
 
-int LLVMFuzzerInitialize(int *argc, char ***argv) {
-  (void)argc;
-  (void)argv;
-  return 0;
-}
-
 /* Walks the tree below idx in document order, checking each accessor
- * against Jansson's value v. */
+ * against Jansson's value v. Recursion is bounded by the tokenizer's
+ * PX_JSON_MAX_DEPTH. */
+/* NOLINTNEXTLINE(misc-no-recursion) */
 static void px__walk(const px_jdoc_t *d, uint32_t idx, json_t *v) {
   const px_jtok_t *t = &d->tok[idx];
   switch (t->type) {

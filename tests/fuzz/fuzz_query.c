@@ -32,7 +32,7 @@ static void px__fill(void) {
     json_object_set_new(keys, "skipped_addresses", json_array());
     json_t *m = px_fuzz_measurement(keys);
     char when[PX_TIME_OONI_LEN];
-    px_time_format_ooni(PX_FUZZ_NOW - 3600 * i, when);
+    px_time_format_ooni(PX_FUZZ_NOW - (time_t)3600 * i, when);
     json_object_set_new(m, "measurement_start_time", json_string(when));
     json_object_set_new(m, "probe_cc", json_string(ccs[i % 3]));
     char *text = px_json_dump(m);
@@ -50,6 +50,7 @@ static void px__fill(void) {
   }
 }
 
+/* NOLINTNEXTLINE(readability-non-const-parameter): libFuzzer's signature */
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argc;
   (void)argv;
@@ -71,13 +72,14 @@ static int px__export_cb(void *data, const char *uid, const char *key_id, const 
 static void px__filters(const px_query_t *q) {
   for (int paged = 0; paged < 2; paged++) {
     px_filter_t f;
-    char asn[16], cc[3], domain[256], detail[160], cursor[64];
+    char asn[16], cc[3], domain[256], detail[160];
     if (px_filter_from_query(q, paged, &f, asn, cc, domain, detail, sizeof(detail)) != 0) {
       if (detail[0] == '\0')
         px_fuzz_fail("a bad query without a reason");
       continue;
     }
     if (paged) {
+      char cursor[64];
       json_t *results = NULL;
       if (px_store_list(px__store, &f, &results, cursor, sizeof(cursor)) != 0)
         px_fuzz_fail("px_store_list failed on a valid filter");

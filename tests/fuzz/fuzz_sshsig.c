@@ -14,12 +14,6 @@
 
 #define PX__MESSAGE "{\"parallax\":\"fuzz message\"}"
 
-int LLVMFuzzerInitialize(int *argc, char ***argv) {
-  (void)argc;
-  (void)argv;
-  return 0;
-}
-
 static void px__check_key(const px_ssh_pubkey_t *k) {
   char *line = px_ssh_pubkey_line(k);
   px_ssh_pubkey_t back;

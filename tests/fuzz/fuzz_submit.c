@@ -50,6 +50,7 @@ static const char px__other_summary[] =
     "Intermediate CA,O=parallax tests\",\"self_signed\":false,\"agent_verified\":true,"
     "\"verified\":true,\"hostname_match\":true,\"errors\":[],\"judged_failure\":null}]}";
 
+/* NOLINTNEXTLINE(readability-non-const-parameter): libFuzzer's signature */
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argc;
   (void)argv;
