@@ -7,7 +7,7 @@ FUZZ_TIME  ?= 300
 JOBS       ?= $(shell nproc)
 MAKEFLAGS  += --no-print-directory
 
-.PHONY: all deps build build-asan check check-plain check-asan demo bench fuzz install clean build-fuzz check-fuzz
+.PHONY: all deps build build-asan check check-plain check-asan demo bench soak fuzz install clean build-fuzz check-fuzz
 
 all: build
 
@@ -58,6 +58,12 @@ bench: build
 	@scripts/install-deps.sh --bench
 	@bench/tls-throughput $(BUILD)
 	@bench/collector-ingest $(BUILD)
+
+# Load and faults at full size (tests/load): 1,000 concurrent clients,
+# hostile clients, 20 kill -9 cycles, a disk-full spool, a 20,000-target
+# agent soak with valgrind on a shorter run. `make check` runs them small.
+soak: build
+	@tests/load/soak.sh $(BUILD)
 
 install: build
 	cmake --install $(BUILD)

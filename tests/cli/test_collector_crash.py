@@ -15,9 +15,11 @@ import collectorlib as cl
 import pxtest
 
 AGENTS = 6
-PER_AGENT = 40
 KILL_AFTER = 30   # accepted by this collector instance before the kill
-CYCLES = 3
+# 3 in `make check`; `make soak` (PX_SOAK=1) kills 20 times, with enough
+# measurements spooled that every kill lands during the uploads.
+CYCLES = 20 if os.environ.get("PX_SOAK") == "1" else 3
+PER_AGENT = max(40, CYCLES * KILL_AFTER * 2 // AGENTS)
 
 
 def read(path, mode="r"):
@@ -166,6 +168,7 @@ class Crash(pxtest.TestCase):
         self.assertEqual(c.stop(), 0, c.log())
         self.assert_integrity(c, "after a clean stop")
         print(f"kills: {kills}, during the burst: {during_burst}", flush=True)
+        self.assertEqual(kills, CYCLES, "the uploads ended before every kill was made")
 
 
 if __name__ == "__main__":

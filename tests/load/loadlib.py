@@ -32,7 +32,10 @@ def size(check, soak):
 
 def report(name, **figures):
     """Prints the figures and, under make soak, appends them to PX_REPORT."""
-    doc = {"test": name, "soak": SOAK, **figures}
+    # The machine is shared (other jobs, fuzzers): its load is part of
+    # every figure.
+    doc = {"test": name, "soak": SOAK, "loadavg_1m": round(os.getloadavg()[0], 1),
+           "cpus": os.cpu_count(), **figures}
     print("FIGURES " + json.dumps(doc, sort_keys=True), flush=True)
     if REPORT:
         with open(REPORT, "a") as f:
@@ -121,6 +124,21 @@ class Loadgen:
             i, uid, sha, dup = line.split("\t")
             out.append((int(i), uid, sha, dup == "1"))
         return out
+
+    def ack_count(self):
+        """Acknowledgements so far, read incrementally (cheap to poll)."""
+        if not hasattr(self, "_seen"):
+            self._seen, self._off = 0, 0
+        try:
+            with open(self.acks_path, "rb") as f:
+                f.seek(self._off)
+                data = f.read()
+        except FileNotFoundError:
+            return 0
+        end = data.rfind(b"\n") + 1
+        self._seen += data.count(b"\n", 0, end)
+        self._off += end
+        return self._seen
 
     def run(self, timeout=600):
         return self.start().wait(timeout)
