@@ -44,7 +44,9 @@ typedef struct px_filter {
   int64_t cursor_time, cursor_id;
 } px_filter_t;
 
-/* "sqlite:PATH". Creates or migrates the schema. */
+/* "sqlite:PATH" (collector/store_sqlite*.c) or "postgresql://…" /
+ * "postgres://…" (collector/store_pg*.c). Creates or migrates the schema.
+ * -EPROTONOSUPPORT when the scheme is neither. */
 int px_store_open(const char *url, px_store_t **out, char *err, size_t errlen);
 /* Waits for queued writes, then closes. */
 void px_store_close(px_store_t *s);
@@ -133,6 +135,50 @@ void px_store_set_commit_hook(px_store_t *s, void (*fn)(void *data), void *data)
 
 /* A cheap liveness check of the database. */
 int px_store_ping(px_store_t *s);
+
+/* ---- the interface every store implements ---------------------------------
+ * Each function above is a thin dispatcher through s->ops (collector/store.c);
+ * an implementation embeds px_store_t as the first member of its own struct.
+ * The contracts are those of the px_store_* functions of the same name. */
+typedef struct px_store_ops {
+  const char *name; /* "sqlite", "postgresql" */
+  void (*close)(px_store_t *s);
+  int (*put)(px_store_t *s, px_submission_t *sub, bool *duplicate);
+  int (*get)(px_store_t *s, const char *uid, char **content, size_t *content_len,
+             char **signature, char **key_id);
+  int (*list)(px_store_t *s, const px_filter_t *f, json_t **results, char *next_cursor,
+              size_t cursor_len);
+  int (*keys)(px_store_t *s,
+              int (*cb)(void *data, const char *key_id, const char *pubkey, time_t first_seen,
+                        time_t last_seen, time_t valid_before),
+              void *data);
+  int (*rotate_key)(px_store_t *s, const px_ssh_pubkey_t *old_key,
+                    const px_ssh_pubkey_t *new_key, time_t valid_before, time_t now,
+                    time_t *stored);
+  int (*export_rows)(px_store_t *s, const px_filter_t *f, int64_t *after_id, unsigned max,
+                     int (*cb)(void *data, const char *uid, const char *key_id,
+                               const char *content, size_t content_len, const char *signature,
+                               time_t received_at),
+                     void *data);
+  int (*unanalyzed)(px_store_t *s, unsigned max, int (*cb)(void *data, const px_stored_t *m),
+                    void *data);
+  int (*put_summaries)(px_store_t *s, const px_summary_row_t *rows, size_t n,
+                       int64_t analyzed_up_to);
+  int (*analysis_progress)(px_store_t *s, int64_t *analyzed, int64_t *newest);
+  int (*summaries)(px_store_t *s, const char *domain, time_t since, time_t until,
+                   bool latest_per_key, int (*cb)(void *data, const px_summary_row_t *row),
+                   void *data);
+  void (*set_commit_hook)(px_store_t *s, void (*fn)(void *data), void *data);
+  int (*ping)(px_store_t *s);
+} px_store_ops_t;
+
+struct px_store {
+  const px_store_ops_t *ops;
+};
+
+/* The implementations' constructors (url without its scheme prefix for
+ * SQLite, the whole URL for PostgreSQL). */
+int px_store_sqlite_open(const char *path, px_store_t **out, char *err, size_t errlen);
 
 /* Cursor text <-> (time, id). */
 void px_cursor_encode(int64_t t, int64_t id, char *out, size_t n);

@@ -1,7 +1,6 @@
 /* The SQLite store: one writer thread doing group commits in WAL mode with
  * synchronous=FULL, a small pool of reader connections for the API. */
 #include <errno.h>
-#include <inttypes.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -126,7 +125,7 @@ static int px__open_conn(const char *path, bool readonly, sqlite3 **db, char *er
 }
 
 /* Writes one submission inside the open transaction. */
-static int px__write_submission(px_store_t *s, px__job_t *j) {
+static int px__write_submission(px__sqlite_t *s, px__job_t *j) {
   px_submission_t *sub = j->sub;
   sqlite3_stmt *k = s->ins_key, *m = s->ins_m, *f = s->find;
 
@@ -200,7 +199,7 @@ static int px__write_submission(px_store_t *s, px__job_t *j) {
 }
 
 static void *px__writer_main(void *arg) {
-  px_store_t *s = arg;
+  px__sqlite_t *s = arg;
   for (;;) {
     pthread_mutex_lock(&s->mu);
     while (s->head == NULL && !s->stopping)
@@ -253,15 +252,14 @@ static void *px__writer_main(void *arg) {
   return NULL;
 }
 
-int px_store_open(const char *url, px_store_t **out, char *err, size_t errlen) {
-  if (strncmp(url, "sqlite:", 7) != 0 || url[7] == '\0') {
-    snprintf(err, errlen, "unsupported database '%s' (expected sqlite:PATH)", url);
-    return -EINVAL;
-  }
-  px_store_t *s = calloc(1, sizeof(*s));
+static const px_store_ops_t px__sqlite_ops;
+
+int px_store_sqlite_open(const char *path, px_store_t **out, char *err, size_t errlen) {
+  px__sqlite_t *s = calloc(1, sizeof(*s));
   if (s == NULL)
     return -ENOMEM;
-  snprintf(s->path, sizeof(s->path), "%s", url + 7);
+  s->base.ops = &px__sqlite_ops;
+  snprintf(s->path, sizeof(s->path), "%s", path);
   int rc = px__open_conn(s->path, false, &s->writer, err, errlen);
   if (rc == 0)
     rc = px__exec(s->writer,
@@ -317,13 +315,12 @@ int px_store_open(const char *url, px_store_t **out, char *err, size_t errlen) {
   pthread_mutex_init(&s->rmu, NULL);
   pthread_cond_init(&s->rcv, NULL);
   pthread_create(&s->thread, NULL, px__writer_main, s);
-  *out = s;
+  *out = &s->base;
   return 0;
 }
 
-void px_store_close(px_store_t *s) {
-  if (s == NULL)
-    return;
+static void px__sq_close(px_store_t *base) {
+  px__sqlite_t *s = px__sq(base);
   pthread_mutex_lock(&s->mu);
   s->stopping = true;
   pthread_cond_broadcast(&s->work_cv);
@@ -345,7 +342,7 @@ void px_store_close(px_store_t *s) {
   free(s);
 }
 
-int px__store_run(px_store_t *s, px__job_t *job) {
+int px__store_run(px__sqlite_t *s, px__job_t *job) {
   pthread_cond_init(&job->cv, NULL);
   job->done = false;
   job->next = NULL;
@@ -368,7 +365,8 @@ int px__store_run(px_store_t *s, px__job_t *job) {
   return job->rc;
 }
 
-int px_store_put(px_store_t *s, px_submission_t *sub, bool *duplicate) {
+static int px__sq_put(px_store_t *base, px_submission_t *sub, bool *duplicate) {
+  px__sqlite_t *s = px__sq(base);
   px__job_t job = {.write = px__write_submission, .sub = sub};
   int rc = px__store_run(s, &job);
   *duplicate = job.duplicate;
@@ -419,7 +417,7 @@ static int px__valid_before(sqlite3 *db, const char *key_id, time_t *out) {
   return step == SQLITE_ROW || step == SQLITE_DONE ? 0 : -EIO;
 }
 
-static int px__write_rotation(px_store_t *s, px__job_t *j) {
+static int px__write_rotation(px__sqlite_t *s, px__job_t *j) {
   px__rotation_t *rot = j->arg;
   time_t old_vb, new_vb;
   int rc;
@@ -444,9 +442,10 @@ static int px__write_rotation(px_store_t *s, px__job_t *j) {
   return 0;
 }
 
-int px_store_rotate_key(px_store_t *s, const px_ssh_pubkey_t *old_key,
-                        const px_ssh_pubkey_t *new_key, time_t valid_before, time_t now,
-                        time_t *stored) {
+static int px__sq_rotate_key(px_store_t *base, const px_ssh_pubkey_t *old_key,
+                             const px_ssh_pubkey_t *new_key, time_t valid_before, time_t now,
+                             time_t *stored) {
+  px__sqlite_t *s = px__sq(base);
   px__rotation_t rot = {old_key, new_key, valid_before, now, 0};
   px__job_t job = {.write = px__write_rotation, .arg = &rot};
   int rc = px__store_run(s, &job);
@@ -455,14 +454,15 @@ int px_store_rotate_key(px_store_t *s, const px_ssh_pubkey_t *old_key,
   return rc;
 }
 
-void px_store_set_commit_hook(px_store_t *s, void (*fn)(void *data), void *data) {
+static void px__sq_set_commit_hook(px_store_t *base, void (*fn)(void *data), void *data) {
+  px__sqlite_t *s = px__sq(base);
   pthread_mutex_lock(&s->mu);
   s->on_commit = fn;
   s->on_commit_data = data;
   pthread_mutex_unlock(&s->mu);
 }
 
-sqlite3 *px__store_reader(px_store_t *s, int *slot) {
+sqlite3 *px__store_reader(px__sqlite_t *s, int *slot) {
   pthread_mutex_lock(&s->rmu);
   for (;;) {
     for (int i = 0; i < PX__READERS; i++)
@@ -476,7 +476,7 @@ sqlite3 *px__store_reader(px_store_t *s, int *slot) {
   }
 }
 
-void px__store_reader_done(px_store_t *s, int slot) {
+void px__store_reader_done(px__sqlite_t *s, int slot) {
   pthread_mutex_lock(&s->rmu);
   s->reader_busy[slot] = false;
   pthread_cond_signal(&s->rcv);
@@ -497,8 +497,9 @@ static char *px__dup_col(sqlite3_stmt *st, int col, size_t *len) {
   return out;
 }
 
-int px_store_get(px_store_t *s, const char *uid, char **content, size_t *content_len,
-                 char **signature, char **key_id) {
+static int px__sq_get(px_store_t *base, const char *uid, char **content, size_t *content_len,
+                      char **signature, char **key_id) {
+  px__sqlite_t *s = px__sq(base);
   int slot;
   sqlite3 *db = px__store_reader(s, &slot);
   sqlite3_stmt *st;
@@ -561,8 +562,9 @@ static void px__bind_where(sqlite3_stmt *st, const px__where_t *w) {
     sqlite3_bind_int64(st, 10 + i, w->ints[i]);
 }
 
-int px_store_list(px_store_t *s, const px_filter_t *f, json_t **results,
-                  char *next_cursor, size_t cursor_len) {
+static int px__sq_list(px_store_t *base, const px_filter_t *f, json_t **results,
+                       char *next_cursor, size_t cursor_len) {
+  px__sqlite_t *s = px__sq(base);
   px__where_t w;
   char sql[2048];
   unsigned limit = f->limit ? f->limit : 100;
@@ -619,10 +621,11 @@ int px_store_list(px_store_t *s, const px_filter_t *f, json_t **results,
   return rc;
 }
 
-int px_store_keys(px_store_t *s,
-                  int (*cb)(void *data, const char *key_id, const char *pubkey,
-                            time_t first_seen, time_t last_seen, time_t valid_before),
-                  void *data) {
+static int px__sq_keys(px_store_t *base,
+                       int (*cb)(void *data, const char *key_id, const char *pubkey,
+                                 time_t first_seen, time_t last_seen, time_t valid_before),
+                       void *data) {
+  px__sqlite_t *s = px__sq(base);
   int slot;
   sqlite3 *db = px__store_reader(s, &slot);
   sqlite3_stmt *st;
@@ -646,11 +649,13 @@ int px_store_keys(px_store_t *s,
   return rc;
 }
 
-int px_store_export(px_store_t *s, const px_filter_t *f, int64_t *after_id, unsigned max,
-                    int (*cb)(void *data, const char *uid, const char *key_id,
-                              const char *content, size_t content_len, const char *signature,
-                              time_t received_at),
-                    void *data) {
+static int px__sq_export(px_store_t *base, const px_filter_t *f, int64_t *after_id,
+                         unsigned max,
+                         int (*cb)(void *data, const char *uid, const char *key_id,
+                                   const char *content, size_t content_len,
+                                   const char *signature, time_t received_at),
+                         void *data) {
+  px__sqlite_t *s = px__sq(base);
   px__where_t w;
   char sql[2048];
   px__where(f, &w);
@@ -684,7 +689,8 @@ int px_store_export(px_store_t *s, const px_filter_t *f, int64_t *after_id, unsi
   return rc != 0 ? rc : n;
 }
 
-int px_store_ping(px_store_t *s) {
+static int px__sq_ping(px_store_t *base) {
+  px__sqlite_t *s = px__sq(base);
   int slot;
   sqlite3 *db = px__store_reader(s, &slot);
   char err[128];
@@ -693,21 +699,19 @@ int px_store_ping(px_store_t *s) {
   return rc;
 }
 
-void px_cursor_encode(int64_t t, int64_t id, char *out, size_t n) {
-  snprintf(out, n, "%" PRId64 "_%" PRId64, t, id);
-}
-
-int px_cursor_decode(const char *s, int64_t *t, int64_t *id) {
-  char *end;
-  errno = 0;
-  long long a = strtoll(s, &end, 10);
-  if (errno != 0 || end == s || *end != '_')
-    return -EINVAL;
-  const char *p = end + 1;
-  long long b = strtoll(p, &end, 10);
-  if (errno != 0 || end == p || *end != '\0' || b < 0)
-    return -EINVAL;
-  *t = a;
-  *id = b;
-  return 0;
-}
+static const px_store_ops_t px__sqlite_ops = {
+    .name = "sqlite",
+    .close = px__sq_close,
+    .put = px__sq_put,
+    .get = px__sq_get,
+    .list = px__sq_list,
+    .keys = px__sq_keys,
+    .rotate_key = px__sq_rotate_key,
+    .export_rows = px__sq_export,
+    .unanalyzed = px__sq_unanalyzed,
+    .put_summaries = px__sq_put_summaries,
+    .analysis_progress = px__sq_analysis_progress,
+    .summaries = px__sq_summaries,
+    .set_commit_hook = px__sq_set_commit_hook,
+    .ping = px__sq_ping,
+};

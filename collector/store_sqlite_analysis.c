@@ -7,8 +7,9 @@
 
 #include "collector/store_sqlite_internal.h"
 
-int px_store_unanalyzed(px_store_t *s, unsigned max,
-                        int (*cb)(void *data, const px_stored_t *m), void *data) {
+int px__sq_unanalyzed(px_store_t *base, unsigned max,
+                      int (*cb)(void *data, const px_stored_t *m), void *data) {
+  px__sqlite_t *s = px__sq(base);
   int slot;
   sqlite3 *db = px__store_reader(s, &slot);
   sqlite3_stmt *st;
@@ -52,7 +53,7 @@ typedef struct {
   int64_t up_to;
 } px__summaries_t;
 
-static int px__write_summaries(px_store_t *s, px__job_t *j) {
+static int px__write_summaries(px__sqlite_t *s, px__job_t *j) {
   px__summaries_t *b = j->arg;
   sqlite3_stmt *st = s->ins_summary;
   for (size_t i = 0; i < b->n; i++) {
@@ -74,14 +75,16 @@ static int px__write_summaries(px_store_t *s, px__job_t *j) {
   return sqlite3_step(s->set_analyzed) == SQLITE_DONE ? 0 : -EIO;
 }
 
-int px_store_put_summaries(px_store_t *s, const px_summary_row_t *rows, size_t n,
-                           int64_t analyzed_up_to) {
+int px__sq_put_summaries(px_store_t *base, const px_summary_row_t *rows, size_t n,
+                         int64_t analyzed_up_to) {
+  px__sqlite_t *s = px__sq(base);
   px__summaries_t b = {rows, n, analyzed_up_to};
   px__job_t job = {.write = px__write_summaries, .arg = &b};
   return px__store_run(s, &job);
 }
 
-int px_store_analysis_progress(px_store_t *s, int64_t *analyzed, int64_t *newest) {
+int px__sq_analysis_progress(px_store_t *base, int64_t *analyzed, int64_t *newest) {
+  px__sqlite_t *s = px__sq(base);
   int slot;
   sqlite3 *db = px__store_reader(s, &slot);
   sqlite3_stmt *st;
@@ -100,9 +103,10 @@ int px_store_analysis_progress(px_store_t *s, int64_t *analyzed, int64_t *newest
   return rc;
 }
 
-int px_store_summaries(px_store_t *s, const char *domain, time_t since, time_t until,
-                       bool latest_per_key,
-                       int (*cb)(void *data, const px_summary_row_t *row), void *data) {
+int px__sq_summaries(px_store_t *base, const char *domain, time_t since, time_t until,
+                     bool latest_per_key, int (*cb)(void *data, const px_summary_row_t *row),
+                     void *data) {
+  px__sqlite_t *s = px__sq(base);
   /* SQLite returns the other columns of the row that holds max() in an
    * aggregate: exactly each key's newest summary. */
   const char *sql = latest_per_key

@@ -12,10 +12,12 @@
 #define PX__READERS 4
 #define PX__BATCH_MAX 512
 
+struct px__sqlite;
+
 /* A write for the writer thread: write() runs inside the shared
  * transaction; the job's submitter sleeps on cv until it is committed. */
 typedef struct px__job {
-  int (*write)(px_store_t *s, struct px__job *j);
+  int (*write)(struct px__sqlite *s, struct px__job *j);
   void *arg;
   px_submission_t *sub;
   bool done, duplicate;
@@ -24,7 +26,9 @@ typedef struct px__job {
   struct px__job *next;
 } px__job_t;
 
-struct px_store {
+/* The SQLite implementation of px_store_t (collector/store.h). */
+typedef struct px__sqlite {
+  px_store_t base; /* first: a px_store_t * is a px__sqlite_t * */
   char path[4096];
   sqlite3 *writer;
   sqlite3_stmt *ins_key, *ins_m, *find, *key_vb, *ins_summary, *set_analyzed;
@@ -40,11 +44,25 @@ struct px_store {
   pthread_cond_t rcv;
   sqlite3 *readers[PX__READERS];
   bool reader_busy[PX__READERS];
-};
+} px__sqlite_t;
+
+static inline px__sqlite_t *px__sq(px_store_t *s) {
+  return (px__sqlite_t *)s;
+}
 
 /* Queues j and sleeps until it is committed; returns its rc. */
-int px__store_run(px_store_t *s, px__job_t *j);
-sqlite3 *px__store_reader(px_store_t *s, int *slot);
-void px__store_reader_done(px_store_t *s, int slot);
+int px__store_run(px__sqlite_t *s, px__job_t *j);
+sqlite3 *px__store_reader(px__sqlite_t *s, int *slot);
+void px__store_reader_done(px__sqlite_t *s, int slot);
+
+/* store_sqlite_analysis.c's side of the ops table. */
+int px__sq_unanalyzed(px_store_t *base, unsigned max,
+                      int (*cb)(void *data, const px_stored_t *m), void *data);
+int px__sq_put_summaries(px_store_t *base, const px_summary_row_t *rows, size_t n,
+                         int64_t analyzed_up_to);
+int px__sq_analysis_progress(px_store_t *base, int64_t *analyzed, int64_t *newest);
+int px__sq_summaries(px_store_t *base, const char *domain, time_t since, time_t until,
+                     bool latest_per_key, int (*cb)(void *data, const px_summary_row_t *row),
+                     void *data);
 
 #endif
