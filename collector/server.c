@@ -12,6 +12,7 @@
 #include "collector/metrics.h"
 #include "common/json_util.h"
 #include "common/netaddr.h"
+#include "common/timeutil.h"
 
 static uint64_t px__now_ns(void) {
   struct timespec ts;
@@ -311,7 +312,8 @@ static bool px__take_body(px_request_t *r, const char *data, size_t *size) {
     *size = 0;
     return true;
   }
-  if (r->body_len + *size + 1 > r->body_cap) {
+  /* (No body yet means no capacity either, whatever body_cap says.) */
+  if (r->body == NULL || r->body_len + *size + 1 > r->body_cap) {
     size_t cap = r->body_cap ? r->body_cap : 8192;
     while (cap < r->body_len + *size + 1)
       cap *= 2;
@@ -473,7 +475,7 @@ static enum MHD_Result px__access_cb(void *cls, struct MHD_Connection *conn, con
 int px_server_start(px_collector_t *c, char *err, size_t errlen) {
   pthread_mutex_init(&c->mu, NULL);
   pthread_cond_init(&c->watchdog_cv, NULL);
-  c->ipcounts = calloc(PX__IP_BUCKETS, sizeof(*c->ipcounts));
+  c->ipcounts = calloc(PX__IP_BUCKETS, sizeof(px__ipcount_t *));
   if (c->ipcounts == NULL)
     return -ENOMEM;
   /* poll(), not select(): with select MHD drops every connection whose
@@ -514,7 +516,7 @@ void px_server_stop(px_collector_t *c) {
    * measurement that will get a 200 is committed first. */
   MHD_socket listen_fd = MHD_quiesce_daemon(c->daemon);
   for (int i = 0; i < 3000 && atomic_load(&c->active) > 0; i++)
-    usleep(10000);
+    px_sleep_ms(10);
   MHD_stop_daemon(c->daemon);
   if (listen_fd != MHD_INVALID_SOCKET)
     close(listen_fd);

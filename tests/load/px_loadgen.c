@@ -423,7 +423,7 @@ int main(int argc, char **argv) {
     if (inflight > 0)
       curl_multi_poll(m, NULL, 0, 50, NULL);
     else if (px__nretry > 0)
-      usleep(20000);
+      px_sleep_ms(20);
   }
   double elapsed = (double)(px__now_ns() - t0) / 1e9;
 
