@@ -245,7 +245,12 @@ static int px__upload_one(px_agent_opts_t *o, const char *url, px_spool_t *spool
     px_log(rep.pending > 0 || rep.rejected > 0 ? PX_LOG_WARNING : PX_LOG_INFO,
            "uploaded %zu to %s, rejected %zu, pending %zu%s%s", rep.accepted, url, rep.rejected,
            rep.pending, rep.last_error[0] ? " - last error: " : "", rep.last_error);
-  return rep.pending == 0 ? 0 : -EAGAIN;
+  /* Said after what was sent, so "No space left" is not read as "not
+   * sent". */
+  if (rep.state_error != 0)
+    px_log(PX_LOG_WARNING, "cannot save the upload state in %s: %s", spool->root,
+           strerror(-rep.state_error));
+  return rep.pending == 0 ? rep.state_error : -EAGAIN;
 }
 
 int px_agent_upload(px_agent_opts_t *o, px_spool_t *spool, bool respect_backoff,

@@ -536,7 +536,12 @@ int px_measure_execute(px_measure_opts_t *o, const px_exec_t *x, const char *pro
             w.path ? w.path : "standard output", strerror(w.write_errno));
     exit_code = PX_EXIT_RUNTIME;
   } else if (rc == -ENOSPC) {
-    fprintf(stderr, "%s: %s\n", prog, w.spool_err);
+    /* What the full disk cost, so the volunteer knows what to free and
+     * that nothing spooled is lost. */
+    fprintf(stderr, "%s: %s\n%s: %zu measurement(s) of this run kept; %zu of %zu target(s) not "
+                    "measured or not kept. Free space, then `parallax upload` sends what is "
+                    "kept.\n",
+            prog, w.spool_err, prog, w.written, o->ntargets - w.written, o->ntargets);
     exit_code = PX_EXIT_RUNTIME;
   } else if (rc == -EINTR) {
     fprintf(stderr, "%s: interrupted after %zu measurement(s)\n", prog, w.written);

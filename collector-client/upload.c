@@ -208,9 +208,17 @@ int px_upload_drain(px_uploader_t *u, px_spool_t *sp, bool respect_backoff,
     free(content);
     free(sig);
     if (o.result == PX_UPLOAD_ACCEPTED) {
-      if (px_spool_mark_sent(sp, l.names[i], o.uid) == 0) {
+      int mrc = px_spool_mark_sent(sp, l.names[i], o.uid);
+      if (mrc == 0) {
         rep->accepted++;
         rep->pending--;
+      } else {
+        /* Stored by the collector, but not marked here (a full disk): it
+         * stays pending and is sent again; the collector answers that
+         * with the same uid and stores nothing twice. */
+        snprintf(rep->last_error, sizeof(rep->last_error),
+                 "accepted, but the receipt cannot be written (%s): it stays pending and is "
+                 "sent again later", strerror(-mrc));
       }
       st.failures = 0;
       st.next_attempt = 0;
@@ -234,5 +242,8 @@ int px_upload_drain(px_uploader_t *u, px_spool_t *sp, bool respect_backoff,
   }
   px_spool_list_free(&l);
   px_spool_prune_sent(sp, PX__SENT_KEEP);
-  return px_spool_state_save(sp, &st);
+  /* The drain itself is done whether or not its bookkeeping can be
+   * written (a full disk): the report says both. */
+  rep->state_error = px_spool_state_save(sp, &st);
+  return 0;
 }

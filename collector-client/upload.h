@@ -42,6 +42,7 @@ void px_upload_one(px_uploader_t *u, const char *content, size_t n, const char *
 typedef struct px_drain_report {
   size_t accepted, rejected, pending;
   bool deferred;         /* skipped: backoff after earlier failures */
+  int state_error;       /* 0, or why spool/upload-state.json was not saved */
   char last_error[512];
 } px_drain_report_t;
 
@@ -51,7 +52,9 @@ typedef struct px_drain_report {
  * collector is down: no point hammering it with the rest), the failure is
  * recorded and the next automatic attempt is pushed back exponentially
  * (1 min doubling to 6 h, jittered). When respect_backoff is set (timer
- * runs) a drain before that time does nothing. */
+ * runs) a drain before that time does nothing. Returns 0 when the spool
+ * could be read (the outcome, and a failure to save the upload state, are
+ * in *rep), else a negative errno. */
 int px_upload_drain(px_uploader_t *u, px_spool_t *sp, bool respect_backoff,
                     px_drain_report_t *rep);
 
