@@ -199,59 +199,23 @@ json_t *px_summarize(const char *content, size_t n, time_t at, X509_STORE *trust
 
 /* ---- the worker ---------------------------------------------------------- */
 
-typedef struct {
-  px_analysis_t *a;
-  px_summary_row_t rows[PX__BATCH];
-  char *owned[PX__BATCH][6];
-  size_t n;
-  int64_t last_id;
-} px__batch_t;
-
-static int px__one(void *data, const px_stored_t *m) {
-  px__batch_t *b = data;
-  b->last_id = m->id;
-  json_t *sum = px_summarize(m->content, m->content_len, m->measurement_start_time,
-                             b->a->trust, b->a->judged);
+/* One measurement's summary as JSON text (*out NULL when the content is
+ * no measurement: validated at ingest, so unreachable; skipped if not). */
+static int px__summarize_stored(void *data, const px_stored_t *m, char **out) {
+  px_analysis_t *a = data;
+  json_t *sum = px_summarize(m->content, m->content_len, m->measurement_start_time, a->trust,
+                             a->judged);
+  *out = NULL;
   if (sum == NULL)
-    return 0; /* validated at ingest, so unreachable; skipped if not */
-  char *text = px_json_dump(sum);
+    return 0;
+  *out = px_json_dump(sum);
   json_decref(sum);
-  if (text == NULL)
-    return -ENOMEM;
-  px_summary_row_t *r = &b->rows[b->n];
-  char **o = b->owned[b->n];
-  o[0] = strdup(m->uid);
-  o[1] = strdup(m->key_id);
-  o[2] = strdup(m->probe_cc);
-  o[3] = strdup(m->probe_asn);
-  o[4] = strdup(m->domain);
-  o[5] = text;
-  r->measurement_id = m->id;
-  r->uid = o[0];
-  r->key_id = o[1];
-  r->probe_cc = o[2];
-  r->probe_asn = o[3];
-  r->domain = o[4];
-  r->summary = o[5];
-  r->measurement_start_time = m->measurement_start_time;
-  b->n++;
-  return 0;
+  return *out != NULL ? 0 : -ENOMEM;
 }
 
 /* Summarises the next batch; returns how many measurements it covered. */
 static int px__batch(px_analysis_t *a) {
-  px__batch_t *b = calloc(1, sizeof(*b));
-  if (b == NULL)
-    return -ENOMEM;
-  b->a = a;
-  int n = px_store_unanalyzed(a->store, PX__BATCH, px__one, b);
-  if (n > 0 && px_store_put_summaries(a->store, b->rows, b->n, b->last_id) != 0)
-    n = -EIO;
-  for (size_t i = 0; i < b->n; i++)
-    for (int k = 0; k < 6; k++)
-      free(b->owned[i][k]);
-  free(b);
-  return n;
+  return px_store_analyze(a->store, PX__BATCH, px__summarize_stored, a);
 }
 
 static void *px__main(void *arg) {
@@ -329,17 +293,22 @@ const char *px_analysis_trust(const px_analysis_t *a) {
   return a->trust_desc;
 }
 
+/* The store's mark covers every commit made before the call, on any node
+ * sharing the database; waiting for it covers what this request's client
+ * (or anyone) was acknowledged before asking. */
 int px_analysis_catch_up(px_analysis_t *a, unsigned timeout_ms) {
-  int64_t analyzed, newest, target;
-  if (px_store_analysis_progress(a->store, &analyzed, &target) != 0)
+  int64_t mark;
+  bool reached = false;
+  if (px_store_analysis_mark(a->store, &mark) != 0)
     return -EIO;
-  for (unsigned waited = 0; analyzed < target; waited += 10) {
+  for (unsigned waited = 0;; waited += 10) {
+    if (px_store_analysis_reached(a->store, mark, &reached) != 0)
+      return -EIO;
+    if (reached)
+      return 0;
     if (waited >= timeout_ms)
       return -ETIMEDOUT;
     px__poke(a);
     px_sleep_ms(10);
-    if (px_store_analysis_progress(a->store, &analyzed, &newest) != 0)
-      return -EIO;
   }
-  return 0;
 }

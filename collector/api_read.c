@@ -195,26 +195,21 @@ enum MHD_Result px_api_allowed_signers(px_request_t *r) {
 /* Streaming export: rows are fetched in batches as MHD asks for bytes, so
  * a large export holds neither a big buffer nor a long read transaction. */
 typedef struct {
-  px_store_t *store;
-  px_filter_t f;
-  char asn[16], cc[3], domain[256];
-  char *test_name, *key_id;
-  int64_t after_id;
+  px_store_export_t *rows;
   char *buf;
   size_t len, off;
   bool done;
 } px__export_t;
 
-static int px__export_row(void *data, const char *uid, const char *key_id, const char *content,
-                          size_t content_len, const char *signature, time_t received_at) {
+static int px__export_row(void *data, const px_stored_row_t *row) {
   px__export_t *e = data;
   char when[PX_TIME_ISO_LEN];
   json_t *line = json_object();
-  px_time_format_iso(received_at, when);
-  json_object_set_new(line, "measurement_uid", json_string(uid));
-  json_object_set_new(line, "key_id", json_string(key_id));
-  json_object_set_new(line, "content", px_json_string_lossy(content, content_len));
-  json_object_set_new(line, "signature", json_string(signature));
+  px_time_format_iso(row->received_at, when);
+  json_object_set_new(line, "measurement_uid", json_string(row->uid));
+  json_object_set_new(line, "key_id", json_string(row->key_id));
+  json_object_set_new(line, "content", px_json_string_lossy(row->content, row->content_len));
+  json_object_set_new(line, "signature", json_string(row->signature));
   json_object_set_new(line, "received_at", json_string(when));
   char *text = px_json_dump(line);
   json_decref(line);
@@ -241,7 +236,7 @@ static ssize_t px__export_read(void *cls, uint64_t pos, char *out, size_t max) {
     e->off = e->len = 0;
     if (e->done)
       return MHD_CONTENT_READER_END_OF_STREAM;
-    int n = px_store_export(e->store, &e->f, &e->after_id, 200, px__export_row, e);
+    int n = px_store_export_next(e->rows, 200, px__export_row, e);
     if (n < 0)
       return MHD_CONTENT_READER_END_WITH_ERROR;
     if (n < 200)
@@ -257,27 +252,28 @@ static ssize_t px__export_read(void *cls, uint64_t pos, char *out, size_t max) {
 
 static void px__export_free(void *cls) {
   px__export_t *e = cls;
+  px_store_export_close(e->rows);
   free(e->buf);
-  free(e->test_name);
-  free(e->key_id);
   free(e);
 }
 
 enum MHD_Result px_api_export(px_request_t *r, const px_query_t *q) {
   enum MHD_Result ret;
+  px_filter_t f;
+  char asn[16], cc[3], domain[256];
+  if (!px__filter(r, q, &f, false, asn, cc, domain, &ret))
+    return ret;
   px__export_t *e = calloc(1, sizeof(*e));
   if (e == NULL)
     return MHD_NO;
-  if (!px__filter(r, q, &e->f, false, e->asn, e->cc, e->domain, &ret)) {
+  /* The export copies the filter: the stream outlives the request. */
+  int rc = px_store_export_open(r->c->store, &f, &e->rows);
+  if (rc != 0) {
     px__export_free(e);
-    return ret;
+    return px_respond_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "storage_error",
+                            rc == -EBUSY ? "too many exports at once; try again later"
+                                         : "query failed");
   }
-  /* The query strings die with the request; the stream outlives it. */
-  if (e->f.test_name)
-    e->f.test_name = e->test_name = strdup(e->f.test_name);
-  if (e->f.key_id)
-    e->f.key_id = e->key_id = strdup(e->f.key_id);
-  e->store = r->c->store;
   struct MHD_Response *resp =
       MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 65536, px__export_read, e, px__export_free);
   if (resp == NULL) {

@@ -17,7 +17,10 @@ int px_store_open(const char *url, px_store_t **out, char *err, size_t errlen) {
     }
     return px_store_sqlite_open(url + 7, out, err, errlen);
   }
-  snprintf(err, errlen, "unsupported database '%s' (expected sqlite:PATH)", url);
+  char shown[512];
+  px_store_url_redact(url, shown, sizeof(shown));
+  snprintf(err, errlen,
+           "unsupported database '%s' (expected sqlite:PATH)", shown);
   return -EPROTONOSUPPORT;
 }
 
@@ -53,26 +56,42 @@ int px_store_rotate_key(px_store_t *s, const px_ssh_pubkey_t *old_key,
   return s->ops->rotate_key(s, old_key, new_key, valid_before, now, stored);
 }
 
-int px_store_export(px_store_t *s, const px_filter_t *f, int64_t *after_id, unsigned max,
-                    int (*cb)(void *data, const char *uid, const char *key_id,
-                              const char *content, size_t content_len, const char *signature,
-                              time_t received_at),
-                    void *data) {
-  return s->ops->export_rows(s, f, after_id, max, cb, data);
+int px_store_export_open(px_store_t *s, const px_filter_t *f, px_store_export_t **out) {
+  *out = NULL;
+  return s->ops->export_open(s, f, out);
 }
 
-int px_store_unanalyzed(px_store_t *s, unsigned max,
-                        int (*cb)(void *data, const px_stored_t *m), void *data) {
-  return s->ops->unanalyzed(s, max, cb, data);
+int px_store_export_next(px_store_export_t *e, unsigned max,
+                         int (*cb)(void *data, const px_stored_row_t *row), void *data) {
+  return e->store->ops->export_next(e, max, cb, data);
 }
 
-int px_store_put_summaries(px_store_t *s, const px_summary_row_t *rows, size_t n,
-                           int64_t analyzed_up_to) {
-  return s->ops->put_summaries(s, rows, n, analyzed_up_to);
+void px_store_export_close(px_store_export_t *e) {
+  if (e != NULL)
+    e->store->ops->export_close(e);
 }
 
-int px_store_analysis_progress(px_store_t *s, int64_t *analyzed, int64_t *newest) {
-  return s->ops->analysis_progress(s, analyzed, newest);
+int px_store_count(px_store_t *s, int64_t *measurements, int64_t *keys) {
+  return s->ops->count(s, measurements, keys);
+}
+
+int px_store_import_key(px_store_t *s, const char *key_id, const char *pubkey,
+                        time_t first_seen, time_t last_seen, time_t valid_before) {
+  return s->ops->import_key(s, key_id, pubkey, first_seen, last_seen, valid_before);
+}
+
+int px_store_analyze(px_store_t *s, unsigned max,
+                     int (*summarize)(void *data, const px_stored_t *m, char **summary),
+                     void *data) {
+  return s->ops->analyze(s, max, summarize, data);
+}
+
+int px_store_analysis_mark(px_store_t *s, int64_t *mark) {
+  return s->ops->analysis_mark(s, mark);
+}
+
+int px_store_analysis_reached(px_store_t *s, int64_t mark, bool *reached) {
+  return s->ops->analysis_reached(s, mark, reached);
 }
 
 int px_store_summaries(px_store_t *s, const char *domain, time_t since, time_t until,
@@ -87,6 +106,49 @@ void px_store_set_commit_hook(px_store_t *s, void (*fn)(void *data), void *data)
 
 int px_store_ping(px_store_t *s) {
   return s->ops->ping(s);
+}
+
+int px_filter_dup(px_filter_t *dst, const px_filter_t *src) {
+  *dst = *src;
+  const char *const from[] = {src->probe_cc, src->probe_asn, src->domain, src->test_name,
+                              src->key_id};
+  const char **to[] = {&dst->probe_cc, &dst->probe_asn, &dst->domain, &dst->test_name,
+                       &dst->key_id};
+  int rc = 0;
+  for (size_t i = 0; i < sizeof(to) / sizeof(to[0]); i++) {
+    *to[i] = from[i] != NULL ? strdup(from[i]) : NULL;
+    if (from[i] != NULL && *to[i] == NULL)
+      rc = -ENOMEM;
+  }
+  if (rc != 0)
+    px_filter_free(dst);
+  return rc;
+}
+
+void px_filter_free(px_filter_t *f) {
+  free((char *)f->probe_cc);
+  free((char *)f->probe_asn);
+  free((char *)f->domain);
+  free((char *)f->test_name);
+  free((char *)f->key_id);
+  f->probe_cc = f->probe_asn = f->domain = f->test_name = f->key_id = NULL;
+}
+
+/* "scheme://user:password@host…" -> "scheme://user:***@host…"; anything
+ * else is copied as it is (a key=value conninfo is not accepted by
+ * px_store_open, so it never gets here). */
+void px_store_url_redact(const char *url, char *out, size_t n) {
+  const char *scheme = strstr(url, "://");
+  const char *auth = scheme ? scheme + 3 : NULL;
+  const char *at = auth ? strpbrk(auth, "@/?") : NULL;
+  const char *colon = NULL;
+  if (at != NULL && *at == '@')
+    colon = memchr(auth, ':', (size_t)(at - auth));
+  if (colon == NULL) {
+    snprintf(out, n, "%s", url);
+    return;
+  }
+  snprintf(out, n, "%.*s:***%s", (int)(colon - url), url, at);
 }
 
 void px_cursor_encode(int64_t t, int64_t id, char *out, size_t n) {

@@ -10,9 +10,13 @@
 #include "collector/validate.h"
 #include "common/sshsig.h"
 
-/* Where accepted measurements live. put() returns only once the row is
- * durable (committed with the WAL fsynced); concurrent puts share commits
- * (group commit). Readers never block the writer. */
+/* Where accepted measurements live. Two implementations behind one
+ * interface (the px_store_ops_t table below), chosen by the --db URL:
+ * SQLite (store_sqlite*.c: one writer thread, group commit, WAL) and
+ * PostgreSQL (store_pg*.c: a pool of libpq connections, any number of
+ * collector processes on one database). Every function may be called from
+ * any thread. put() returns only once the row is durable (committed and
+ * flushed). Errors are negative errno values. */
 typedef struct px_store px_store_t;
 
 #define PX_UID_MAX 96
@@ -86,14 +90,42 @@ int px_store_rotate_key(px_store_t *s, const px_ssh_pubkey_t *old_key,
                         const px_ssh_pubkey_t *new_key, time_t valid_before, time_t now,
                         time_t *stored);
 
-/* Export in insertion order: up to max rows with id > *after_id matching f
- * (limit/cursor ignored); cb per row; *after_id advances. Returns the
- * number of rows, or a negative error. */
-int px_store_export(px_store_t *s, const px_filter_t *f, int64_t *after_id, unsigned max,
-                    int (*cb)(void *data, const char *uid, const char *key_id,
-                              const char *content, size_t content_len, const char *signature,
-                              time_t received_at),
-                    void *data);
+/* A stored measurement as export (and a migration) reads it. Pointers
+ * are valid during the callback only. */
+typedef struct px_stored_row {
+  int64_t id; /* the store's own row id; only meaningful within one store */
+  const char *uid, *key_id, *signature;
+  const char *content;
+  size_t content_len;
+  time_t measurement_start_time, received_at;
+  bool geo_mismatch;
+  const char *uploader_cc; /* NULL unless geo_mismatch */
+} px_stored_row_t;
+
+/* A streaming export of what a filter matches (limit and cursor ignored),
+ * oldest first. Every row committed before px_store_export_open returned
+ * is part of it exactly once, however the writers' commits interleave
+ * (PostgreSQL: the export reads one snapshot; SQLite: ids commit in
+ * order). An open export holds a database connection: close it. */
+typedef struct px_store_export px_store_export_t;
+/* -EBUSY when too many exports are open already (the caller answers 503). */
+int px_store_export_open(px_store_t *s, const px_filter_t *f, px_store_export_t **out);
+/* The next up to max rows, cb called for each; returns how many (0: the
+ * end), or a negative error (cb's, or the store's). */
+int px_store_export_next(px_store_export_t *e, unsigned max,
+                         int (*cb)(void *data, const px_stored_row_t *row), void *data);
+void px_store_export_close(px_store_export_t *e);
+
+/* How many measurements and keys are stored (exact: a migration checks
+ * its copy with it). */
+int px_store_count(px_store_t *s, int64_t *measurements, int64_t *keys);
+
+/* Adds a key as another store knew it (a migration), or merges it into
+ * the stored one: the earlier first_seen, the later last_seen, the
+ * earlier valid_before (0: none). The caller vouches that key_id is
+ * pubkey's fingerprint. */
+int px_store_import_key(px_store_t *s, const char *key_id, const char *pubkey,
+                        time_t first_seen, time_t last_seen, time_t valid_before);
 
 /* ---- analysis (collector/analysis.c) ---------------------------------- */
 
@@ -115,22 +147,29 @@ typedef struct px_summary_row {
   const char *summary; /* JSON */
 } px_summary_row_t;
 
-/* Up to max measurements not analysed yet, in id order. Returns how many,
- * or a negative error. */
-int px_store_unanalyzed(px_store_t *s, unsigned max,
-                        int (*cb)(void *data, const px_stored_t *m), void *data);
-/* Stores summaries and marks everything up to analyzed_up_to as analysed,
- * in one commit. */
-int px_store_put_summaries(px_store_t *s, const px_summary_row_t *rows, size_t n,
-                           int64_t analyzed_up_to);
-/* The id analysis has reached and the newest stored id. */
-int px_store_analysis_progress(px_store_t *s, int64_t *analyzed, int64_t *newest);
+/* Summarises up to max stored measurements that have no summary yet:
+ * summarize(data, m, &text) gives each one's summary (malloc'ed JSON, the
+ * store frees it; NULL: none, the measurement is marked done anyway), and
+ * the summaries are stored in one commit with the measurements marked
+ * done. A negative return of summarize abandons the batch (nothing is
+ * marked). Several callers, in one process or on several nodes, may run
+ * at once: each measurement is summarised by one of them. Returns how
+ * many measurements the batch covered, or a negative error. */
+int px_store_analyze(px_store_t *s, unsigned max,
+                     int (*summarize)(void *data, const px_stored_t *m, char **summary),
+                     void *data);
+/* A mark of everything committed so far (by any node), and whether the
+ * analysis has summarised all of it since: "measurements acknowledged
+ * before this request are part of the answer". */
+int px_store_analysis_mark(px_store_t *s, int64_t *mark);
+int px_store_analysis_reached(px_store_t *s, int64_t mark, bool *reached);
 /* Summaries of domain with since <= measurement_start_time < until; with
  * latest_per_key, only each key's newest one. */
 int px_store_summaries(px_store_t *s, const char *domain, time_t since, time_t until,
                        bool latest_per_key,
                        int (*cb)(void *data, const px_summary_row_t *row), void *data);
-/* Called by the writer thread after each successful commit. */
+/* fn is called after each commit of a submission made through s (this
+ * process's commits only; other nodes' are found by polling). */
 void px_store_set_commit_hook(px_store_t *s, void (*fn)(void *data), void *data);
 
 /* A cheap liveness check of the database. */
@@ -155,16 +194,18 @@ typedef struct px_store_ops {
   int (*rotate_key)(px_store_t *s, const px_ssh_pubkey_t *old_key,
                     const px_ssh_pubkey_t *new_key, time_t valid_before, time_t now,
                     time_t *stored);
-  int (*export_rows)(px_store_t *s, const px_filter_t *f, int64_t *after_id, unsigned max,
-                     int (*cb)(void *data, const char *uid, const char *key_id,
-                               const char *content, size_t content_len, const char *signature,
-                               time_t received_at),
-                     void *data);
-  int (*unanalyzed)(px_store_t *s, unsigned max, int (*cb)(void *data, const px_stored_t *m),
-                    void *data);
-  int (*put_summaries)(px_store_t *s, const px_summary_row_t *rows, size_t n,
-                       int64_t analyzed_up_to);
-  int (*analysis_progress)(px_store_t *s, int64_t *analyzed, int64_t *newest);
+  int (*export_open)(px_store_t *s, const px_filter_t *f, px_store_export_t **out);
+  int (*export_next)(px_store_export_t *e, unsigned max,
+                     int (*cb)(void *data, const px_stored_row_t *row), void *data);
+  void (*export_close)(px_store_export_t *e);
+  int (*count)(px_store_t *s, int64_t *measurements, int64_t *keys);
+  int (*import_key)(px_store_t *s, const char *key_id, const char *pubkey, time_t first_seen,
+                    time_t last_seen, time_t valid_before);
+  int (*analyze)(px_store_t *s, unsigned max,
+                 int (*summarize)(void *data, const px_stored_t *m, char **summary),
+                 void *data);
+  int (*analysis_mark)(px_store_t *s, int64_t *mark);
+  int (*analysis_reached)(px_store_t *s, int64_t mark, bool *reached);
   int (*summaries)(px_store_t *s, const char *domain, time_t since, time_t until,
                    bool latest_per_key, int (*cb)(void *data, const px_summary_row_t *row),
                    void *data);
@@ -176,9 +217,23 @@ struct px_store {
   const px_store_ops_t *ops;
 };
 
+/* An implementation's export embeds this first. */
+struct px_store_export {
+  px_store_t *store;
+};
+
 /* The implementations' constructors (url without its scheme prefix for
  * SQLite, the whole URL for PostgreSQL). */
 int px_store_sqlite_open(const char *path, px_store_t **out, char *err, size_t errlen);
+int px_store_pg_open(const char *url, px_store_t **out, char *err, size_t errlen);
+
+/* A deep copy of a filter's strings (px_filter_free frees them), for an
+ * export that outlives its request. */
+int px_filter_dup(px_filter_t *dst, const px_filter_t *src);
+void px_filter_free(px_filter_t *f);
+
+/* url with any password replaced by "***", for logs and status lines. */
+void px_store_url_redact(const char *url, char *out, size_t n);
 
 /* Cursor text <-> (time, id). */
 void px_cursor_encode(int64_t t, int64_t id, char *out, size_t n);

@@ -649,19 +649,39 @@ static int px__sq_keys(px_store_t *base,
   return rc;
 }
 
-static int px__sq_export(px_store_t *base, const px_filter_t *f, int64_t *after_id,
-                         unsigned max,
-                         int (*cb)(void *data, const char *uid, const char *key_id,
-                                   const char *content, size_t content_len,
-                                   const char *signature, time_t received_at),
-                         void *data) {
-  px__sqlite_t *s = px__sq(base);
+typedef struct {
+  px_store_export_t base;
+  px_filter_t f; /* its own copies of the strings */
+  int64_t after_id;
+} px__sq_export_t;
+
+static int px__sq_export_open(px_store_t *base, const px_filter_t *f, px_store_export_t **out) {
+  px__sq_export_t *e = calloc(1, sizeof(*e));
+  if (e == NULL)
+    return -ENOMEM;
+  e->base.store = base;
+  if (px_filter_dup(&e->f, f) != 0) {
+    free(e);
+    return -ENOMEM;
+  }
+  *out = &e->base;
+  return 0;
+}
+
+/* Pages on id: the writer thread commits ids in order, so a row committed
+ * before the export opened has an id below every later one and is never
+ * passed over. */
+static int px__sq_export_next(px_store_export_t *base, unsigned max,
+                              int (*cb)(void *data, const px_stored_row_t *row), void *data) {
+  px__sq_export_t *e = (px__sq_export_t *)base;
+  px__sqlite_t *s = px__sq(base->store);
   px__where_t w;
   char sql[2048];
-  px__where(f, &w);
+  px__where(&e->f, &w);
   snprintf(sql, sizeof(sql),
-           "SELECT id, uid, key_id, content, signature, received_at FROM measurements%s "
-           "AND id > ?18 ORDER BY id LIMIT ?19", w.sql);
+           "SELECT id, uid, key_id, content, signature, received_at, measurement_start_time, "
+           "geo_mismatch, uploader_cc FROM measurements%s AND id > ?18 ORDER BY id LIMIT ?19",
+           w.sql);
   int slot;
   sqlite3 *db = px__store_reader(s, &slot);
   sqlite3_stmt *st;
@@ -670,14 +690,25 @@ static int px__sq_export(px_store_t *base, const px_filter_t *f, int64_t *after_
     return -EIO;
   }
   px__bind_where(st, &w);
-  sqlite3_bind_int64(st, 18, *after_id);
+  sqlite3_bind_int64(st, 18, e->after_id);
   sqlite3_bind_int64(st, 19, max);
   int n = 0, step = SQLITE_DONE, rc = 0;
   while (rc == 0 && (step = sqlite3_step(st)) == SQLITE_ROW) {
-    *after_id = sqlite3_column_int64(st, 0);
-    rc = cb(data, (const char *)sqlite3_column_text(st, 1), (const char *)sqlite3_column_text(st, 2),
-            sqlite3_column_blob(st, 3), (size_t)sqlite3_column_bytes(st, 3),
-            (const char *)sqlite3_column_text(st, 4), (time_t)sqlite3_column_int64(st, 5));
+    bool flagged = sqlite3_column_int(st, 7) != 0;
+    px_stored_row_t row = {
+        .id = sqlite3_column_int64(st, 0),
+        .uid = (const char *)sqlite3_column_text(st, 1),
+        .key_id = (const char *)sqlite3_column_text(st, 2),
+        .content = sqlite3_column_blob(st, 3),
+        .content_len = (size_t)sqlite3_column_bytes(st, 3),
+        .signature = (const char *)sqlite3_column_text(st, 4),
+        .received_at = (time_t)sqlite3_column_int64(st, 5),
+        .measurement_start_time = (time_t)sqlite3_column_int64(st, 6),
+        .geo_mismatch = flagged,
+        .uploader_cc = flagged ? (const char *)sqlite3_column_text(st, 8) : NULL,
+    };
+    e->after_id = row.id;
+    rc = cb(data, &row);
     n++;
   }
   /* A failed step (I/O error, busy) ends the loop like the last row;
@@ -687,6 +718,68 @@ static int px__sq_export(px_store_t *base, const px_filter_t *f, int64_t *after_
   sqlite3_finalize(st);
   px__store_reader_done(s, slot);
   return rc != 0 ? rc : n;
+}
+
+static void px__sq_export_close(px_store_export_t *base) {
+  px__sq_export_t *e = (px__sq_export_t *)base;
+  px_filter_free(&e->f);
+  free(e);
+}
+
+static int px__sq_count(px_store_t *base, int64_t *measurements, int64_t *keys) {
+  px__sqlite_t *s = px__sq(base);
+  int slot;
+  sqlite3 *db = px__store_reader(s, &slot);
+  sqlite3_stmt *st;
+  int rc = -EIO;
+  if (sqlite3_prepare_v2(db, "SELECT (SELECT count(*) FROM measurements), "
+                             "(SELECT count(*) FROM keys)",
+                         -1, &st, NULL) == SQLITE_OK) {
+    if (sqlite3_step(st) == SQLITE_ROW) {
+      *measurements = sqlite3_column_int64(st, 0);
+      *keys = sqlite3_column_int64(st, 1);
+      rc = 0;
+    }
+    sqlite3_finalize(st);
+  }
+  px__store_reader_done(s, slot);
+  return rc;
+}
+
+typedef struct {
+  const char *key_id, *pubkey;
+  time_t first_seen, last_seen, valid_before;
+} px__import_key_t;
+
+static int px__write_import_key(px__sqlite_t *s, px__job_t *j) {
+  px__import_key_t *k = j->arg;
+  sqlite3_stmt *st;
+  if (sqlite3_prepare_v2(s->writer,
+                         "INSERT INTO keys (key_id, public_key, first_seen, last_seen, "
+                         "valid_before) VALUES (?1, ?2, ?3, ?4, nullif(?5, 0)) "
+                         "ON CONFLICT(key_id) DO UPDATE SET "
+                         "first_seen = min(first_seen, excluded.first_seen), "
+                         "last_seen = max(last_seen, excluded.last_seen), "
+                         "valid_before = CASE WHEN valid_before IS NULL THEN excluded.valid_before "
+                         "WHEN excluded.valid_before IS NULL THEN valid_before "
+                         "ELSE min(valid_before, excluded.valid_before) END",
+                         -1, &st, NULL) != SQLITE_OK)
+    return -EIO;
+  sqlite3_bind_text(st, 1, k->key_id, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 2, k->pubkey, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 3, k->first_seen);
+  sqlite3_bind_int64(st, 4, k->last_seen);
+  sqlite3_bind_int64(st, 5, k->valid_before);
+  int step = sqlite3_step(st);
+  sqlite3_finalize(st);
+  return step == SQLITE_DONE ? 0 : -EIO;
+}
+
+static int px__sq_import_key(px_store_t *base, const char *key_id, const char *pubkey,
+                             time_t first_seen, time_t last_seen, time_t valid_before) {
+  px__import_key_t k = {key_id, pubkey, first_seen, last_seen, valid_before};
+  px__job_t job = {.write = px__write_import_key, .arg = &k};
+  return px__store_run(px__sq(base), &job);
 }
 
 static int px__sq_ping(px_store_t *base) {
@@ -707,10 +800,14 @@ static const px_store_ops_t px__sqlite_ops = {
     .list = px__sq_list,
     .keys = px__sq_keys,
     .rotate_key = px__sq_rotate_key,
-    .export_rows = px__sq_export,
-    .unanalyzed = px__sq_unanalyzed,
-    .put_summaries = px__sq_put_summaries,
-    .analysis_progress = px__sq_analysis_progress,
+    .export_open = px__sq_export_open,
+    .export_next = px__sq_export_next,
+    .export_close = px__sq_export_close,
+    .count = px__sq_count,
+    .import_key = px__sq_import_key,
+    .analyze = px__sq_analyze,
+    .analysis_mark = px__sq_analysis_mark,
+    .analysis_reached = px__sq_analysis_reached,
     .summaries = px__sq_summaries,
     .set_commit_hook = px__sq_set_commit_hook,
     .ping = px__sq_ping,

@@ -1,15 +1,73 @@
 /* The SQLite store's side of the analysis: reading measurements not yet
  * summarised, writing summaries through the writer thread, and the
- * per-domain reads of the comparison. */
+ * per-domain reads of the comparison. One process writes the file, so
+ * "analysed up to id N" is a sound watermark here. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "collector/store_sqlite_internal.h"
 
-int px__sq_unanalyzed(px_store_t *base, unsigned max,
-                      int (*cb)(void *data, const px_stored_t *m), void *data) {
-  px__sqlite_t *s = px__sq(base);
+/* One batch: what the analysis read and summarised, written by the
+ * writer thread. The strings are owned copies: the reader's rows are gone
+ * by then. */
+typedef struct {
+  px_summary_row_t *rows;
+  size_t n, cap;
+  int64_t up_to; /* the last id read, summarised or not */
+  int (*summarize)(void *data, const px_stored_t *m, char **summary);
+  void *data;
+} px__summaries_t;
+
+static void px__summaries_free(px__summaries_t *b) {
+  for (size_t i = 0; i < b->n; i++) {
+    px_summary_row_t *r = &b->rows[i];
+    free((char *)r->uid);
+    free((char *)r->key_id);
+    free((char *)r->probe_cc);
+    free((char *)r->probe_asn);
+    free((char *)r->domain);
+    free((char *)r->summary);
+  }
+  free(b->rows);
+}
+
+static int px__summarize_row(px__summaries_t *b, const px_stored_t *m) {
+  char *text = NULL;
+  int rc = b->summarize(b->data, m, &text);
+  b->up_to = m->id;
+  if (rc != 0 || text == NULL)
+    return rc;
+  if (b->n == b->cap) {
+    size_t cap = b->cap ? b->cap * 2 : 64;
+    px_summary_row_t *rows = realloc(b->rows, cap * sizeof(*rows));
+    if (rows == NULL) {
+      free(text);
+      return -ENOMEM;
+    }
+    b->rows = rows;
+    b->cap = cap;
+  }
+  px_summary_row_t *r = &b->rows[b->n++];
+  *r = (px_summary_row_t){
+      .measurement_id = m->id,
+      .uid = strdup(m->uid),
+      .key_id = strdup(m->key_id),
+      .probe_cc = strdup(m->probe_cc),
+      .probe_asn = strdup(m->probe_asn),
+      .domain = strdup(m->domain),
+      .measurement_start_time = m->measurement_start_time,
+      .summary = text,
+  };
+  if (!r->uid || !r->key_id || !r->probe_cc || !r->probe_asn || !r->domain)
+    return -ENOMEM;
+  return 0;
+}
+
+/* Reads up to max measurements past the watermark and summarises them.
+ * The writer thread is the only writer, so ids commit in order and a
+ * watermark cannot skip a row. Returns how many were read. */
+static int px__read_unanalyzed(px__sqlite_t *s, unsigned max, px__summaries_t *b) {
   int slot;
   sqlite3 *db = px__store_reader(s, &slot);
   sqlite3_stmt *st;
@@ -35,7 +93,7 @@ int px__sq_unanalyzed(px_store_t *base, unsigned max,
         .content = sqlite3_column_blob(st, 7),
         .content_len = (size_t)sqlite3_column_bytes(st, 7),
     };
-    rc = cb(data, &m);
+    rc = px__summarize_row(b, &m);
     n++;
   }
   /* A failed step (I/O error, busy) ends the loop like the last row;
@@ -46,12 +104,6 @@ int px__sq_unanalyzed(px_store_t *base, unsigned max,
   px__store_reader_done(s, slot);
   return rc != 0 ? rc : n;
 }
-
-typedef struct {
-  const px_summary_row_t *rows;
-  size_t n;
-  int64_t up_to;
-} px__summaries_t;
 
 static int px__write_summaries(px__sqlite_t *s, px__job_t *j) {
   px__summaries_t *b = j->arg;
@@ -75,26 +127,50 @@ static int px__write_summaries(px__sqlite_t *s, px__job_t *j) {
   return sqlite3_step(s->set_analyzed) == SQLITE_DONE ? 0 : -EIO;
 }
 
-int px__sq_put_summaries(px_store_t *base, const px_summary_row_t *rows, size_t n,
-                         int64_t analyzed_up_to) {
+int px__sq_analyze(px_store_t *base, unsigned max,
+                   int (*summarize)(void *data, const px_stored_t *m, char **summary),
+                   void *data) {
   px__sqlite_t *s = px__sq(base);
-  px__summaries_t b = {rows, n, analyzed_up_to};
-  px__job_t job = {.write = px__write_summaries, .arg = &b};
-  return px__store_run(s, &job);
+  px__summaries_t b = {.summarize = summarize, .data = data};
+  int n = px__read_unanalyzed(s, max, &b);
+  if (n > 0) {
+    px__job_t job = {.write = px__write_summaries, .arg = &b};
+    int rc = px__store_run(s, &job);
+    if (rc != 0)
+      n = rc;
+  }
+  px__summaries_free(&b);
+  return n;
 }
 
-int px__sq_analysis_progress(px_store_t *base, int64_t *analyzed, int64_t *newest) {
+int px__sq_analysis_mark(px_store_t *base, int64_t *mark) {
   px__sqlite_t *s = px__sq(base);
   int slot;
   sqlite3 *db = px__store_reader(s, &slot);
   sqlite3_stmt *st;
   int rc = -EIO;
-  if (sqlite3_prepare_v2(db, "SELECT (SELECT last_id FROM analysis_state WHERE id = 1), "
-                             "(SELECT coalesce(max(id), 0) FROM measurements)",
-                         -1, &st, NULL) == SQLITE_OK) {
+  if (sqlite3_prepare_v2(db, "SELECT coalesce(max(id), 0) FROM measurements", -1, &st, NULL) ==
+      SQLITE_OK) {
     if (sqlite3_step(st) == SQLITE_ROW) {
-      *analyzed = sqlite3_column_int64(st, 0);
-      *newest = sqlite3_column_int64(st, 1);
+      *mark = sqlite3_column_int64(st, 0);
+      rc = 0;
+    }
+    sqlite3_finalize(st);
+  }
+  px__store_reader_done(s, slot);
+  return rc;
+}
+
+int px__sq_analysis_reached(px_store_t *base, int64_t mark, bool *reached) {
+  px__sqlite_t *s = px__sq(base);
+  int slot;
+  sqlite3 *db = px__store_reader(s, &slot);
+  sqlite3_stmt *st;
+  int rc = -EIO;
+  if (sqlite3_prepare_v2(db, "SELECT last_id FROM analysis_state WHERE id = 1", -1, &st, NULL) ==
+      SQLITE_OK) {
+    if (sqlite3_step(st) == SQLITE_ROW) {
+      *reached = sqlite3_column_int64(st, 0) >= mark;
       rc = 0;
     }
     sqlite3_finalize(st);

@@ -56,11 +56,11 @@ sqlite3 *px__store_reader(px__sqlite_t *s, int *slot);
 void px__store_reader_done(px__sqlite_t *s, int slot);
 
 /* store_sqlite_analysis.c's side of the ops table. */
-int px__sq_unanalyzed(px_store_t *base, unsigned max,
-                      int (*cb)(void *data, const px_stored_t *m), void *data);
-int px__sq_put_summaries(px_store_t *base, const px_summary_row_t *rows, size_t n,
-                         int64_t analyzed_up_to);
-int px__sq_analysis_progress(px_store_t *base, int64_t *analyzed, int64_t *newest);
+int px__sq_analyze(px_store_t *base, unsigned max,
+                   int (*summarize)(void *data, const px_stored_t *m, char **summary),
+                   void *data);
+int px__sq_analysis_mark(px_store_t *base, int64_t *mark);
+int px__sq_analysis_reached(px_store_t *base, int64_t mark, bool *reached);
 int px__sq_summaries(px_store_t *base, const char *domain, time_t since, time_t until,
                      bool latest_per_key, int (*cb)(void *data, const px_summary_row_t *row),
                      void *data);

@@ -60,11 +60,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   return 0;
 }
 
-static int px__export_cb(void *data, const char *uid, const char *key_id, const char *content,
-                         size_t content_len, const char *signature, time_t received_at) {
+static int px__export_cb(void *data, const px_stored_row_t *row) {
   (void)data;
-  (void)received_at;
-  if (uid == NULL || key_id == NULL || content == NULL || content_len == 0 || signature == NULL)
+  if (row->uid == NULL || row->key_id == NULL || row->content == NULL ||
+      row->content_len == 0 || row->signature == NULL)
     px_fuzz_fail("an exported row lacks a field");
   return 0;
 }
@@ -90,9 +89,11 @@ static void px__filters(const px_query_t *q) {
         px_fuzz_fail("next_cursor '%s' is refused by the API", cursor);
       json_decref(results);
     } else {
-      int64_t after = 0;
-      if (px_store_export(px__store, &f, &after, 4, px__export_cb, NULL) < 0)
+      px_store_export_t *e;
+      if (px_store_export_open(px__store, &f, &e) != 0 ||
+          px_store_export_next(e, 4, px__export_cb, NULL) < 0)
         px_fuzz_fail("px_store_export failed on a valid filter");
+      px_store_export_close(e);
     }
   }
 }
