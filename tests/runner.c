@@ -12,19 +12,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/leakcheck.h"
 #include "common/timeutil.h"
-
-/* GCC says __SANITIZE_ADDRESS__, clang __has_feature(address_sanitizer). */
-#if defined(__SANITIZE_ADDRESS__)
-#define PX__LSAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define PX__LSAN 1
-#endif
-#endif
-#ifdef PX__LSAN
-#include <sanitizer/lsan_interface.h>
-#endif
 
 #define PX_TEST_ENTRY(name, needs) PX_TEST(name);
 #include "tests/test-list.h"
@@ -61,14 +50,12 @@ static int px__run_one(const px__test_t *t) {
   if (pid == 0) {
     struct CMUnitTest one = {t->name, t->fn, NULL, NULL, NULL};
     int failed = _cmocka_run_group_tests(t->name, &one, 1, NULL, NULL);
-#ifdef PX__LSAN
     /* _exit skips the leak check LeakSanitizer runs at exit: run it
-     * here, so a test that leaks fails (a no-op with detect_leaks=0). */
-    if (__lsan_do_recoverable_leak_check() != 0) {
+     * here, so a test that leaks fails. */
+    if (px_leak_check() != 0) {
       fprintf(stderr, "[ LEAKED   ] %s\n", t->name);
       failed = 1;
     }
-#endif
     fflush(NULL);
     _exit(failed ? 1 : 0);
   }
