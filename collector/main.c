@@ -52,6 +52,10 @@ static void px__usage(FILE *out) {
         "Receive signed parallax measurements, verify and store them, serve them.\n\n"
         "  --listen ADDR:PORT      where to listen (default 127.0.0.1:8080; [::]:8080 for IPv6)\n"
         "  --db sqlite:PATH        the database (default sqlite:STATE_DIR/collector.sqlite)\n"
+        "  --db postgresql://USER@HOST[:PORT]/DB[?PARAM=VALUE&...]\n"
+        "                          PostgreSQL 12 or later (libpq URL; pool_size=N\n"
+        "                          connections, default 10); several collectors may share\n"
+        "                          one database\n"
         "  --state-dir DIR         default $STATE_DIRECTORY, /var/lib/parallax-collector (root)\n"
         "                          or ~/.local/state/parallax-collector\n"
         "  --max-body BYTES        largest accepted request body (default 1048576)\n"
@@ -334,9 +338,10 @@ static int px__main(int argc, char **argv, px_collector_t *c) {
     fprintf(stderr, "parallax-collector: %s\n", err);
     return PX_EXIT_USAGE;
   }
-  if (px_store_open(db, &c->store, err, sizeof(err)) != 0) {
+  int opened = px_store_open(db, &c->store, err, sizeof(err));
+  if (opened != 0) {
     fprintf(stderr, "parallax-collector: %s\n", err);
-    return strncmp(db, "sqlite:", 7) == 0 ? PX_EXIT_RUNTIME : PX_EXIT_USAGE;
+    return opened == -EPROTONOSUPPORT ? PX_EXIT_USAGE : PX_EXIT_RUNTIME;
   }
   if (px_analysis_start(c->store, ca_file, &c->analysis, err, sizeof(err)) != 0) {
     fprintf(stderr, "parallax-collector: %s\n", err);
@@ -352,12 +357,15 @@ static int px__main(int argc, char **argv, px_collector_t *c) {
   }
   char addr[PX_ADDRSTRLEN];
   px_addr_format((struct sockaddr *)&c->cfg.listen, addr, sizeof(addr));
+  /* A PostgreSQL URL may hold a password: never in the log. */
+  char shown[1024];
+  px_store_url_redact(db, shown, sizeof(shown));
   fprintf(stderr, "parallax-collector %s: listening on %s, database %s\n", PX_SOFTWARE_VERSION,
-          addr, db);
+          addr, shown);
 
   /* Ready means: listening and the database open (Type=notify). */
   char status[5000];
-  snprintf(status, sizeof(status), "READY=1\nSTATUS=listening on %s, database %s", addr, db);
+  snprintf(status, sizeof(status), "READY=1\nSTATUS=listening on %s, database %s", addr, shown);
   int notified = px_sd_notify(status);
   if (notified != 0)
     fprintf(stderr, "parallax-collector: cannot notify the service manager: %s\n",

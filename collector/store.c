@@ -17,10 +17,12 @@ int px_store_open(const char *url, px_store_t **out, char *err, size_t errlen) {
     }
     return px_store_sqlite_open(url + 7, out, err, errlen);
   }
+  if (strncmp(url, "postgresql://", 13) == 0 || strncmp(url, "postgres://", 11) == 0)
+    return px_store_pg_open(url, out, err, errlen);
   char shown[512];
   px_store_url_redact(url, shown, sizeof(shown));
   snprintf(err, errlen,
-           "unsupported database '%s' (expected sqlite:PATH)", shown);
+           "unsupported database '%s' (expected sqlite:PATH or postgresql://USER@HOST/DB)", shown);
   return -EPROTONOSUPPORT;
 }
 

@@ -50,7 +50,7 @@ typedef struct px_filter {
 
 /* "sqlite:PATH" (collector/store_sqlite*.c) or "postgresql://…" /
  * "postgres://…" (collector/store_pg*.c). Creates or migrates the schema.
- * -EPROTONOSUPPORT when the scheme is neither. */
+ * -EPROTONOSUPPORT when the URL is not one of these (a usage error). */
 int px_store_open(const char *url, px_store_t **out, char *err, size_t errlen);
 /* Waits for queued writes, then closes. */
 void px_store_close(px_store_t *s);

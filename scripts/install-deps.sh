@@ -8,6 +8,7 @@ packages=(
   gcc make cmake pkg-config
   libuv1-dev libc-ares-dev libssl-dev libjansson-dev libcmocka-dev
   libcurl4-openssl-dev libmicrohttpd-dev libsqlite3-dev libinih-dev libmaxminddb-dev
+  libpq-dev
   # static analysis in make check (tests/static/run.sh; clang-tidy brings
   # run-clang-tidy for the parallel run)
   cppcheck clang-tidy
@@ -16,6 +17,9 @@ packages=(
   python3 python3-jsonschema valgrind procps curl
   # signatures, upload paths: OpenSSH for ssh-keygen -Y, proxies for --proxy
   openssh-client tinyproxy dante-server sqlite3
+  # the collector suite's second run, against a throwaway PostgreSQL 15
+  # cluster (tests/pg/pg.sh; initdb, pg_ctl, psql, pg_dump)
+  postgresql-15 postgresql-client-15
   # geolocation tests build their own small MMDB files
   libmaxmind-db-writer-perl
   # the multi-country world and its browser test

@@ -1,0 +1,168 @@
+/* The PostgreSQL store's side of the analysis. Every stored measurement
+ * has a row in analysis_queue, written in the transaction that stored it;
+ * a worker (the analysis thread of any node) takes a batch with FOR
+ * UPDATE SKIP LOCKED, so workers never wait for or repeat each other,
+ * and deletes it in the transaction that writes the summaries. A worker
+ * that dies mid-batch rolls back and its rows are taken again. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "collector/store_pg_internal.h"
+
+/* Summarises what QUEUE_TAKE returned and writes it, inside the open
+ * transaction; *done gets the queue entries as an array literal. */
+static int px__pg_summarize_batch(px__pgconn_t *c, PGresult *r,
+                                  int (*summarize)(void *data, const px_stored_t *m,
+                                                   char **summary),
+                                  void *data, char *done, size_t done_len) {
+  size_t used = 0;
+  int rc = 0;
+  done[used++] = '{';
+  for (int i = 0; rc == 0 && i < PQntuples(r); i++) {
+    int64_t seq = px__pg_get_i64(r, i, 0);
+    used += (size_t)snprintf(done + used, done_len - used, "%s%" PRId64, i ? "," : "", seq);
+    if (PQgetisnull(r, i, 2))
+      continue; /* the measurement is gone: nothing to summarise */
+    px_stored_t m = {
+        .id = px__pg_get_i64(r, i, 1),
+        .uid = PQgetvalue(r, i, 2),
+        .key_id = PQgetvalue(r, i, 3),
+        .probe_cc = PQgetvalue(r, i, 4),
+        .probe_asn = PQgetvalue(r, i, 5),
+        .domain = PQgetvalue(r, i, 6),
+        .measurement_start_time = (time_t)px__pg_get_i64(r, i, 7),
+        .content = PQgetvalue(r, i, 8),
+        .content_len = (size_t)PQgetlength(r, i, 8),
+    };
+    char *text = NULL;
+    if ((rc = summarize(data, &m, &text)) != 0 || text == NULL)
+      continue;
+    px__pg_args_t a = {0};
+    px__pg_i64(&a, m.measurement_start_time);
+    px__pg_i64(&a, m.id);
+    px__pg_text(&a, m.uid);
+    px__pg_text(&a, m.key_id);
+    px__pg_text(&a, m.probe_cc);
+    px__pg_text(&a, m.probe_asn);
+    px__pg_text(&a, m.domain);
+    px__pg_text(&a, text);
+    PGresult *w = px__pg_run(c, PX__PG_SUMMARY_ADD, &a, false);
+    if (!px__pg_ok(c, w, PGRES_COMMAND_OK, "summary"))
+      rc = -EIO;
+    PQclear(w);
+    free(text);
+  }
+  snprintf(done + used, done_len - used, "}");
+  return rc;
+}
+
+int px__pg_analyze(px_store_t *base, unsigned max,
+                   int (*summarize)(void *data, const px_stored_t *m, char **summary),
+                   void *data) {
+  px__pg_t *s = px__pgs(base);
+  int rc;
+  px__pgconn_t *c = px__pg_checkout(s, &rc);
+  if (c == NULL)
+    return rc;
+  size_t done_len = (size_t)max * 21 + 3;
+  char *done = malloc(done_len);
+  PGresult *r = NULL;
+  int n = 0;
+  rc = done != NULL ? px__pg_exec(c, "BEGIN") : -ENOMEM;
+  if (rc == 0) {
+    px__pg_args_t a = {0};
+    px__pg_i64(&a, max);
+    /* Binary: the content as its bytes. */
+    r = px__pg_run(c, PX__PG_QUEUE_TAKE, &a, true);
+    rc = px__pg_ok(c, r, PGRES_TUPLES_OK, "analysis queue") ? 0 : -EIO;
+  }
+  if (rc == 0 && (n = PQntuples(r)) > 0)
+    rc = px__pg_summarize_batch(c, r, summarize, data, done, done_len);
+  PQclear(r);
+  if (rc == 0 && n > 0) {
+    px__pg_args_t a = {0};
+    px__pg_text(&a, done);
+    r = px__pg_run(c, PX__PG_QUEUE_DONE, &a, false);
+    rc = px__pg_ok(c, r, PGRES_COMMAND_OK, "analysis queue") ? 0 : -EIO;
+    PQclear(r);
+  }
+  if (rc == 0)
+    rc = px__pg_exec(c, "COMMIT");
+  else if (PQstatus(c->conn) == CONNECTION_OK &&
+           PQtransactionStatus(c->conn) != PQTRANS_IDLE)
+    px__pg_exec(c, "ROLLBACK");
+  px__pg_release(s, c);
+  free(done);
+  return rc != 0 ? rc : n;
+}
+
+/* The newest queue entry anyone has committed. An entry committed later
+ * with a lower number (several writers) is waited for too: harmless. */
+int px__pg_analysis_mark(px_store_t *base, int64_t *mark) {
+  px__pg_t *s = px__pgs(base);
+  int rc;
+  px__pgconn_t *c = px__pg_checkout(s, &rc);
+  if (c == NULL)
+    return rc;
+  PGresult *r = px__pg_run(c, PX__PG_MARK, NULL, false);
+  rc = px__pg_ok(c, r, PGRES_TUPLES_OK, "analysis mark") && PQntuples(r) == 1 ? 0 : -EIO;
+  if (rc == 0)
+    *mark = px__pg_get_i64(r, 0, 0);
+  PQclear(r);
+  px__pg_release(s, c);
+  return rc;
+}
+
+int px__pg_analysis_reached(px_store_t *base, int64_t mark, bool *reached) {
+  px__pg_t *s = px__pgs(base);
+  int rc;
+  px__pgconn_t *c = px__pg_checkout(s, &rc);
+  if (c == NULL)
+    return rc;
+  px__pg_args_t a = {0};
+  px__pg_i64(&a, mark);
+  PGresult *r = px__pg_run(c, PX__PG_REACHED, &a, false);
+  rc = px__pg_ok(c, r, PGRES_TUPLES_OK, "analysis progress") && PQntuples(r) == 1 ? 0 : -EIO;
+  if (rc == 0)
+    *reached = px__pg_get_bool(r, 0, 0);
+  PQclear(r);
+  px__pg_release(s, c);
+  return rc;
+}
+
+int px__pg_summaries(px_store_t *base, const char *domain, time_t since, time_t until,
+                     bool latest_per_key, int (*cb)(void *data, const px_summary_row_t *row),
+                     void *data) {
+  px__pg_t *s = px__pgs(base);
+  int rc;
+  px__pgconn_t *c = px__pg_checkout(s, &rc);
+  if (c == NULL)
+    return rc;
+  px__pg_args_t a = {0};
+  px__pg_text(&a, domain);
+  px__pg_i64(&a, since);
+  px__pg_i64(&a, until);
+  PGresult *r =
+      px__pg_run(c, latest_per_key ? PX__PG_LATEST : PX__PG_SUMMARIES, &a, false);
+  rc = px__pg_ok(c, r, PGRES_TUPLES_OK, "summaries") ? 0 : -EIO;
+  /* The rows are all in r: the connection goes back before the callbacks. */
+  px__pg_release(s, c);
+  for (int i = 0; rc == 0 && i < PQntuples(r); i++) {
+    px_summary_row_t row = {
+        .measurement_id = px__pg_get_i64(r, i, 0),
+        .uid = PQgetvalue(r, i, 1),
+        .key_id = PQgetvalue(r, i, 2),
+        .probe_cc = PQgetvalue(r, i, 3),
+        .probe_asn = PQgetvalue(r, i, 4),
+        .domain = PQgetvalue(r, i, 5),
+        .measurement_start_time = (time_t)px__pg_get_i64(r, i, 6),
+        .summary = PQgetvalue(r, i, 7),
+    };
+    rc = cb(data, &row);
+  }
+  PQclear(r);
+  return rc;
+}
