@@ -1,6 +1,7 @@
-/* Every test, one line each: PX_TEST_ENTRY(name, needs). needs is NONE or
- * PEERS (the local test world of tests/peers). tests/CMakeLists.txt reads
- * this file to register each test with ctest. */
+/* Every test, one line each: PX_TEST_ENTRY(name, needs). needs is NONE,
+ * PEERS (the local test world of tests/peers) or PG (the PostgreSQL test
+ * cluster of tests/pg). tests/CMakeLists.txt reads this file to register
+ * each test with ctest. */
 PX_TEST_ENTRY(base64_vectors, NONE)
 PX_TEST_ENTRY(base64_rejects_malformed, NONE)
 PX_TEST_ENTRY(hex_encode, NONE)
@@ -67,3 +68,7 @@ PX_TEST_ENTRY(held_measurements, NONE)
 PX_TEST_ENTRY(geoip_refuses_unusable_files, NONE)
 PX_TEST_ENTRY(geoip_detects_and_looks_up, NONE)
 PX_TEST_ENTRY(allowed_signers_valid_before, NONE)
+PX_TEST_ENTRY(store_contract_sqlite, NONE)
+PX_TEST_ENTRY(store_contract_postgresql, PG)
+PX_TEST_ENTRY(store_postgresql_two_nodes, PG)
+PX_TEST_ENTRY(store_postgresql_export_snapshot, PG)

@@ -1,8 +1,12 @@
 """Helpers of the collector tests: a real parallax-collector on a free
-loopback port with its own SQLite database, plain-urllib HTTP, and signed
+loopback port with its own database, plain-urllib HTTP, and signed
 measurements made by the agent (`parallax submit`) or by OpenSSH
 (`ssh-keygen -Y sign`). Every JSON document the collector emits is
-checked against its schema in schemas/ by the helpers that fetch it."""
+checked against its schema in schemas/ by the helpers that fetch it.
+
+The store is SQLite unless PX_TEST_STORE=postgresql: then every collector
+gets a fresh schema of its own in the test cluster of tests/pg/pg.sh
+(PX_PG_DIR names it; ctest starts it once per run)."""
 import base64
 import copy
 import datetime
@@ -16,6 +20,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -124,19 +129,127 @@ def error_body(answer, status, code):
     return doc
 
 
+# ---- the database -------------------------------------------------------------
+
+STORE = os.environ.get("PX_TEST_STORE", "sqlite")
+assert STORE in ("sqlite", "postgresql"), STORE
+PG = pxtest._env_file(os.path.join(os.environ.get("PX_PG_DIR", ""), "pg.env")) \
+    if os.environ.get("PX_PG_DIR") else {}
+
+
+def require_store():
+    """Exit 77 (ctest: skipped) when PX_TEST_STORE=postgresql but the test
+    cluster is not up."""
+    if STORE == "postgresql" and PG.get("PX_PG_READY") != "1":
+        print("SKIPPED: the PostgreSQL test cluster is not up (run through ctest)",
+              file=sys.stderr)
+        sys.exit(77)
+
+
+def psql(sql, url=None, check=True):
+    """Runs sql through psql as the test role; returns the rows as tuples of
+    strings (unaligned, '|' between fields)."""
+    p = subprocess.run([PG.get("PX_PG_PSQL", "psql"), "-X", "-q", "-At", "-F", "|",
+                        "-v", "ON_ERROR_STOP=1", "-d", url or PG["PX_PG_URL"], "-c", sql],
+                       capture_output=True, text=True, timeout=60)
+    if check and p.returncode != 0:
+        raise AssertionError(f"psql: {sql}: {p.stderr}")
+    return [tuple(line.split("|")) for line in p.stdout.splitlines()]
+
+
+_schemas = [0]
+
+
+class Database:
+    """A collector's database: a file DIR/collector.sqlite, or a schema of
+    its own in the PostgreSQL test cluster. url is what --db takes."""
+
+    def __init__(self, workdir, store=None, path=None):
+        self.store = store or STORE
+        if self.store == "sqlite":
+            self.path = path or os.path.join(workdir, "collector.sqlite")
+            self.url = f"sqlite:{self.path}"
+            self.schema = None
+            return
+        require_store()
+        self.path = None
+        _schemas[0] += 1
+        self.schema = f"t{os.getpid()}_{_schemas[0]}_{os.urandom(3).hex()}"
+        psql(f"CREATE SCHEMA {self.schema}")
+        # libpq takes session options in the URL: the collector's tables
+        # and partitions go into this schema.
+        self.url = f"{PG['PX_PG_URL']}?options=-csearch_path%3D{self.schema}"
+
+    @property
+    def pg(self):
+        return self.store == "postgresql"
+
+    def sql(self, query):
+        """Rows of query (tuples of strings), read by the sqlite3 command
+        (the collector's WAL is honoured) or psql."""
+        if self.pg:
+            return psql(f"SET search_path = {self.schema}; {query}")
+        p = subprocess.run(["sqlite3", "-separator", "|", self.path, query],
+                           capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0, p.stderr
+        return [tuple(line.split("|")) for line in p.stdout.splitlines()]
+
+    def count(self):
+        return int(self.sql("SELECT count(*) FROM measurements")[0][0])
+
+    def integrity(self):
+        """(exit status, "ok" or what is wrong, stderr). SQLite: PRAGMA
+        integrity_check. PostgreSQL (whose files a collector crash cannot
+        hurt): the store's own invariants, every measurement with its uid
+        row and no uid row without its measurement."""
+        if not self.pg:
+            p = subprocess.run(["sqlite3", self.path, "PRAGMA integrity_check;"],
+                               capture_output=True, text=True, timeout=60)
+            return p.returncode, p.stdout.strip(), p.stderr.strip()
+        rows = self.sql(
+            "SELECT (SELECT count(*) FROM measurements), (SELECT count(*) FROM measurement_uids), "
+            "(SELECT count(*) FROM measurement_uids u JOIN measurements m ON "
+            "m.measurement_start_time = u.measurement_start_time AND m.id = u.measurement_id "
+            "AND m.uid = u.uid)")
+        m, u, joined = rows[0]
+        return 0, "ok" if m == u == joined else f"measurements {m}, uids {u}, matching {joined}", ""
+
+    def raw_bytes(self):
+        """{name: bytes} of everything the database keeps: the SQLite file
+        and its -wal, -shm, -journal; for PostgreSQL, pg_dump of the
+        collector's schema."""
+        if not self.pg:
+            out = {}
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                if os.path.exists(self.path + suffix):
+                    with open(self.path + suffix, "rb") as f:
+                        out[os.path.basename(self.path + suffix)] = f.read()
+            return out
+        dump = os.path.join(os.path.dirname(PG["PX_PG_PSQL"]), "pg_dump")
+        p = subprocess.run([dump, "-d", PG["PX_PG_URL"], "-n", self.schema],
+                           capture_output=True, timeout=120)
+        assert p.returncode == 0, p.stderr
+        # The dump shows bytea as hex: the contents once more, as text.
+        contents = "\n".join(r[0] for r in self.sql(
+            "SELECT convert_from(content, 'UTF8') FROM measurements")).encode()
+        return {f"pg_dump -n {self.schema}": p.stdout, "measurements.content": contents}
+
+
 # ---- the collector ----------------------------------------------------------
 
 class Collector:
     """One parallax-collector process on 127.0.0.1:<free port>, database
-    DIR/collector.sqlite unless db is given. start/stop/kill9/restart keep
-    the port and the database."""
+    DIR/collector.sqlite (db: another path) or, with PX_TEST_STORE=postgresql,
+    a schema of its own (database: a Database to share, e.g. between two
+    nodes). start/stop/kill9/restart keep the port and the database."""
 
-    def __init__(self, workdir, extra=(), port=None, db=None):
+    def __init__(self, workdir, extra=(), port=None, db=None, database=None):
         self.workdir = workdir
         self.extra = list(extra)
         self.fixed_port = port is not None
         self.port = port or free_port()
-        self.db = db or os.path.join(workdir, "collector.sqlite")
+        self.database = database or Database(workdir, path=db)
+        self.db = self.database.path  # the SQLite file (None for PostgreSQL)
         self.proc = None
         self.returncode = None
         self.log_path = os.path.join(workdir, "collector.log")
@@ -157,7 +270,7 @@ class Collector:
         log.write(f"---- start {self.starts}\n".encode())
         log.flush()
         self.proc = subprocess.Popen(
-            [COLLECTOR_BIN, "--listen", f"127.0.0.1:{self.port}", "--db", f"sqlite:{self.db}"]
+            [COLLECTOR_BIN, "--listen", f"127.0.0.1:{self.port}", "--db", self.database.url]
             + self.extra, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         log.close()
         deadline = time.monotonic() + timeout * SLOW
@@ -310,17 +423,11 @@ class Collector:
         return self.metrics().get(("parallax_collector_measurements_accepted_total", ()), 0)
 
     def db_count(self):
-        """Rows in the database, read by the sqlite3 command (the collector's
-        WAL is honoured)."""
-        p = subprocess.run(["sqlite3", self.db, "SELECT count(*) FROM measurements;"],
-                           capture_output=True, text=True, timeout=30)
-        assert p.returncode == 0, p.stderr
-        return int(p.stdout.strip())
+        """Rows in the database, read beside the collector (sqlite3, psql)."""
+        return self.database.count()
 
     def integrity(self):
-        p = subprocess.run(["sqlite3", self.db, "PRAGMA integrity_check;"],
-                           capture_output=True, text=True, timeout=60)
-        return p.returncode, p.stdout.strip(), p.stderr.strip()
+        return self.database.integrity()
 
 
 _METRIC = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([^}]*)\})? ([-+]?(?:[0-9.eE+-]+|Inf|NaN))$')

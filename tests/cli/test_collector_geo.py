@@ -235,10 +235,7 @@ class Geo(pxtest.TestCase):
         self.assertEqual(m[("parallax_collector_measurements_geo_mismatch_total", ())], 2)
         self.assertEqual(m[("parallax_collector_measurements_accepted_total", ())], len(contents))
         # The uploader's country, never its address, is what the row keeps.
-        out = subprocess.run(
-            ["sqlite3", c.db, "SELECT uid, coalesce(uploader_cc, '-') FROM measurements"],
-            capture_output=True, text=True, check=True).stdout
-        rows = dict(line.split("|") for line in out.splitlines())
+        rows = dict(c.database.sql("SELECT uid, coalesce(uploader_cc, '-') FROM measurements"))
         self.assertEqual({uids[u]: cc for u, cc in rows.items()},
                          {"de_from_cn": "CN", "de_from_de": "-", "zz_from_cn": "-",
                           "cn_from_unknown": "-", "de_from_fr6": "FR"})
@@ -250,10 +247,8 @@ class Geo(pxtest.TestCase):
                 self.assertNotIn(packed, data, f"{addr} (binary) in {where}")
 
         def assert_db_clean():
-            for suffix in ("", "-wal", "-shm", "-journal"):
-                if os.path.exists(c.db + suffix):
-                    with open(c.db + suffix, "rb") as f:
-                        assert_absent(f.read(), os.path.basename(c.db + suffix))
+            for name, data in c.database.raw_bytes().items():
+                assert_absent(data, name)
 
         st, _, text = cl.get(c.url + "/metrics")
         self.assertEqual(st, 200)

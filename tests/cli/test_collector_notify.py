@@ -25,7 +25,7 @@ class Notified:
 
     def __init__(self, workdir, sock, name, env=None):
         self.port = cl.free_port()
-        self.db = os.path.join(workdir, "collector.sqlite")
+        self.database = cl.Database(workdir)
         self.sock = sock
         self.log_path = os.path.join(workdir, "collector.log")
         full = {k: v for k, v in os.environ.items() if not k.startswith("WATCHDOG_")}
@@ -36,7 +36,7 @@ class Notified:
             full["NOTIFY_SOCKET"] = name
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [cl.COLLECTOR_BIN, "--listen", f"127.0.0.1:{self.port}", "--db", f"sqlite:{self.db}"],
+                [cl.COLLECTOR_BIN, "--listen", f"127.0.0.1:{self.port}", "--db", self.database.url],
                 env=full, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
 
     def log(self):
@@ -202,9 +202,7 @@ class Notify(pxtest.TestCase):
         self.assertEqual(resp.status, 200, answer)
         uid = json.loads(answer)["measurement_uid"]
         self.assertEqual(c.proc.wait(timeout=30 * cl.SLOW), 0, c.log())
-        p = subprocess.run(["sqlite3", c.db, "SELECT uid FROM measurements;"],
-                           capture_output=True, text=True, timeout=30)
-        self.assertEqual((p.returncode, p.stdout.split()), (0, [uid]), p.stderr)
+        self.assertEqual(c.database.sql("SELECT uid FROM measurements"), [(uid,)])
 
     @staticmethod
     def _requests(c):
