@@ -461,7 +461,7 @@ int px_store_pg_open(const char *url, px_store_t **out, char *err, size_t errlen
     time_t now = time(NULL);
     rc = px__pg_ensure_month(s, c, now);
     if (rc == 0)
-      rc = px__pg_ensure_month(s, c, now + 32 * 86400);
+      rc = px__pg_ensure_month(s, c, now + (time_t)32 * 86400);
     if (rc != 0)
       snprintf(err, errlen, "postgresql: cannot create this month's partitions: %s",
                PQerrorMessage(c->conn));

@@ -145,7 +145,7 @@ static int px__pg_migrate_locked(PGconn *conn, char *err, size_t errlen) {
     PQclear(r);
     return -EIO;
   }
-  int version = atoi(PQgetvalue(r, 0, 0));
+  int version = (int)strtol(PQgetvalue(r, 0, 0), NULL, 10);
   PQclear(r);
   int known = 0;
   while (px__pg_migrations[known] != NULL)
@@ -158,10 +158,10 @@ static int px__pg_migrate_locked(PGconn *conn, char *err, size_t errlen) {
   for (int v = version; v < known; v++) {
     char num[16];
     snprintf(num, sizeof(num), "%d", v + 1);
-    const char *params[] = {num};
     if ((rc = px__pg_do(conn, "BEGIN", PGRES_COMMAND_OK, err, errlen)) != 0)
       return rc;
     if ((rc = px__pg_do(conn, px__pg_migrations[v], PGRES_COMMAND_OK, err, errlen)) == 0) {
+      const char *params[] = {num};
       r = PQexecParams(conn, "INSERT INTO schema_version VALUES ($1)", 1, NULL, params, NULL,
                        NULL, 0);
       if (r == NULL || PQresultStatus(r) != PGRES_COMMAND_OK) {

@@ -113,7 +113,7 @@ static void px__m(px__m_t *m, int i, const px__key_t *k, time_t start) {
   snprintf(s->meta.domain, sizeof(s->meta.domain), "d%d.example", i % 4);
   snprintf(s->meta.input, sizeof(s->meta.input), "d%d.example", i % 4);
   s->meta.measurement_start_time = start;
-  s->received_at = PX__T0 + 100 * 86400;
+  s->received_at = PX__T0 + (time_t)100 * 86400;
   /* Equal content, equal uid; the content holds i. */
   snprintf(s->uid, sizeof(s->uid), "u_%02x%02x%02x%02x_%d", s->sha256[0], s->sha256[1],
            s->sha256[2], s->sha256[3], i);
