@@ -23,6 +23,9 @@ SOAK = os.environ.get("PX_SOAK") == "1"
 LOADGEN = os.environ.get("PX_LOADGEN_BIN",
                          os.path.join(pxtest.SOURCE, "build", "tests", "px-loadgen"))
 REPORT = os.environ.get("PX_REPORT")
+# Before the test adds its own threads (the 1-minute load average counts
+# runnable threads: a collector with 1,000 connections is 1,000 of them).
+LOADAVG_AT_START = round(os.getloadavg()[0], 1)
 
 
 def size(check, soak):
@@ -34,7 +37,7 @@ def report(name, **figures):
     """Prints the figures and, under make soak, appends them to PX_REPORT."""
     # The machine is shared (other jobs, fuzzers): its load is part of
     # every figure.
-    doc = {"test": name, "soak": SOAK, "loadavg_1m": round(os.getloadavg()[0], 1),
+    doc = {"test": name, "soak": SOAK, "loadavg_1m_at_start": LOADAVG_AT_START,
            "cpus": os.cpu_count(), **figures}
     print("FIGURES " + json.dumps(doc, sort_keys=True), flush=True)
     if REPORT:
@@ -105,6 +108,10 @@ class Loadgen:
             raise AssertionError(f"px-loadgen: exit {self.proc.returncode}, no summary: {err!r}")
         summary = json.loads(text.splitlines()[-1])
         summary["exit"] = self.proc.returncode
+        # 3: some submissions failed (the summary says which); anything
+        # else is the driver's own trouble (a sanitizer report, a crash).
+        if self.proc.returncode not in (0, 3):
+            raise AssertionError(f"px-loadgen: exit {self.proc.returncode}: {err[-3000:]!r}")
         return summary
 
     def kill(self):
