@@ -48,6 +48,16 @@ class Sandbox(pxtest.TestCase):
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix="px-systemd-sandbox-")
         os.chmod(cls.tmp, 0o755)  # the sandboxed uids walk through it
+        # The service's user runs what is installed, where anyone may read
+        # it, never the build tree (a checkout may sit in a 0700 home or
+        # temporary directory): copies, like `cmake --install` makes.
+        bindir = os.path.join(cls.tmp, "bin")
+        os.mkdir(bindir, 0o755)
+        cls.agent_bin = shutil.copy2(pxtest.BIN, bindir)
+        cls.collector_bin = shutil.copy2(cl.COLLECTOR_BIN, bindir)
+        cls.ca = shutil.copy2(pxtest.CA, bindir)
+        for f in (cls.agent_bin, cls.collector_bin, cls.ca):
+            os.chmod(f, 0o755 if f != cls.ca else 0o644)
 
     @classmethod
     def tearDownClass(cls):
@@ -64,6 +74,11 @@ class Sandbox(pxtest.TestCase):
             env["ASAN_OPTIONS"] = ":".join(filter(None, [env.get("ASAN_OPTIONS"),
                                                           "detect_leaks=0"]))
         return env
+
+    def world_args(self):
+        args = pxtest.world_args()
+        args[args.index(pxtest.CA)] = self.ca
+        return args
 
     def sandboxed(self, unit, uid, state, argv):
         return ["unshare", "--mount", sys.executable, SANDBOX, os.path.join(UNITS, unit),
@@ -86,7 +101,7 @@ class Sandbox(pxtest.TestCase):
         self.addCleanup(log.close)
         collector = subprocess.Popen(
             self.sandboxed("parallax-collector.service", COLLECTOR_UID, cstate,
-                           [cl.COLLECTOR_BIN, "--listen", f"127.0.0.1:{port}",
+                           [self.collector_bin, "--listen", f"127.0.0.1:{port}",
                             "--db", f"sqlite:{cstate}/collector.sqlite", "--state-dir", cstate,
                             "--allow-nonpublic-addresses"]),
             env=self.env(NOTIFY_SOCKET=notify), stdin=subprocess.DEVNULL,
@@ -110,7 +125,7 @@ class Sandbox(pxtest.TestCase):
         url = f"http://127.0.0.1:{port}"
         # As a volunteer would: setup (consent, config, key) first, where
         # the agent has it, then the round as the unit runs it.
-        run = [pxtest.BIN, "run", "--state-dir", astate]
+        run = [self.agent_bin, "run", "--state-dir", astate]
         if pxtest.run(["setup", "--help"]).returncode == 0:
             conf = os.path.join(self.tmp, "parallax.conf")
             p = pxtest.run(["setup", "--yes", "--config", conf, "--state-dir", astate,
@@ -123,7 +138,7 @@ class Sandbox(pxtest.TestCase):
             run += ["--collector", url]
         p = subprocess.run(
             self.sandboxed("parallax.service", AGENT_UID, astate,
-                           run + pxtest.world_args() + ["www.example.test", "www.icloud.com"]),
+                           run + self.world_args() + ["www.example.test", "www.icloud.com"]),
             env=self.env(), capture_output=True, text=True, timeout=300)
         self.assertEqual(p.returncode, 0, f"sandboxed parallax run failed:\n{p.stderr}\n"
                          + collector_log())
