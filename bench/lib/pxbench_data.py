@@ -246,7 +246,7 @@ def measurement(i, ctx):
     v = rnd.choices(range(len(VANTAGES)), cum_weights=ctx["vcum"])[0]
     cc, asn, net, _ = VANTAGES[v]
     d = ctx["domains"][rnd.choices(range(len(ctx["domains"])), cum_weights=ctx["dcum"])[0]]
-    t = ctx["t_end"] - rnd.randrange(YEAR)
+    t = ctx["t_end"] - rnd.randrange(ctx["span"])
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t))
     run = t - rnd.randrange(600)
     v4, v6 = _addresses(d, cc)
@@ -350,7 +350,7 @@ class DataSet:
         for r in range(len(self.domains)):
             acc += 1.0 / (r + 3) ** 0.9
             dcum.append(acc)
-        self.ctx = {"seed": seed, "t_end": self.t_end, "vcum": vcum, "dcum": dcum,
+        self.ctx = {"seed": seed, "span": YEAR, "t_end": self.t_end, "vcum": vcum, "dcum": dcum,
                     "domains": self.domains, "chain": pki["chain"], "mitm": pki["mitm"],
                     "kids": self.kids,
                     "key_bytes": [k.private_bytes(serialization.Encoding.Raw,
@@ -368,14 +368,18 @@ class DataSet:
         probe_cc, probe_asn, test_name, input, domain, start, received_at)."""
         return self._map(_rows, n, chunk)
 
-    def write_bodies(self, path, n):
-        """n submission bodies, one a line; returns the average content size."""
+    def write_bodies(self, path, n, span=86400):
+        """n submission bodies, one a line, started within span seconds
+        before t_end (what a collector receives: recent measurements);
+        returns the average content size."""
+        self.ctx.update(span=span, seed=self.ctx["seed"] + 1_000_000)
         size = 0
         with open(path, "w") as f:
             for batch in self._map(_bodies, n, 2000):
                 for line in batch:
                     size += len(json.loads(line)["content"])
                     f.write(line + "\n")
+        self.ctx.update(span=YEAR, seed=self.ctx["seed"] - 1_000_000)
         return size // max(n, 1)
 
     def fill_sqlite(self, db, n):
