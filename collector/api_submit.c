@@ -22,17 +22,6 @@ static unsigned px__reject(json_t **answer, unsigned status, const char *code,
   return status;
 }
 
-/* OONI-like and a function of the content: equal content, equal uid. */
-static void px__uid(const px_measurement_meta_t *meta, const uint8_t sha[32], char *out,
-                    size_t n) {
-  char hex[65], stamp[20];
-  struct tm tm;
-  px_hex_encode(sha, 32, hex);
-  gmtime_r(&meta->measurement_start_time, &tm);
-  strftime(stamp, sizeof(stamp), "%Y%m%d%H%M%S", &tm);
-  snprintf(out, n, "%s_%s_tlscertconsistency_%.16s", stamp, meta->probe_cc, hex);
-}
-
 unsigned px_submit_process(px_collector_t *c, const struct sockaddr *client, const char *body,
                            size_t body_len, json_t **answer) {
   char why[256];
@@ -66,7 +55,7 @@ unsigned px_submit_process(px_collector_t *c, const struct sockaddr *client, con
   sub.signature = env.signature;
   sub.key = &signer;
   sub.received_at = time(NULL);
-  px__uid(&sub.meta, sub.sha256, sub.uid, sizeof(sub.uid));
+  px_measurement_uid(&sub.meta, sub.sha256, sub.uid, sizeof(sub.uid));
   /* Where the upload came from, as a country only. Kept as a flag, never
    * a reason to refuse: a volunteer may upload through Tor or a VPN, or
    * travel, and the databases are wrong sometimes. */

@@ -13,6 +13,7 @@
 
 #include "collector/analysis.h"
 #include "collector/geoip.h"
+#include "collector/migrate.h"
 #include "collector/sdnotify.h"
 #include "collector/server.h"
 #include "common/target.h"
@@ -49,7 +50,9 @@ static int px__wait_for_stop(const sigset_t *set, px_store_t *store) {
 
 static void px__usage(FILE *out) {
   fputs("Usage: parallax-collector [FLAG]...\n"
-        "Receive signed parallax measurements, verify and store them, serve them.\n\n"
+        "       parallax-collector migrate --from sqlite:PATH --to postgresql://... [--batch N]\n"
+        "Receive signed parallax measurements, verify and store them, serve them.\n"
+        "migrate copies a SQLite database into PostgreSQL (see migrate --help).\n\n"
         "  --listen ADDR:PORT      where to listen (default 127.0.0.1:8080; [::]:8080 for IPv6)\n"
         "  --db sqlite:PATH        the database (default sqlite:STATE_DIR/collector.sqlite)\n"
         "  --db postgresql://USER@HOST[:PORT]/DB[?PARAM=VALUE&...]\n"
@@ -382,6 +385,8 @@ static int px__main(int argc, char **argv, px_collector_t *c) {
 }
 
 int main(int argc, char **argv) {
+  if (argc > 1 && strcmp(argv[1], "migrate") == 0)
+    return px_migrate_main(argc - 1, argv + 1);
   px_collector_t c;
   memset(&c, 0, sizeof(c));
   int code = px__main(argc, argv, &c);

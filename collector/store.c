@@ -26,6 +26,17 @@ int px_store_open(const char *url, px_store_t **out, char *err, size_t errlen) {
   return -EPROTONOSUPPORT;
 }
 
+int px_store_open_source(const char *url, px_store_t **out, char *err, size_t errlen) {
+  *out = NULL;
+  if (strncmp(url, "sqlite:", 7) != 0 || url[7] == '\0') {
+    char shown[512];
+    px_store_url_redact(url, shown, sizeof(shown));
+    snprintf(err, errlen, "unsupported source '%s' (expected sqlite:PATH)", shown);
+    return -EPROTONOSUPPORT;
+  }
+  return px_store_sqlite_open_readonly(url + 7, out, err, errlen);
+}
+
 void px_store_close(px_store_t *s) {
   if (s != NULL)
     s->ops->close(s);
@@ -108,6 +119,30 @@ void px_store_set_commit_hook(px_store_t *s, void (*fn)(void *data), void *data)
 
 int px_store_ping(px_store_t *s) {
   return s->ops->ping(s);
+}
+
+int px_store_migration_get(px_store_t *s, const char *source, px_migration_t *m) {
+  return s->ops->migration_get ? s->ops->migration_get(s, source, m) : -EOPNOTSUPP;
+}
+
+int px_store_import_batch(px_store_t *s, const char *source, int64_t from_id, int64_t to_id,
+                          const px_submission_t *rows, size_t n, const px_refusal_t *refused,
+                          size_t nrefused, size_t *copied) {
+  if (s->ops->import_batch == NULL)
+    return -EOPNOTSUPP;
+  return s->ops->import_batch(s, source, from_id, to_id, rows, n, refused, nrefused, copied);
+}
+
+int px_store_count_uids(px_store_t *s, const char *const *uids, size_t n, size_t *present) {
+  return s->ops->count_uids ? s->ops->count_uids(s, uids, n, present) : -EOPNOTSUPP;
+}
+
+int px_store_migration_refused(px_store_t *s, const char *source,
+                               int (*cb)(void *data, const char *uid, const char *reason),
+                               void *data) {
+  if (s->ops->migration_refused == NULL)
+    return -EOPNOTSUPP;
+  return s->ops->migration_refused(s, source, cb, data);
 }
 
 int px_filter_dup(px_filter_t *dst, const px_filter_t *src) {

@@ -80,6 +80,20 @@ static const char *const px__pg_stmts[PX__PG_NSTMT] = {
         "ORDER BY key_id, measurement_start_time DESC, measurement_id DESC) s "
         "ORDER BY probe_cc, probe_asn, key_id",
     [PX__PG_ENSURE_MONTH] = "SELECT px_ensure_month($1)",
+    [PX__PG_MIG_START] = "INSERT INTO migrations (source, last_id, copied, present, started_at, "
+                         "updated_at) VALUES ($1, 0, 0, 0, $2, $2) ON CONFLICT (source) DO NOTHING",
+    [PX__PG_MIG_GET] = "SELECT last_id, copied, present, (SELECT count(*) FROM migration_refused "
+                       "r WHERE r.source = $1) FROM migrations WHERE source = $1",
+    [PX__PG_MIG_MOVE] = "UPDATE migrations SET last_id = $3, copied = copied + $4, "
+                        "present = present + $5, updated_at = $6 "
+                        "WHERE source = $1 AND last_id = $2",
+    [PX__PG_MIG_REFUSE] = "INSERT INTO migration_refused (source, uid, reason) VALUES ($1, $2, $3) "
+                          "ON CONFLICT (source, uid) DO UPDATE SET reason = excluded.reason",
+    [PX__PG_MIG_REFUSED] = "SELECT uid, reason FROM migration_refused WHERE source = $1 "
+                           "ORDER BY uid",
+    /* The list as one text, a uid a line: uids hold no newline. */
+    [PX__PG_COUNT_UIDS] = "SELECT count(*) FROM measurement_uids "
+                          "WHERE uid = ANY (string_to_array($1, E'\\n'))",
 };
 
 /* ---- parameters and results ----------------------------------------------- */
@@ -426,6 +440,10 @@ static const px_store_ops_t px__pg_ops = {
     .summaries = px__pg_summaries,
     .set_commit_hook = px__pg_set_commit_hook,
     .ping = px__pg_ping,
+    .migration_get = px__pg_migration_get,
+    .import_batch = px__pg_import_batch,
+    .count_uids = px__pg_count_uids,
+    .migration_refused = px__pg_migration_refused,
 };
 
 int px_store_pg_open(const char *url, px_store_t **out, char *err, size_t errlen) {

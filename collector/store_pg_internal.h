@@ -36,6 +36,12 @@ typedef enum {
   PX__PG_SUMMARIES,    /* every summary of a domain in a window */
   PX__PG_LATEST,       /* each key's latest summary of a domain in a window */
   PX__PG_ENSURE_MONTH, /* the partitions of a time's month */
+  PX__PG_MIG_START,    /* a migration's record, unless there */
+  PX__PG_MIG_GET,      /* a migration's progress */
+  PX__PG_MIG_MOVE,     /* a migration's progress forward, if nobody moved it */
+  PX__PG_MIG_REFUSE,   /* a refused source row */
+  PX__PG_MIG_REFUSED,  /* every refused row of a source */
+  PX__PG_COUNT_UIDS,   /* how many of a list of uids are stored */
   PX__PG_NSTMT
 } px__pg_stmt_t;
 
@@ -160,6 +166,15 @@ int px__pg_analysis_reached(px_store_t *base, int64_t mark, bool *reached);
 int px__pg_summaries(px_store_t *base, const char *domain, time_t since, time_t until,
                      bool latest_per_key, int (*cb)(void *data, const px_summary_row_t *row),
                      void *data);
+/* store_pg_migrate.c: a migration's side. */
+int px__pg_migration_get(px_store_t *base, const char *source, px_migration_t *m);
+int px__pg_import_batch(px_store_t *base, const char *source, int64_t from_id, int64_t to_id,
+                        const px_submission_t *rows, size_t n, const px_refusal_t *refused,
+                        size_t nrefused, size_t *copied);
+int px__pg_count_uids(px_store_t *base, const char *const *uids, size_t n, size_t *present);
+int px__pg_migration_refused(px_store_t *base, const char *source,
+                             int (*cb)(void *data, const char *uid, const char *reason),
+                             void *data);
 
 /* Export accounting (store_pg.c): an export holds a pool connection for
  * its lifetime; at most exports_max do. */

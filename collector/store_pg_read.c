@@ -184,6 +184,8 @@ typedef struct {
 
 int px__pg_export_open(px_store_t *base, const px_filter_t *f, px_store_export_t **out) {
   px__pg_t *s = px__pgs(base);
+  if (f->after_id != 0)
+    return -EOPNOTSUPP; /* pages on (time, id), not on id */
   int rc = px__pg_export_slot(s);
   if (rc != 0)
     return rc;
@@ -222,7 +224,7 @@ int px__pg_export_next(px_store_export_t *base, unsigned max,
   int k = a.n;
   snprintf(sql, sizeof(sql),
            "SELECT id, uid, key_id, content, signature, received_at, measurement_start_time, "
-           "geo_mismatch, uploader_cc FROM measurements WHERE true%s "
+           "geo_mismatch, uploader_cc, content_sha256 FROM measurements WHERE true%s "
            "AND measurement_start_time >= $%d AND (measurement_start_time, id) > ($%d, $%d) "
            "ORDER BY measurement_start_time, id LIMIT $%d",
            where, k + 1, k + 1, k + 2, k + 3);
@@ -252,6 +254,7 @@ int px__pg_export_next(px_store_export_t *base, unsigned max,
         .measurement_start_time = (time_t)px__pg_get_i64(r, i, 6),
         .geo_mismatch = flagged,
         .uploader_cc = flagged && !PQgetisnull(r, i, 8) ? PQgetvalue(r, i, 8) : NULL,
+        .content_sha256 = (const uint8_t *)PQgetvalue(r, i, 9),
     };
     e->after_time = row.measurement_start_time;
     e->after_id = row.id;

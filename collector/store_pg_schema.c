@@ -117,6 +117,22 @@ static const char *const px__pg_migrations[] = {
     "  END LOOP;\n"
     "END\n"
     "$f$;",
+    /* 2: `parallax-collector migrate` (collector/migrate.c): each source's
+     * progress, moved in the transaction of the batch it covers, so a
+     * migration interrupted anywhere resumes after its last commit; and
+     * the source rows it refused, with why. */
+    "CREATE TABLE migrations ("
+    "  source text PRIMARY KEY,"
+    "  last_id bigint NOT NULL,"
+    "  copied bigint NOT NULL,"
+    "  present bigint NOT NULL,"
+    "  started_at bigint NOT NULL,"
+    "  updated_at bigint NOT NULL);"
+    "CREATE TABLE migration_refused ("
+    "  source text NOT NULL REFERENCES migrations (source),"
+    "  uid text NOT NULL,"
+    "  reason text NOT NULL,"
+    "  PRIMARY KEY (source, uid));",
     NULL,
 };
 

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "collector/store.h"
 #include "collector/store_sqlite_internal.h"
@@ -319,13 +320,71 @@ int px_store_sqlite_open(const char *path, px_store_t **out, char *err, size_t e
   return 0;
 }
 
+/* Reader connections only, each opened read-only: SQLite itself refuses
+ * any write, and nothing here creates the file or migrates its schema.
+ * The schema must be the one this collector writes (an older database is
+ * brought up to date by running the collector on it once). */
+int px_store_sqlite_open_readonly(const char *path, px_store_t **out, char *err, size_t errlen) {
+  if (access(path, F_OK) != 0) {
+    int e = errno;
+    char why[128];
+    snprintf(err, errlen, "cannot open %s: %s", path, strerror_r(e, why, sizeof(why)));
+    return -e;
+  }
+  px__sqlite_t *s = calloc(1, sizeof(*s));
+  if (s == NULL)
+    return -ENOMEM;
+  s->base.ops = &px__sqlite_ops;
+  s->readonly = true;
+  snprintf(s->path, sizeof(s->path), "%s", path);
+  int rc = 0;
+  for (int i = 0; rc == 0 && i < PX__READERS; i++)
+    rc = px__open_conn(s->path, true, &s->readers[i], err, errlen);
+  int known = 0;
+  while (px__migrations[known] != NULL)
+    known++;
+  if (rc == 0) {
+    sqlite3_stmt *st = NULL;
+    int version = -1;
+    if (sqlite3_prepare_v2(s->readers[0], "SELECT max(version) FROM schema_version", -1, &st,
+                           NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+      version = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    if (version < 0) {
+      snprintf(err, errlen, "%s is not a parallax-collector database: %s", path,
+               sqlite3_errmsg(s->readers[0]));
+      rc = -EINVAL;
+    } else if (version != known) {
+      snprintf(err, errlen,
+               "%s has schema version %d, this collector's is %d (run this version of "
+               "parallax-collector on it once, or use the matching one)",
+               path, version, known);
+      rc = -EINVAL;
+    }
+  }
+  if (rc != 0) {
+    for (int i = 0; i < PX__READERS; i++)
+      sqlite3_close(s->readers[i]);
+    free(s);
+    return rc;
+  }
+  pthread_mutex_init(&s->mu, NULL);
+  pthread_cond_init(&s->work_cv, NULL);
+  pthread_mutex_init(&s->rmu, NULL);
+  pthread_cond_init(&s->rcv, NULL);
+  *out = &s->base;
+  return 0;
+}
+
 static void px__sq_close(px_store_t *base) {
   px__sqlite_t *s = px__sq(base);
   pthread_mutex_lock(&s->mu);
   s->stopping = true;
   pthread_cond_broadcast(&s->work_cv);
   pthread_mutex_unlock(&s->mu);
-  pthread_join(s->thread, NULL);
+  if (!s->readonly)
+    pthread_join(s->thread, NULL);
   sqlite3_finalize(s->ins_key);
   sqlite3_finalize(s->ins_m);
   sqlite3_finalize(s->find);
@@ -343,6 +402,8 @@ static void px__sq_close(px_store_t *base) {
 }
 
 int px__store_run(px__sqlite_t *s, px__job_t *job) {
+  if (s->readonly)
+    return -EROFS;
   pthread_cond_init(&job->cv, NULL);
   job->done = false;
   job->next = NULL;
@@ -660,6 +721,7 @@ static int px__sq_export_open(px_store_t *base, const px_filter_t *f, px_store_e
   if (e == NULL)
     return -ENOMEM;
   e->base.store = base;
+  e->after_id = f->after_id;
   if (px_filter_dup(&e->f, f) != 0) {
     free(e);
     return -ENOMEM;
@@ -680,7 +742,8 @@ static int px__sq_export_next(px_store_export_t *base, unsigned max,
   px__where(&e->f, &w);
   snprintf(sql, sizeof(sql),
            "SELECT id, uid, key_id, content, signature, received_at, measurement_start_time, "
-           "geo_mismatch, uploader_cc FROM measurements%s AND id > ?18 ORDER BY id LIMIT ?19",
+           "geo_mismatch, uploader_cc, content_sha256 FROM measurements%s AND id > ?18 "
+           "ORDER BY id LIMIT ?19",
            w.sql);
   int slot;
   sqlite3 *db = px__store_reader(s, &slot);
@@ -707,6 +770,9 @@ static int px__sq_export_next(px_store_export_t *base, unsigned max,
         .geo_mismatch = flagged,
         .uploader_cc = flagged ? (const char *)sqlite3_column_text(st, 8) : NULL,
     };
+    /* A hash of another length is a damaged row: the migration says so. */
+    static const uint8_t none[32];
+    row.content_sha256 = sqlite3_column_bytes(st, 9) == 32 ? sqlite3_column_blob(st, 9) : none;
     e->after_id = row.id;
     rc = cb(data, &row);
     n++;

@@ -39,6 +39,7 @@ typedef struct px__sqlite {
   bool stopping;
   void (*on_commit)(void *data);
   void *on_commit_data;
+  bool readonly; /* a migration's source: no writer, no writer thread */
 
   pthread_mutex_t rmu;
   pthread_cond_t rcv;

@@ -409,3 +409,13 @@ int px_validate_measurement(const char *content, size_t n,
   px_jdoc_free(&doc);
   return rc;
 }
+
+void px_measurement_uid(const px_measurement_meta_t *meta, const uint8_t sha256[32], char *out,
+                        size_t n) {
+  char hex[65], stamp[20];
+  struct tm tm;
+  px_hex_encode(sha256, 32, hex);
+  gmtime_r(&meta->measurement_start_time, &tm);
+  strftime(stamp, sizeof(stamp), "%Y%m%d%H%M%S", &tm);
+  snprintf(out, n, "%s_%s_tlscertconsistency_%.16s", stamp, meta->probe_cc, hex);
+}

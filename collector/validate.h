@@ -2,6 +2,7 @@
 #define PX_VALIDATE_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <time.h>
 
 #include "common/target.h"
@@ -25,5 +26,10 @@ typedef struct px_measurement_meta {
 int px_validate_measurement(const char *content, size_t n,
                             px_measurement_meta_t *meta, char *why,
                             size_t whylen);
+
+/* The measurement_uid of content with this meta and SHA-256 (OONI-like,
+ * a function of the content: equal content, equal uid). */
+void px_measurement_uid(const px_measurement_meta_t *meta, const uint8_t sha256[32], char *out,
+                        size_t n);
 
 #endif
