@@ -236,33 +236,27 @@ static int px__mig_verify(const px__mig_keys_t *keys, const px_stored_row_t *row
 
 /* ---- batches ---------------------------------------------------------------- */
 
+static void px__mig_batch_free(px__mig_batch_t *b);
+
+/* b must be zeroed; on failure it holds nothing. */
 static int px__mig_batch_init(px__mig_batch_t *b, const px__mig_keys_t *keys, size_t cap) {
-  memset(b, 0, sizeof(*b));
-  px_submission_t *subs = calloc(cap, sizeof(*subs));
-  px_ssh_pubkey_t *signers = calloc(cap, sizeof(*signers));
-  px_refusal_t *refusals = calloc(cap, sizeof(*refusals));
-  char(*uids)[PX_UID_MAX] = calloc(cap, sizeof(*uids));
-  char(*whys)[PX__MIG_REASON_LEN] = calloc(cap, sizeof(*whys));
-  if (subs == NULL || signers == NULL || refusals == NULL || uids == NULL || whys == NULL) {
-    free(subs);
-    free(signers);
-    free(refusals);
-    free(uids);
-    free(whys);
-    return -ENOMEM;
-  }
   b->keys = keys;
   b->cap = cap;
-  b->subs = subs;
-  b->signers = signers;
-  b->refusals = refusals;
-  b->refused_uid = uids;
-  b->refused_why = whys;
+  b->subs = calloc(cap, sizeof(*b->subs));
+  b->signers = calloc(cap, sizeof(*b->signers));
+  b->refusals = calloc(cap, sizeof(*b->refusals));
+  b->refused_uid = calloc(cap, sizeof(*b->refused_uid));
+  b->refused_why = calloc(cap, sizeof(*b->refused_why));
+  if (b->subs == NULL || b->signers == NULL || b->refusals == NULL || b->refused_uid == NULL ||
+      b->refused_why == NULL) {
+    px__mig_batch_free(b);
+    return -ENOMEM;
+  }
   return 0;
 }
 
 static void px__mig_batch_clear(px__mig_batch_t *b) {
-  for (size_t i = 0; i < b->n; i++) {
+  for (size_t i = 0; b->subs != NULL && i < b->n; i++) {
     free((char *)b->subs[i].content);
     free((char *)b->subs[i].signature);
   }
