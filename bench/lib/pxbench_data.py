@@ -404,3 +404,18 @@ class DataSet:
         con.commit()
         con.close()
         return size // max(n, 1)
+
+
+class Existing:
+    """A query database an earlier run made and kept: what the timing
+    needs from it (root certificate beside it as PATH.pem)."""
+
+    def __init__(self, path):
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        self.kids = [r[0] for r in con.execute("SELECT key_id FROM keys ORDER BY key_id")]
+        self.rows, t = con.execute("SELECT count(*), max(measurement_start_time) "
+                                   "FROM measurements").fetchone()
+        con.close()
+        self.t_end = t + 1
+        self.root_pem = path + ".pem"
+        self.domains = domains(1000)
