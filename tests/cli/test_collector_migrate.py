@@ -48,7 +48,8 @@ class Migrate(pxtest.TestCase):
         cls.tmp = tempfile.mkdtemp(prefix="px-collector-migrate-")
         cls.src = os.path.join(cls.tmp, "collector.sqlite")
         t = time.monotonic()
-        cls.info = gen_store.generate(cl.COLLECTOR_BIN, cls.src, COUNT, tampered=True)
+        cls.info = gen_store.generate(cl.COLLECTOR_BIN, cls.src, COUNT, tampered=True,
+                                      days=gen_store.DAYS * COUNT / 100000)
         print(f"generated {cls.info['rows']} rows in {time.monotonic() - t:.1f} s",
               file=sys.stderr)
         cls.targets = os.path.join(cls.tmp, "targets")

@@ -218,7 +218,10 @@ def uid_of(mst, cc, sha):
     return f"{time.strftime('%Y%m%d%H%M%S', time.gmtime(mst))}_{cc}_tlscertconsistency_{sha.hex()[:16]}"
 
 
-def generate(collector_bin, path, count, tampered=False, seed=7):
+def generate(collector_bin, path, count, tampered=False, seed=7, days=DAYS):
+    """days: the span the measurements cover, ending now (a smaller count
+    over a shorter span keeps the density the collector's 24-hour windows
+    need)."""
     rnd = random.Random(seed)
     directory = os.path.dirname(os.path.abspath(path))
     make_schema(collector_bin, path)
@@ -227,9 +230,9 @@ def generate(collector_bin, path, count, tampered=False, seed=7):
     real, mitm = chains(directory, now_dt)
     pieces, fixed = _template(real, mitm)
     keys = [Key(rnd) for _ in VANTAGES] + [Key(rnd)]  # the last: the rotating agent's new key
-    rotated_at = now - ROTATED_DAYS * 86400
-    start = now - DAYS * 86400
-    step = (DAYS * 86400 - 120) / max(count, 1)
+    rotated_at = now - int(days * ROTATED_DAYS / DAYS * 86400)
+    start = now - int(days * 86400)
+    step = (days * 86400 - 120) / max(count, 1)
     domains = [f"site{d}.example.test" for d in range(DOMAINS)]
     raw = {t: base64.b64encode(rnd.randbytes(n)).decode() for t, n in (("A", 64), ("AAAA", 76))}
     seen = {}  # key index -> [first, last] received_at
