@@ -7,6 +7,7 @@
  * API, export) and store_pg_analysis.c (the analysis queue, summaries). */
 #include <libpq-fe.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -77,6 +78,10 @@ typedef struct px__pg {
 
   void (*on_commit)(void *data);
   void *on_commit_data;
+
+  /* Queue entries this node's analysis deleted since it last vacuumed
+   * the queue (see px__pg_analyze). */
+  _Atomic int64_t queue_dead;
 } px__pg_t;
 
 static inline px__pg_t *px__pgs(px_store_t *s) {
