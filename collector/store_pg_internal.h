@@ -102,6 +102,8 @@ void px__pg_text(px__pg_args_t *a, const char *s);
 void px__pg_i64(px__pg_args_t *a, int64_t v);
 void px__pg_bin(px__pg_args_t *a, const void *p, size_t n);
 void px__pg_null(px__pg_args_t *a);
+/* PX__PG_INSERT's parameters for a submission (store_pg_write.c). */
+void px__pg_insert_args(px__pg_args_t *a, const px_submission_t *sub);
 
 /* A connection from the pool, opened (and its statements prepared) if
  * need be; waits up to 30 s for one to be free. NULL with *rc -EBUSY

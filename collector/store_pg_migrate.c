@@ -140,23 +140,7 @@ static int px__pg_pipe_send(px__pg_pipe_t *p, int kind, int st, const px__pg_arg
  * statement submissions use); nothing is stored when the content is. */
 static int px__pg_pipe_row(px__pg_pipe_t *p, const px_submission_t *sub) {
   px__pg_args_t a = {0};
-  px__pg_text(&a, sub->uid);
-  px__pg_bin(&a, sub->sha256, sizeof(sub->sha256));
-  px__pg_bin(&a, sub->content, sub->content_len);
-  px__pg_text(&a, sub->signature);
-  px__pg_text(&a, sub->key->key_id);
-  px__pg_text(&a, sub->meta.probe_cc);
-  px__pg_text(&a, sub->meta.probe_asn);
-  px__pg_text(&a, sub->meta.test_name);
-  px__pg_text(&a, sub->meta.input);
-  px__pg_text(&a, sub->meta.domain);
-  px__pg_i64(&a, sub->meta.measurement_start_time);
-  px__pg_i64(&a, sub->received_at);
-  px__pg_text(&a, sub->geo_mismatch ? "t" : "f");
-  if (sub->geo_mismatch)
-    px__pg_text(&a, sub->uploader_cc);
-  else
-    px__pg_null(&a);
+  px__pg_insert_args(&a, sub);
   return px__pg_pipe_send(p, PX__Q_INSERT, PX__PG_INSERT, &a, NULL);
 }
 

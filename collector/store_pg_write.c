@@ -63,6 +63,28 @@ static int px__pg_find(px__pgconn_t *c, px_submission_t *sub) {
  * rotation on another node either commits first (and is seen) or waits
  * for this commit. last_seen moves at most once a second per key, so
  * concurrent submissions of one key do not queue behind each other. */
+/* The parameters of PX__PG_INSERT for sub, in its column order (the
+ * statement-by-statement put and migrate's pipelined batches share it). */
+void px__pg_insert_args(px__pg_args_t *a, const px_submission_t *sub) {
+  px__pg_text(a, sub->uid);
+  px__pg_bin(a, sub->sha256, sizeof(sub->sha256));
+  px__pg_bin(a, sub->content, sub->content_len);
+  px__pg_text(a, sub->signature);
+  px__pg_text(a, sub->key->key_id);
+  px__pg_text(a, sub->meta.probe_cc);
+  px__pg_text(a, sub->meta.probe_asn);
+  px__pg_text(a, sub->meta.test_name);
+  px__pg_text(a, sub->meta.input);
+  px__pg_text(a, sub->meta.domain);
+  px__pg_i64(a, sub->meta.measurement_start_time);
+  px__pg_i64(a, sub->received_at);
+  px__pg_text(a, sub->geo_mismatch ? "t" : "f");
+  if (sub->geo_mismatch)
+    px__pg_text(a, sub->uploader_cc);
+  else
+    px__pg_null(a);
+}
+
 static int px__pg_put_try(px__pgconn_t *c, px_submission_t *sub, const char *key_line,
                           bool *committed) {
   px__pg_args_t a = {0};
@@ -99,23 +121,7 @@ static int px__pg_put_try(px__pgconn_t *c, px_submission_t *sub, const char *key
     goto rollback;
   }
   memset(&a, 0, sizeof(a));
-  px__pg_text(&a, sub->uid);
-  px__pg_bin(&a, sub->sha256, sizeof(sub->sha256));
-  px__pg_bin(&a, sub->content, sub->content_len);
-  px__pg_text(&a, sub->signature);
-  px__pg_text(&a, sub->key->key_id);
-  px__pg_text(&a, sub->meta.probe_cc);
-  px__pg_text(&a, sub->meta.probe_asn);
-  px__pg_text(&a, sub->meta.test_name);
-  px__pg_text(&a, sub->meta.input);
-  px__pg_text(&a, sub->meta.domain);
-  px__pg_i64(&a, sub->meta.measurement_start_time);
-  px__pg_i64(&a, sub->received_at);
-  px__pg_text(&a, sub->geo_mismatch ? "t" : "f");
-  if (sub->geo_mismatch)
-    px__pg_text(&a, sub->uploader_cc);
-  else
-    px__pg_null(&a);
+  px__pg_insert_args(&a, sub);
   if ((rc = px__pg_step(c, PX__PG_INSERT, &a, PGRES_TUPLES_OK, &r, "insert")) != 0)
     goto rollback;
   bool inserted = PQntuples(r) > 0;

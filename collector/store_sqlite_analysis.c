@@ -143,16 +143,16 @@ int px__sq_analyze(px_store_t *base, unsigned max,
   return n;
 }
 
-int px__sq_analysis_mark(px_store_t *base, int64_t *mark) {
-  px__sqlite_t *s = px__sq(base);
+/* The one integer sql reads, through a reader connection; -EIO when
+ * there is no row. */
+static int px__sq_read_i64(px__sqlite_t *s, const char *sql, int64_t *out) {
   int slot;
   sqlite3 *db = px__store_reader(s, &slot);
   sqlite3_stmt *st;
   int rc = -EIO;
-  if (sqlite3_prepare_v2(db, "SELECT coalesce(max(id), 0) FROM measurements", -1, &st, NULL) ==
-      SQLITE_OK) {
+  if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
     if (sqlite3_step(st) == SQLITE_ROW) {
-      *mark = sqlite3_column_int64(st, 0);
+      *out = sqlite3_column_int64(st, 0);
       rc = 0;
     }
     sqlite3_finalize(st);
@@ -161,21 +161,16 @@ int px__sq_analysis_mark(px_store_t *base, int64_t *mark) {
   return rc;
 }
 
+int px__sq_analysis_mark(px_store_t *base, int64_t *mark) {
+  return px__sq_read_i64(px__sq(base), "SELECT coalesce(max(id), 0) FROM measurements", mark);
+}
+
 int px__sq_analysis_reached(px_store_t *base, int64_t mark, bool *reached) {
-  px__sqlite_t *s = px__sq(base);
-  int slot;
-  sqlite3 *db = px__store_reader(s, &slot);
-  sqlite3_stmt *st;
-  int rc = -EIO;
-  if (sqlite3_prepare_v2(db, "SELECT last_id FROM analysis_state WHERE id = 1", -1, &st, NULL) ==
-      SQLITE_OK) {
-    if (sqlite3_step(st) == SQLITE_ROW) {
-      *reached = sqlite3_column_int64(st, 0) >= mark;
-      rc = 0;
-    }
-    sqlite3_finalize(st);
-  }
-  px__store_reader_done(s, slot);
+  int64_t last_id;
+  int rc = px__sq_read_i64(px__sq(base), "SELECT last_id FROM analysis_state WHERE id = 1",
+                           &last_id);
+  if (rc == 0)
+    *reached = last_id >= mark;
   return rc;
 }
 
