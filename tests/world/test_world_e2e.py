@@ -19,26 +19,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE = os.environ.get("PX_SOURCE_DIR", os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(SOURCE, "tests", "cli"))
 import pxtest  # noqa: E402
+from worldlib import URL, W, WORLD, in_ns  # noqa: E402
 
-WORLD = os.path.join(HERE, "world.sh")
 BIN = pxtest.BIN
 COLLECTOR_BIN = os.environ.get("PX_COLLECTOR_BIN", os.path.join(os.path.dirname(BIN), "parallax-collector"))
 
 
-def env_file(path):
-    out = {}
-    with open(path) as f:
-        for line in f:
-            line = line.strip()
-            if line and not line.startswith("#") and "=" in line:
-                k, v = line.split("=", 1)
-                out[k] = v
-    return out
-
-
-W = env_file(os.path.join(HERE, "world.env"))
 COUNTRIES = W["WORLD_VANTAGES"].split()
-URL = f'http://{W["COLLECTOR_ADDR"]}:{W["COLLECTOR_PORT"]}'
 
 # What the world contains, and so what the comparison must say.
 EXPECTED = {
@@ -49,14 +36,6 @@ EXPECTED = {
     W["DOMAIN_SOCIAL"]: {"RU": "tls_blocked"},
     W["DOMAIN_DOWN"]: {},
 }
-
-
-def in_ns(ns, *cmd, timeout=120, check=True):
-    p = subprocess.run([WORLD, "exec", ns, "--", *cmd], capture_output=True, text=True,
-                       timeout=timeout)
-    if check and p.returncode != 0:
-        raise AssertionError(f"{ns}: {' '.join(cmd)} -> {p.returncode}\n{p.stdout}\n{p.stderr}")
-    return p
 
 
 class RowParser(html.parser.HTMLParser):

@@ -17,34 +17,16 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE = os.environ.get("PX_SOURCE_DIR", os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(SOURCE, "tests", "cli"))
 import pxtest  # noqa: E402
+import worldlib  # noqa: E402
+from worldlib import URL, W, WORLD  # noqa: E402
 
-WORLD = os.path.join(HERE, "world.sh")
 BUILD = os.path.dirname(os.path.abspath(pxtest.BIN))
 PREFIX = "/usr/local"
 CC = "DE"  # tests/tools/make-mmdb.pl puts the vantages' 198.51.100.0/24 in DE, AS3320
 
 
-def env_file(path):
-    out = {}
-    with open(path) as f:
-        for line in f:
-            line = line.strip()
-            if line and not line.startswith("#") and "=" in line:
-                k, v = line.split("=", 1)
-                out[k] = v
-    return out
-
-
-W = env_file(os.path.join(HERE, "world.env"))
-URL = f'http://{W["COLLECTOR_ADDR"]}:{W["COLLECTOR_PORT"]}'
-
-
 def in_ns(ns, *cmd, timeout=180, check=True):
-    p = subprocess.run([WORLD, "exec", ns, "--", *cmd], capture_output=True, text=True,
-                       timeout=timeout)
-    if check and p.returncode != 0:
-        raise AssertionError(f"{ns}: {' '.join(cmd)} -> {p.returncode}\n{p.stdout}\n{p.stderr}")
-    return p
+    return worldlib.in_ns(ns, *cmd, timeout=timeout, check=check)
 
 
 class Install(unittest.TestCase):
