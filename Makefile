@@ -15,11 +15,11 @@ deps:
 	@scripts/install-deps.sh
 
 build: deps
-	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPX_TEST_HOOKS=ON >/dev/null
 	@cmake --build $(BUILD) -j$(JOBS)
 
 build-asan: deps
-	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DPX_SANITIZE=ON >/dev/null
+	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DPX_SANITIZE=ON -DPX_TEST_HOOKS=ON >/dev/null
 	@cmake --build $(ASAN_BUILD) -j$(JOBS)
 
 # The whole suite twice: the plain build (plus valgrind on the main path)
@@ -39,7 +39,7 @@ check-asan: build-asan
 # (the gcc builds are unaffected).
 build-fuzz:
 	@scripts/install-deps.sh --fuzz
-	@cmake -S . -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=clang -DPX_FUZZ=ON >/dev/null
+	@cmake -S . -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=clang -DPX_FUZZ=ON -DPX_TEST_HOOKS=ON >/dev/null
 	@cmake --build $(FUZZ_BUILD) -j$(JOBS) --target px-fuzzers
 
 # Each target for a short, fixed number of runs over its corpus (every

@@ -134,6 +134,8 @@ int px_measure_apply(px_measure_opts_t *o, int code, const char *arg,
   case PX_OPT_RESOLVER:
     if (px_addr_parse_hostport(arg, 53, &ss) != 0)
       return PX__FAIL("--resolver: '%s' is not IP[:PORT] (IPv6 as [addr]:port)", arg);
+    if (o->nresolvers >= PX_RESOLVERS_MAX)
+      return PX__FAIL("--resolver: at most %d resolvers", PX_RESOLVERS_MAX);
     return px__append_addr(&o->resolvers, &o->nresolvers, &ss);
   case PX_OPT_SYSTEM_RESOLVER:
     o->system_resolver = 1;
@@ -144,6 +146,8 @@ int px_measure_apply(px_measure_opts_t *o, int code, const char *arg,
   case PX_OPT_ADDRESS:
     if (px_addr_parse_ip(arg, &ss) != 0)
       return PX__FAIL("--address: '%s' is not an IP address", arg);
+    if (o->naddresses >= PX_ADDRESSES_MAX)
+      return PX__FAIL("--address: at most %d addresses", PX_ADDRESSES_MAX);
     return px__append_addr(&o->addresses, &o->naddresses, &ss);
   case PX_OPT_PORT:
     if (px__parse_uint(arg, 1, 65535, &o->port) != 0)
@@ -436,7 +440,7 @@ static int px__resolvers(px_measure_opts_t *o, bool *used_system, char *err,
     int rc = px_sysresolver_servers(getenv("PARALLAX_RESOLV_CONF"), &sys, &nsys, err, errlen);
     if (rc != 0)
       return rc;
-    for (size_t i = 0; i < nsys && rc == 0; i++)
+    for (size_t i = 0; i < nsys && rc == 0 && o->nresolvers < PX_RESOLVERS_MAX; i++)
       rc = px__append_addr(&o->resolvers, &o->nresolvers, &sys[i]);
     free(sys);
     if (rc != 0)

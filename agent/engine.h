@@ -23,6 +23,16 @@ typedef struct px_engine_stats {
                             * "max_bytes" or "signal" */
 } px_engine_stats_t;
 
+/* What one measurement may hold, so it stays within the bounds of
+ * schemas/measurement.schema.json that the collector enforces: resolvers
+ * (each gives an A and an AAAA entry, and TCP retries), addresses named
+ * with --address, TLS flows per target (answers, --address and control
+ * addresses together; the rest are listed as skipped), skipped entries. */
+#define PX_RESOLVERS_MAX 64
+#define PX_ADDRESSES_MAX 64
+#define PX_JOB_FLOWS_MAX 128
+#define PX_JOB_SKIPPED_MAX 256
+
 typedef struct px_engine_config {
   px_tls_context_t *tls;
   const struct sockaddr_storage *resolvers; /* with ports */

@@ -213,25 +213,33 @@ static int px__start_flows(px__job_t *job) {
   if (job->tls_ops == NULL)
     return -ENOMEM;
   size_t nflows = 0;
-  for (size_t i = 0; i < job->naddrs; i++) {
-    const struct sockaddr *sa = (struct sockaddr *)&job->addrs[i].addr;
-    const char *why = NULL;
-    if (!job->addrs[i].user_named && !cfg->allow_nonpublic &&
-        !px_addr_is_public(sa, &why)) {
-      char ip[PX_ADDRSTRLEN];
-      px_addr_format_ip(sa, ip, sizeof(ip));
-      json_t *s = json_object();
-      json_object_set_new(s, "ip", json_string(ip));
-      json_object_set_new(s, "reason", json_string(why));
-      json_object_set_new(s, "transaction_id", json_integer(job->addrs[i].txid));
-      json_array_append_new(job->skipped, s);
-      continue;
+  /* Named addresses (--address, control addresses) first: when a hostile
+   * answer lists hundreds of addresses, the bound cuts those. */
+  for (int pass = 0; pass < 2; pass++) {
+    for (size_t i = 0; i < job->naddrs; i++) {
+      if (job->addrs[i].user_named != (pass == 0))
+        continue;
+      const struct sockaddr *sa = (struct sockaddr *)&job->addrs[i].addr;
+      const char *why = NULL;
+      if ((!job->addrs[i].user_named && !cfg->allow_nonpublic && !px_addr_is_public(sa, &why)) ||
+          (nflows >= PX_JOB_FLOWS_MAX && (why = "over the limit of addresses probed per target"))) {
+        if (json_array_size(job->skipped) >= PX_JOB_SKIPPED_MAX)
+          continue;
+        char ip[PX_ADDRSTRLEN];
+        px_addr_format_ip(sa, ip, sizeof(ip));
+        json_t *s = json_object();
+        json_object_set_new(s, "ip", json_string(ip));
+        json_object_set_new(s, "reason", json_string(why));
+        json_object_set_new(s, "transaction_id", json_integer(job->addrs[i].txid));
+        json_array_append_new(job->skipped, s);
+        continue;
+      }
+      px__tls_op_t *op = &job->tls_ops[nflows++];
+      op->op.start = px__tls_start;
+      op->job = job;
+      op->addr = job->addrs[i].addr;
+      op->txid = job->addrs[i].txid;
     }
-    px__tls_op_t *op = &job->tls_ops[nflows++];
-    op->op.start = px__tls_start;
-    op->job = job;
-    op->addr = job->addrs[i].addr;
-    op->txid = job->addrs[i].txid;
   }
   job->pending += (int)nflows;
   for (size_t i = 0; i < nflows; i++)

@@ -286,3 +286,52 @@ enum MHD_Result px_api_export(px_request_t *r, const px_query_t *q) {
   MHD_destroy_response(resp);
   return ret;
 }
+
+typedef struct {
+  json_t *results;
+  char base[512];
+} px__quarantine_t;
+
+static int px__quarantine_row(void *data, const char *uid, const char *reason, time_t at) {
+  px__quarantine_t *q = data;
+  char when[PX_TIME_ISO_LEN], url[1024];
+  px_time_format_iso(at, when);
+  snprintf(url, sizeof(url), "%s/api/v1/raw_measurement?measurement_uid=%s", q->base, uid);
+  json_t *r = json_object();
+  json_object_set_new(r, "measurement_uid", json_string(uid));
+  json_object_set_new(r, "reason", px_json_string_lossy(reason, strlen(reason)));
+  json_object_set_new(r, "quarantined_at", json_string(when));
+  json_object_set_new(r, "measurement_url", json_string(url));
+  json_array_append_new(q->results, r);
+  return 0;
+}
+
+/* GET /api/v1/quarantine: what the analysis could not analyse, and why
+ * (the measurements themselves stay stored and served). */
+enum MHD_Result px_api_quarantine(px_request_t *r, const px_query_t *q) {
+  unsigned long limit = 100;
+  const char *v = px_query_get(q, "limit");
+  for (size_t i = 0; i < q->n; i++)
+    if (strcmp(q->v[i].name, "limit") != 0)
+      return px_respond_error(r, MHD_HTTP_BAD_REQUEST, "bad_query", "the only parameter is limit");
+  if (v != NULL) {
+    char *end;
+    limit = strtoul(v, &end, 10);
+    if (*v < '0' || *v > '9' || *end != '\0' || limit < 1 || limit > 1000)
+      return px_respond_error(r, MHD_HTTP_BAD_REQUEST, "bad_query", "limit: 1 to 1000");
+  }
+  px__quarantine_t data = {json_array(), ""};
+  int64_t total = 0;
+  px_public_base(r, data.base, sizeof(data.base));
+  if (px_store_quarantined(r->c->store, (unsigned)limit, px__quarantine_row, &data, &total) != 0) {
+    json_decref(data.results);
+    return px_respond_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "storage_error", "query failed");
+  }
+  json_t *meta = json_object(), *doc = json_object();
+  json_object_set_new(meta, "count", json_integer((json_int_t)json_array_size(data.results)));
+  json_object_set_new(meta, "total", json_integer(total));
+  json_object_set_new(meta, "limit", json_integer((json_int_t)limit));
+  json_object_set_new(doc, "metadata", meta);
+  json_object_set_new(doc, "results", data.results);
+  return px_respond_json(r, MHD_HTTP_OK, doc);
+}

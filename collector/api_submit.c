@@ -23,7 +23,7 @@ static unsigned px__reject(json_t **answer, unsigned status, const char *code,
 }
 
 unsigned px_submit_process(px_collector_t *c, const struct sockaddr *client, const char *body,
-                           size_t body_len, json_t **answer) {
+                           size_t body_len, time_t received_at, json_t **answer) {
   char why[256];
   px_ssh_pubkey_t signer;
   const char *sig_why = NULL;
@@ -44,17 +44,26 @@ unsigned px_submit_process(px_collector_t *c, const struct sockaddr *client, con
 
   px_submission_t sub;
   memset(&sub, 0, sizeof(sub));
-  if (px_validate_measurement(env.content, env.content_len, &sub.meta, why, sizeof(why)) != 0) {
+  sub.received_at = received_at;
+  char path[160];
+  if (px_validate_measurement(env.content, env.content_len, sub.received_at, &sub.meta, why,
+                              sizeof(why), path, sizeof(path)) != 0) {
     px_envelope_free(&env);
-    return px__reject(answer, MHD_HTTP_UNPROCESSABLE_CONTENT, "invalid_measurement", why);
+    px__reject(answer, MHD_HTTP_UNPROCESSABLE_CONTENT, "invalid_measurement", why);
+    /* Where it failed, for scripts: the same path that starts detail. */
+    json_object_set_new(*answer, "path", json_string(path));
+    return MHD_HTTP_UNPROCESSABLE_CONTENT;
   }
   unsigned md_len;
-  EVP_Digest(env.content, env.content_len, sub.sha256, &md_len, EVP_sha256(), NULL);
+  if (EVP_Digest(env.content, env.content_len, sub.sha256, &md_len, EVP_sha256(), NULL) != 1) {
+    px_envelope_free(&env);
+    return px__reject(answer, MHD_HTTP_SERVICE_UNAVAILABLE, "storage_error",
+                      "the measurement could not be hashed; send it again later");
+  }
   sub.content = env.content;
   sub.content_len = env.content_len;
   sub.signature = env.signature;
   sub.key = &signer;
-  sub.received_at = time(NULL);
   px_measurement_uid(&sub.meta, sub.sha256, sub.uid, sizeof(sub.uid));
   /* Where the upload came from, as a country only. Kept as a flag, never
    * a reason to refuse: a volunteer may upload through Tor or a VPN, or
@@ -104,6 +113,6 @@ unsigned px_submit_process(px_collector_t *c, const struct sockaddr *client, con
 enum MHD_Result px_api_submit(px_request_t *r) {
   json_t *answer = NULL;
   unsigned status = px_submit_process(r->c, (const struct sockaddr *)&r->client, r->body,
-                                      r->body_len, &answer);
+                                      r->body_len, time(NULL), &answer);
   return px_respond_json(r, status, answer);
 }

@@ -13,6 +13,7 @@
 
 #include "collector/analysis.h"
 #include "collector/geoip.h"
+#include "collector/analysis_worker.h"
 #include "collector/migrate.h"
 #include "collector/sdnotify.h"
 #include "collector/server.h"
@@ -232,7 +233,12 @@ static int px__main(int argc, char **argv, px_collector_t *c) {
       px__usage(stdout);
       return PX_EXIT_OK;
     case O_VERSION:
+#ifdef PX_TEST_HOOKS
+      /* Said, so that nobody ships a test build by mistake. */
+      printf("parallax-collector %s (test build: PX_TEST_* hooks honoured)\n", PX_SOFTWARE_VERSION);
+#else
       printf("parallax-collector %s\n", PX_SOFTWARE_VERSION);
+#endif
       return PX_EXIT_OK;
     case O_LISTEN:
       if (px_addr_parse_hostport(optarg, 8080, &c->cfg.listen) != 0) {
@@ -346,7 +352,8 @@ static int px__main(int argc, char **argv, px_collector_t *c) {
     fprintf(stderr, "parallax-collector: %s\n", err);
     return opened == -EPROTONOSUPPORT ? PX_EXIT_USAGE : PX_EXIT_RUNTIME;
   }
-  if (px_analysis_start(c->store, ca_file, &c->analysis, err, sizeof(err)) != 0) {
+  /* The analysis runs in a worker re-executed from this very binary. */
+  if (px_analysis_start(c->store, ca_file, "/proc/self/exe", &c->analysis, err, sizeof(err)) != 0) {
     fprintf(stderr, "parallax-collector: %s\n", err);
     px_store_close(c->store);
     return ca_file != NULL ? PX_EXIT_USAGE : PX_EXIT_RUNTIME;
@@ -387,6 +394,9 @@ static int px__main(int argc, char **argv, px_collector_t *c) {
 int main(int argc, char **argv) {
   if (argc > 1 && strcmp(argv[1], "migrate") == 0)
     return px_migrate_main(argc - 1, argv + 1);
+  /* Internal: the analysis worker the collector starts itself. */
+  if (argc > 1 && strcmp(argv[1], "analysis-worker") == 0)
+    return px_aworker_main(argc - 2, argv + 2);
   px_collector_t c;
   memset(&c, 0, sizeof(c));
   int code = px__main(argc, argv, &c);

@@ -19,6 +19,22 @@ static atomic_ullong px__geo_mismatch, px__rotations;
 static atomic_ullong px__rejected[PX__NREASONS];
 static atomic_ullong px__hist[PX__NBUCKETS + 1];
 static atomic_ullong px__latency_us_sum;
+static atomic_llong px__quarantined_known;
+static atomic_ullong px__compare_computed, px__compare_cached;
+
+void px_metrics_compare(bool cached) {
+  atomic_fetch_add(cached ? &px__compare_cached : &px__compare_computed, 1);
+}
+static atomic_ullong px__quarantined_total;
+
+void px_metrics_quarantined(unsigned n) {
+  atomic_fetch_add(&px__quarantined_total, n);
+  atomic_fetch_add(&px__quarantined_known, (long long)n);
+}
+
+void px_metrics_quarantined_known(long long n) {
+  atomic_store(&px__quarantined_known, n);
+}
 
 void px_metrics_accepted(void) { atomic_fetch_add(&px__accepted, 1); }
 void px_metrics_duplicate(void) { atomic_fetch_add(&px__duplicates, 1); }
@@ -90,6 +106,19 @@ char *px_metrics_render(void) {
   fprintf(f, "parallax_collector_submit_duration_seconds_sum %.6f\n",
           (double)atomic_load(&px__latency_us_sum) / 1e6);
   fprintf(f, "parallax_collector_submit_duration_seconds_count %llu\n", cum);
+  fprintf(f, "# HELP parallax_collector_analysis_quarantined_total Measurements this process quarantined: their analysis crashed, stalled or could not read them.\n"
+             "# TYPE parallax_collector_analysis_quarantined_total counter\n"
+             "parallax_collector_analysis_quarantined_total %llu\n",
+          atomic_load(&px__quarantined_total));
+  fprintf(f, "# HELP parallax_collector_analysis_quarantined Quarantined measurements in the database (GET /api/v1/quarantine lists them).\n"
+             "# TYPE parallax_collector_analysis_quarantined gauge\n"
+             "parallax_collector_analysis_quarantined %lld\n",
+          atomic_load(&px__quarantined_known));
+  fprintf(f, "# HELP parallax_collector_compare_total Comparisons answered: computed, or reused (the same query within 5 s, nothing stored since).\n"
+             "# TYPE parallax_collector_compare_total counter\n"
+             "parallax_collector_compare_total{source=\"computed\"} %llu\n"
+             "parallax_collector_compare_total{source=\"cache\"} %llu\n",
+          atomic_load(&px__compare_computed), atomic_load(&px__compare_cached));
   fclose(f);
   return buf;
 }

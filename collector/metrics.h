@@ -1,6 +1,8 @@
 #ifndef PX_METRICS_H
 #define PX_METRICS_H
 
+#include <stdbool.h>
+
 /* Process-wide counters for /metrics (Prometheus text format 0.0.4).
  * Lock-free: every function may be called from any request thread. */
 void px_metrics_accepted(void);
@@ -16,6 +18,14 @@ void px_metrics_connection_refused(void);
 void px_metrics_geo_mismatch(void);
 /* A key rotation statement accepted (repeats included). */
 void px_metrics_key_rotation(void);
+
+/* n measurements quarantined by the analysis; _known sets how many the
+ * database holds in all (at start-up). */
+void px_metrics_quarantined(unsigned n);
+void px_metrics_quarantined_known(long long n);
+
+/* A comparison answered, from the cache or computed. */
+void px_metrics_compare(bool cached);
 
 /* The exposition text (caller frees). */
 char *px_metrics_render(void);

@@ -211,8 +211,8 @@ static int px__mig_verify(const px__mig_keys_t *keys, const px_stored_row_t *row
     return -EINVAL;
   }
   char vwhy[160];
-  if (px_validate_measurement(row->content, row->content_len, &sub->meta, vwhy, sizeof(vwhy)) !=
-      0) {
+  if (px_validate_measurement(row->content, row->content_len, row->received_at, &sub->meta, vwhy,
+                              sizeof(vwhy), NULL, 0) != 0) {
     snprintf(why, whylen, "not a valid measurement: %s", vwhy);
     return -EINVAL;
   }

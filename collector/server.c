@@ -359,6 +359,8 @@ static enum MHD_Result px__get(px_request_t *r) {
     ret = px_api_export(r, &q);
   else if (strcmp(p, "/api/v1/compare") == 0)
     ret = px_api_compare(r, &q);
+  else if (strcmp(p, "/api/v1/quarantine") == 0)
+    ret = px_api_quarantine(r, &q);
   else if (strcmp(p, "/healthz") == 0) {
     json_t *h = json_object();
     bool ok = px_store_ping(r->c->store) == 0;

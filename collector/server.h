@@ -86,14 +86,16 @@ json_t *px_error_json(const char *code, const char *detail);
 enum MHD_Result px_api_submit(px_request_t *r);
 /* The submit handler without HTTP: the request body in, the status and
  * the JSON answer (*answer, caller owns) out. client is the uploader's
- * address for geolocation (NULL: unknown). Lets the fuzzers drive the
- * whole path, envelope to durable store, without a server. */
+ * address for geolocation (NULL: unknown); received_at the time of
+ * receipt (what the time bounds are judged against). Lets the fuzzers
+ * drive the whole path, envelope to durable store, without a server. */
 unsigned px_submit_process(px_collector_t *c, const struct sockaddr *client, const char *body,
-                           size_t body_len, json_t **answer);
+                           size_t body_len, time_t received_at, json_t **answer);
 enum MHD_Result px_api_measurements(px_request_t *r, const px_query_t *q);
 enum MHD_Result px_api_raw(px_request_t *r, const px_query_t *q, bool signature);
 enum MHD_Result px_api_allowed_signers(px_request_t *r);
 enum MHD_Result px_api_export(px_request_t *r, const px_query_t *q);
+enum MHD_Result px_api_quarantine(px_request_t *r, const px_query_t *q);
 enum MHD_Result px_api_compare(px_request_t *r, const px_query_t *q);
 enum MHD_Result px_api_checkin(px_request_t *r);
 /* POST /api/v1/key_rotation (collector/api_keys.c); bodies above

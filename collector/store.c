@@ -94,9 +94,19 @@ int px_store_import_key(px_store_t *s, const char *key_id, const char *pubkey,
 }
 
 int px_store_analyze(px_store_t *s, unsigned max,
-                     int (*summarize)(void *data, const px_stored_t *m, char **summary),
+                     int (*summarize)(void *data, const px_stored_t *m, px_analysis_out_t *out),
                      void *data) {
   return s->ops->analyze(s, max, summarize, data);
+}
+
+int px_store_analysis_version(px_store_t *s, int version, bool *requeued) {
+  return s->ops->analysis_version(s, version, requeued);
+}
+
+int px_store_quarantined(px_store_t *s, unsigned limit,
+                         int (*cb)(void *data, const char *uid, const char *reason, time_t at),
+                         void *data, int64_t *total) {
+  return s->ops->quarantined(s, limit, cb, data, total);
 }
 
 int px_store_analysis_mark(px_store_t *s, int64_t *mark) {

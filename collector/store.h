@@ -71,7 +71,8 @@ int px_store_get(px_store_t *s, const char *uid, char **content, size_t *content
 
 /* One page, newest first: results is a JSON array of
  * {measurement_uid, input, probe_cc, probe_asn, test_name,
- * measurement_start_time, key_id, geo_mismatch}; next_cursor is "" when
+ * measurement_start_time, key_id, geo_mismatch, analysis ("pending",
+ * "analysed", "quarantined"), claims_mismatch}; next_cursor is "" when
  * there is no more. */
 int px_store_list(px_store_t *s, const px_filter_t *f, json_t **results,
                   char *next_cursor, size_t cursor_len);
@@ -197,17 +198,38 @@ typedef struct px_summary_row {
   const char *summary; /* JSON */
 } px_summary_row_t;
 
+/* What the analysis made of one stored measurement: a summary, or (the
+ * analysis failed on it: a crash, a timeout, content it cannot read) a
+ * reason to quarantine it, so that it is never analysed again and never
+ * stops the analysis of the others. */
+typedef struct px_analysis_out {
+  char *summary;        /* malloc'ed JSON (the store frees it) */
+  bool claims_mismatch; /* the agent's certificate fields differ from the DER's */
+  char *quarantine;     /* malloc'ed reason (the store frees it); summary is NULL */
+} px_analysis_out_t;
+
 /* Summarises up to max stored measurements that have no summary yet:
- * summarize(data, m, &text) gives each one's summary (malloc'ed JSON, the
- * store frees it; NULL: none, the measurement is marked done anyway), and
- * the summaries are stored in one commit with the measurements marked
+ * summarize(data, m, &out) fills out for each one (neither a summary nor
+ * a quarantine: the measurement is marked done anyway), and the summaries
+ * and quarantines are stored in one commit with the measurements marked
  * done. A negative return of summarize abandons the batch (nothing is
  * marked). Several callers, in one process or on several nodes, may run
  * at once: each measurement is summarised by one of them. Returns how
  * many measurements the batch covered, or a negative error. */
 int px_store_analyze(px_store_t *s, unsigned max,
-                     int (*summarize)(void *data, const px_stored_t *m, char **summary),
+                     int (*summarize)(void *data, const px_stored_t *m, px_analysis_out_t *out),
                      void *data);
+/* The summaries were made by an analysis of this version: when the store
+ * holds older ones (or none recorded), every measurement is queued to be
+ * summarised again, quarantines included, and the version recorded; a
+ * newer recorded version is left alone (an older node of a cluster being
+ * upgraded). *requeued says whether it happened. */
+int px_store_analysis_version(px_store_t *s, int version, bool *requeued);
+/* Quarantined measurements, newest first, at most limit: cb gets each
+ * one's uid, reason and when. *total is how many there are in all. */
+int px_store_quarantined(px_store_t *s, unsigned limit,
+                         int (*cb)(void *data, const char *uid, const char *reason, time_t at),
+                         void *data, int64_t *total);
 /* A mark of everything committed so far (by any node), and whether the
  * analysis has summarised all of it since: "measurements acknowledged
  * before this request are part of the answer". */
@@ -252,8 +274,12 @@ typedef struct px_store_ops {
   int (*import_key)(px_store_t *s, const char *key_id, const char *pubkey, time_t first_seen,
                     time_t last_seen, time_t valid_before);
   int (*analyze)(px_store_t *s, unsigned max,
-                 int (*summarize)(void *data, const px_stored_t *m, char **summary),
+                 int (*summarize)(void *data, const px_stored_t *m, px_analysis_out_t *out),
                  void *data);
+  int (*analysis_version)(px_store_t *s, int version, bool *requeued);
+  int (*quarantined)(px_store_t *s, unsigned limit,
+                     int (*cb)(void *data, const char *uid, const char *reason, time_t at),
+                     void *data, int64_t *total);
   int (*analysis_mark)(px_store_t *s, int64_t *mark);
   int (*analysis_reached)(px_store_t *s, int64_t mark, bool *reached);
   int (*summaries)(px_store_t *s, const char *domain, time_t since, time_t until,

@@ -62,10 +62,17 @@ static const char *const px__pg_stmts[PX__PG_NSTMT] = {
         "ORDER BY q.seq LIMIT $1 FOR UPDATE OF q SKIP LOCKED",
     [PX__PG_SUMMARY_ADD] =
         "INSERT INTO summaries (measurement_start_time, measurement_id, uid, key_id, probe_cc, "
-        "probe_asn, domain, summary) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
-        "ON CONFLICT DO NOTHING",
+        "probe_asn, domain, summary, claims_mismatch) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, "
+        "$9) ON CONFLICT DO NOTHING",
+    [PX__PG_QUARANTINE] =
+        "INSERT INTO quarantine (measurement_start_time, measurement_id, uid, reason, "
+        "quarantined_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+    [PX__PG_QUARANTINED] = "SELECT uid, reason, quarantined_at FROM quarantine "
+                           "ORDER BY quarantined_at DESC, measurement_id DESC LIMIT $1",
     [PX__PG_QUEUE_DONE] = "DELETE FROM analysis_queue WHERE seq = ANY ($1::bigint[])",
-    [PX__PG_MARK] = "SELECT coalesce(max(seq), 0) FROM analysis_queue",
+    /* The queue's sequence, not its newest row: it never goes back when
+     * the queue drains, so an unchanged mark means nothing was stored. */
+    [PX__PG_MARK] = "SELECT last_value FROM analysis_queue_seq_seq",
     [PX__PG_REACHED] = "SELECT NOT EXISTS (SELECT 1 FROM analysis_queue WHERE seq <= $1)",
     [PX__PG_SUMMARIES] =
         "SELECT measurement_id, uid, key_id, probe_cc, probe_asn, domain, "
@@ -435,6 +442,8 @@ static const px_store_ops_t px__pg_ops = {
     .count = px__pg_count,
     .import_key = px__pg_import_key,
     .analyze = px__pg_analyze,
+    .analysis_version = px__pg_analysis_version,
+    .quarantined = px__pg_quarantined,
     .analysis_mark = px__pg_analysis_mark,
     .analysis_reached = px__pg_analysis_reached,
     .summaries = px__pg_summaries,

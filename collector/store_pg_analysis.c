@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "collector/store_pg_internal.h"
 
@@ -16,7 +17,7 @@
  * transaction; *done gets the queue entries as an array literal. */
 static int px__pg_summarize_batch(px__pgconn_t *c, PGresult *r,
                                   int (*summarize)(void *data, const px_stored_t *m,
-                                                   char **summary),
+                                                   px_analysis_out_t *out),
                                   void *data, char *done, size_t done_len) {
   size_t used = 0;
   int rc = 0;
@@ -37,23 +38,32 @@ static int px__pg_summarize_batch(px__pgconn_t *c, PGresult *r,
         .content = PQgetvalue(r, i, 8),
         .content_len = (size_t)PQgetlength(r, i, 8),
     };
-    char *text = NULL;
-    if ((rc = summarize(data, &m, &text)) != 0 || text == NULL)
-      continue;
-    px__pg_args_t a = {0};
-    px__pg_i64(&a, m.measurement_start_time);
-    px__pg_i64(&a, m.id);
-    px__pg_text(&a, m.uid);
-    px__pg_text(&a, m.key_id);
-    px__pg_text(&a, m.probe_cc);
-    px__pg_text(&a, m.probe_asn);
-    px__pg_text(&a, m.domain);
-    px__pg_text(&a, text);
-    PGresult *w = px__pg_run(c, PX__PG_SUMMARY_ADD, &a, false);
-    if (!px__pg_ok(c, w, PGRES_COMMAND_OK, "summary"))
-      rc = -EIO;
-    PQclear(w);
-    free(text);
+    px_analysis_out_t out = {0};
+    if ((rc = summarize(data, &m, &out)) == 0 && (out.summary != NULL || out.quarantine != NULL)) {
+      px__pg_args_t a = {0};
+      px__pg_i64(&a, m.measurement_start_time);
+      px__pg_i64(&a, m.id);
+      px__pg_text(&a, m.uid);
+      PGresult *w;
+      if (out.quarantine != NULL) {
+        px__pg_text(&a, out.quarantine);
+        px__pg_i64(&a, (int64_t)time(NULL));
+        w = px__pg_run(c, PX__PG_QUARANTINE, &a, false);
+      } else {
+        px__pg_text(&a, m.key_id);
+        px__pg_text(&a, m.probe_cc);
+        px__pg_text(&a, m.probe_asn);
+        px__pg_text(&a, m.domain);
+        px__pg_text(&a, out.summary);
+        px__pg_text(&a, out.claims_mismatch ? "true" : "false");
+        w = px__pg_run(c, PX__PG_SUMMARY_ADD, &a, false);
+      }
+      if (!px__pg_ok(c, w, PGRES_COMMAND_OK, "summary"))
+        rc = -EIO;
+      PQclear(w);
+    }
+    free(out.summary);
+    free(out.quarantine);
   }
   snprintf(done + used, done_len - used, "}");
   return rc;
@@ -77,7 +87,7 @@ static void px__pg_queue_vacuum(px__pg_t *s, px__pgconn_t *c, int deleted) {
 }
 
 int px__pg_analyze(px_store_t *base, unsigned max,
-                   int (*summarize)(void *data, const px_stored_t *m, char **summary),
+                   int (*summarize)(void *data, const px_stored_t *m, px_analysis_out_t *out),
                    void *data) {
   px__pg_t *s = px__pgs(base);
   int rc;
@@ -190,6 +200,73 @@ int px__pg_summaries(px_store_t *base, const char *domain, time_t since, time_t 
     };
     rc = cb(data, &row);
   }
+  PQclear(r);
+  return rc;
+}
+
+/* The version row locked, so two nodes upgraded at once requeue once: the summaries are dropped and every measurement goes back
+ * into the queue (quarantined ones too: a newer analysis may read them). */
+int px__pg_analysis_version(px_store_t *base, int version, bool *requeued) {
+  px__pg_t *s = px__pgs(base);
+  int rc;
+  *requeued = false;
+  px__pgconn_t *c = px__pg_checkout(s, &rc);
+  if (c == NULL)
+    return rc;
+  rc = px__pg_exec(c, "BEGIN");
+  /* FOR UPDATE: a second node upgraded at the same time waits here and
+   * then sees the new version. */
+  PGresult *r = rc == 0 ? PQexec(c->conn,
+                                 "SELECT version FROM analysis_version WHERE id = 1 FOR UPDATE")
+                        : NULL;
+  if (rc == 0 && (!px__pg_ok(c, r, PGRES_TUPLES_OK, "analysis version") || PQntuples(r) != 1))
+    rc = -EIO;
+  long stored = rc == 0 ? strtol(PQgetvalue(r, 0, 0), NULL, 10) : 0;
+  PQclear(r);
+  if (rc == 0 && stored < version) {
+    char sql[512];
+    snprintf(sql, sizeof(sql),
+             "DELETE FROM summaries; DELETE FROM quarantine; DELETE FROM analysis_queue; "
+             "INSERT INTO analysis_queue (measurement_start_time, measurement_id) "
+             "SELECT measurement_start_time, id FROM measurements ORDER BY measurement_start_time, id; "
+             "UPDATE analysis_version SET version = %d WHERE id = 1",
+             version);
+    rc = px__pg_exec(c, sql);
+    *requeued = rc == 0;
+  }
+  if (rc == 0)
+    rc = px__pg_exec(c, "COMMIT");
+  else if (PQstatus(c->conn) == CONNECTION_OK && PQtransactionStatus(c->conn) != PQTRANS_IDLE)
+    px__pg_exec(c, "ROLLBACK");
+  if (rc != 0)
+    *requeued = false;
+  px__pg_release(s, c);
+  return rc;
+}
+
+int px__pg_quarantined(px_store_t *base, unsigned limit,
+                       int (*cb)(void *data, const char *uid, const char *reason, time_t at),
+                       void *data, int64_t *total) {
+  px__pg_t *s = px__pgs(base);
+  int rc;
+  px__pgconn_t *c = px__pg_checkout(s, &rc);
+  if (c == NULL)
+    return rc;
+  PGresult *n = PQexec(c->conn, "SELECT count(*) FROM quarantine");
+  rc = px__pg_ok(c, n, PGRES_TUPLES_OK, "quarantine") && PQntuples(n) == 1 ? 0 : -EIO;
+  if (rc == 0)
+    *total = px__pg_get_i64(n, 0, 0);
+  PQclear(n);
+  PGresult *r = NULL;
+  if (rc == 0 && limit > 0) {
+    px__pg_args_t a = {0};
+    px__pg_i64(&a, limit);
+    r = px__pg_run(c, PX__PG_QUARANTINED, &a, false);
+    rc = px__pg_ok(c, r, PGRES_TUPLES_OK, "quarantine") ? 0 : -EIO;
+  }
+  px__pg_release(s, c);
+  for (int i = 0; rc == 0 && r != NULL && i < PQntuples(r); i++)
+    rc = cb(data, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), (time_t)px__pg_get_i64(r, i, 2));
   PQclear(r);
   return rc;
 }

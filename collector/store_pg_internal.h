@@ -31,6 +31,8 @@ typedef enum {
   PX__PG_COUNT,        /* measurements and keys */
   PX__PG_QUEUE_TAKE,   /* the next pending measurements, locked, skipping others' */
   PX__PG_SUMMARY_ADD,  /* one summary */
+  PX__PG_QUARANTINE,   /* one measurement the analysis could not analyse */
+  PX__PG_QUARANTINED,  /* the newest quarantines */
   PX__PG_QUEUE_DONE,   /* a queue entry gone */
   PX__PG_MARK,         /* the newest queue entry */
   PX__PG_REACHED,      /* whether none at or below a mark is left */
@@ -166,8 +168,12 @@ int px__pg_export_next(px_store_export_t *e, unsigned max,
 void px__pg_export_close(px_store_export_t *e);
 int px__pg_count(px_store_t *base, int64_t *measurements, int64_t *keys);
 int px__pg_analyze(px_store_t *base, unsigned max,
-                   int (*summarize)(void *data, const px_stored_t *m, char **summary),
+                   int (*summarize)(void *data, const px_stored_t *m, px_analysis_out_t *out),
                    void *data);
+int px__pg_analysis_version(px_store_t *base, int version, bool *requeued);
+int px__pg_quarantined(px_store_t *base, unsigned limit,
+                       int (*cb)(void *data, const char *uid, const char *reason, time_t at),
+                       void *data, int64_t *total);
 int px__pg_analysis_mark(px_store_t *base, int64_t *mark);
 int px__pg_analysis_reached(px_store_t *base, int64_t mark, bool *reached);
 int px__pg_summaries(px_store_t *base, const char *domain, time_t since, time_t until,

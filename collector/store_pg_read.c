@@ -82,13 +82,19 @@ int px__pg_list(px_store_t *base, const px_filter_t *f, json_t **results, char *
                 size_t cursor_len) {
   px__pg_t *s = px__pgs(base);
   px__pg_args_t a = {0};
-  char where[512], sql[1536], name[32];
+  char where[512], sql[2048], name[32];
   unsigned limit = f->limit ? f->limit : 100;
   unsigned mask = px__pg_where(f, where, sizeof(where), &a);
   int k = a.n;
   snprintf(sql, sizeof(sql),
            "SELECT id, uid, input, probe_cc, probe_asn, test_name, measurement_start_time, "
-           "key_id, geo_mismatch FROM measurements WHERE true%s AND measurement_start_time <= $%d "
+           "key_id, geo_mismatch, "
+           "coalesce((SELECT s.claims_mismatch FROM summaries s WHERE s.measurement_start_time = "
+           "measurements.measurement_start_time AND s.measurement_id = measurements.id), false), "
+           "EXISTS (SELECT 1 FROM quarantine x WHERE x.measurement_start_time = "
+           "measurements.measurement_start_time AND x.measurement_id = measurements.id), "
+           "EXISTS (SELECT 1 FROM analysis_queue q WHERE q.measurement_id = measurements.id) "
+           "FROM measurements WHERE true%s AND measurement_start_time <= $%d "
            "AND (measurement_start_time, id) < ($%d, $%d) "
            "ORDER BY measurement_start_time DESC, id DESC LIMIT $%d",
            where, k + 1, k + 1, k + 2, k + 3);
@@ -125,6 +131,11 @@ int px__pg_list(px_store_t *base, const px_filter_t *f, json_t **results, char *
     json_object_set_new(o, "measurement_start_time", json_string(mst));
     json_object_set_new(o, "key_id", json_string(PQgetvalue(r, i, 7)));
     json_object_set_new(o, "geo_mismatch", json_boolean(px__pg_get_bool(r, i, 8)));
+    json_object_set_new(o, "analysis",
+                        json_string(px__pg_get_bool(r, i, 10)   ? "quarantined"
+                                    : px__pg_get_bool(r, i, 11) ? "pending"
+                                                                : "analysed"));
+    json_object_set_new(o, "claims_mismatch", json_boolean(px__pg_get_bool(r, i, 9)));
     json_array_append_new(*results, o);
   }
   PQclear(r);
@@ -219,7 +230,7 @@ int px__pg_export_next(px_store_export_t *base, unsigned max,
                        int (*cb)(void *data, const px_stored_row_t *row), void *data) {
   px__pg_export_t *e = (px__pg_export_t *)base;
   px__pg_args_t a = {0};
-  char where[512], sql[1536], name[32];
+  char where[512], sql[2048], name[32];
   unsigned mask = px__pg_where(&e->f, where, sizeof(where), &a);
   int k = a.n;
   snprintf(sql, sizeof(sql),

@@ -133,6 +133,24 @@ static const char *const px__pg_migrations[] = {
     "  uid text NOT NULL,"
     "  reason text NOT NULL,"
     "  PRIMARY KEY (source, uid));",
+    /* 3: the analysis's own findings (the SQLite store's migration 5):
+     * whether an agent's certificate fields differ from the DER's, the
+     * measurements it could not analyse (quarantined: never retried, so a
+     * poison row cannot stop it), and the analysis version the summaries
+     * were made by. The queue index answers "is it pending?" per row of a
+     * listing. */
+    "ALTER TABLE summaries ADD COLUMN claims_mismatch boolean NOT NULL DEFAULT false;"
+    "CREATE TABLE quarantine ("
+    "  measurement_start_time bigint NOT NULL,"
+    "  measurement_id bigint NOT NULL,"
+    "  uid text NOT NULL,"
+    "  reason text NOT NULL,"
+    "  quarantined_at bigint NOT NULL,"
+    "  PRIMARY KEY (measurement_start_time, measurement_id));"
+    "CREATE INDEX quarantine_recent ON quarantine (quarantined_at, measurement_id);"
+    "CREATE INDEX analysis_queue_measurement ON analysis_queue (measurement_id);"
+    "CREATE TABLE analysis_version (id int PRIMARY KEY CHECK (id = 1), version int NOT NULL);"
+    "INSERT INTO analysis_version VALUES (1, 1);",
     NULL,
 };
 

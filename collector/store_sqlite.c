@@ -63,6 +63,19 @@ static const char *const px__migrations[] = {
     /* 4: key rotation: a rotated key signs only what started before this
      * time (NULL: still current). */
     "ALTER TABLE keys ADD COLUMN valid_before INTEGER;",
+    /* 5: the analysis's own findings: whether an agent's certificate
+     * fields differ from the DER's, measurements it could not analyse
+     * (quarantined, never retried: a poison row must not stop it), and
+     * the analysis version the summaries were made by (a newer one
+     * summarises everything again). */
+    "ALTER TABLE summaries ADD COLUMN claims_mismatch INTEGER NOT NULL DEFAULT 0;"
+    "CREATE TABLE quarantine ("
+    "  measurement_id INTEGER PRIMARY KEY REFERENCES measurements(id),"
+    "  uid TEXT NOT NULL,"
+    "  reason TEXT NOT NULL,"
+    "  quarantined_at INTEGER NOT NULL);"
+    "CREATE TABLE analysis_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL);"
+    "INSERT INTO analysis_version VALUES (1, 1);",
     NULL,
 };
 
@@ -287,8 +300,8 @@ int px_store_sqlite_open(const char *path, px_store_t **out, char *err, size_t e
                           SQLITE_PREPARE_PERSISTENT, &s->key_vb, NULL) != SQLITE_OK ||
        sqlite3_prepare_v3(s->writer,
                           "INSERT OR REPLACE INTO summaries (measurement_id, uid, key_id, probe_cc, "
-                          "probe_asn, domain, measurement_start_time, summary) VALUES "
-                          "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                          "probe_asn, domain, measurement_start_time, summary, claims_mismatch) "
+                          "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                           -1, SQLITE_PREPARE_PERSISTENT, &s->ins_summary, NULL) != SQLITE_OK ||
        sqlite3_prepare_v3(s->writer,
                           "UPDATE analysis_state SET last_id = max(last_id, ?1) WHERE id = 1", -1,
@@ -632,7 +645,11 @@ static int px__sq_list(px_store_t *base, const px_filter_t *f, json_t **results,
   px__where(f, &w);
   snprintf(sql, sizeof(sql),
            "SELECT id, uid, input, probe_cc, probe_asn, test_name, measurement_start_time, key_id, "
-           "geo_mismatch FROM measurements%s%s ORDER BY measurement_start_time DESC, id DESC LIMIT ?20",
+           "geo_mismatch, "
+           "(SELECT claims_mismatch FROM summaries WHERE measurement_id = measurements.id), "
+           "EXISTS (SELECT 1 FROM quarantine WHERE measurement_id = measurements.id), "
+           "id <= (SELECT last_id FROM analysis_state WHERE id = 1) "
+           "FROM measurements%s%s ORDER BY measurement_start_time DESC, id DESC LIMIT ?20",
            w.sql, f->has_cursor ? " AND (measurement_start_time, id) < (?18, ?19)" : "");
   int slot;
   sqlite3 *db = px__store_reader(s, &slot);
@@ -672,6 +689,10 @@ static int px__sq_list(px_store_t *base, const px_filter_t *f, json_t **results,
     json_object_set_new(r, "measurement_start_time", json_string(mst));
     json_object_set_new(r, "key_id", json_string((const char *)sqlite3_column_text(st, 7)));
     json_object_set_new(r, "geo_mismatch", json_boolean(sqlite3_column_int(st, 8) != 0));
+    json_object_set_new(r, "analysis",
+                        json_string(sqlite3_column_int(st, 10) ? "quarantined"
+                                    : sqlite3_column_int(st, 11) ? "analysed" : "pending"));
+    json_object_set_new(r, "claims_mismatch", json_boolean(sqlite3_column_int(st, 9) != 0));
     json_array_append_new(*results, r);
     n++;
   }
@@ -872,6 +893,8 @@ static const px_store_ops_t px__sqlite_ops = {
     .count = px__sq_count,
     .import_key = px__sq_import_key,
     .analyze = px__sq_analyze,
+    .analysis_version = px__sq_analysis_version,
+    .quarantined = px__sq_quarantined,
     .analysis_mark = px__sq_analysis_mark,
     .analysis_reached = px__sq_analysis_reached,
     .summaries = px__sq_summaries,

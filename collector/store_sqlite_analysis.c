@@ -4,62 +4,79 @@
  * "analysed up to id N" is a sound watermark here. */
 #include <errno.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "collector/store_sqlite_internal.h"
 
-/* One batch: what the analysis read and summarised, written by the
+/* One batch: what the analysis read and made of it, written by the
  * writer thread. The strings are owned copies: the reader's rows are gone
- * by then. */
+ * by then. A row with quarantine set is a quarantine, not a summary. */
 typedef struct {
-  px_summary_row_t *rows;
+  px_summary_row_t row;
+  bool claims_mismatch;
+  char *quarantine;
+} px__result_t;
+
+typedef struct {
+  px__result_t *rows;
   size_t n, cap;
   int64_t up_to; /* the last id read, summarised or not */
-  int (*summarize)(void *data, const px_stored_t *m, char **summary);
+  int (*summarize)(void *data, const px_stored_t *m, px_analysis_out_t *out);
   void *data;
 } px__summaries_t;
 
 static void px__summaries_free(px__summaries_t *b) {
   for (size_t i = 0; i < b->n; i++) {
-    px_summary_row_t *r = &b->rows[i];
+    px_summary_row_t *r = &b->rows[i].row;
     free((char *)r->uid);
     free((char *)r->key_id);
     free((char *)r->probe_cc);
     free((char *)r->probe_asn);
     free((char *)r->domain);
     free((char *)r->summary);
+    free(b->rows[i].quarantine);
   }
   free(b->rows);
 }
 
 static int px__summarize_row(px__summaries_t *b, const px_stored_t *m) {
-  char *text = NULL;
-  int rc = b->summarize(b->data, m, &text);
+  px_analysis_out_t out = {0};
+  int rc = b->summarize(b->data, m, &out);
   b->up_to = m->id;
-  if (rc != 0 || text == NULL)
+  if (rc != 0 || (out.summary == NULL && out.quarantine == NULL)) {
+    free(out.summary);
+    free(out.quarantine);
     return rc;
+  }
   if (b->n == b->cap) {
     size_t cap = b->cap ? b->cap * 2 : 64;
-    px_summary_row_t *rows = realloc(b->rows, cap * sizeof(*rows));
+    px__result_t *rows = realloc(b->rows, cap * sizeof(*rows));
     if (rows == NULL) {
-      free(text);
+      free(out.summary);
+      free(out.quarantine);
       return -ENOMEM;
     }
     b->rows = rows;
     b->cap = cap;
   }
-  px_summary_row_t *r = &b->rows[b->n++];
-  *r = (px_summary_row_t){
-      .measurement_id = m->id,
-      .uid = strdup(m->uid),
-      .key_id = strdup(m->key_id),
-      .probe_cc = strdup(m->probe_cc),
-      .probe_asn = strdup(m->probe_asn),
-      .domain = strdup(m->domain),
-      .measurement_start_time = m->measurement_start_time,
-      .summary = text,
+  px__result_t *r = &b->rows[b->n++];
+  *r = (px__result_t){
+      .row = {.measurement_id = m->id,
+              .uid = strdup(m->uid),
+              .key_id = strdup(m->key_id),
+              .probe_cc = strdup(m->probe_cc),
+              .probe_asn = strdup(m->probe_asn),
+              .domain = strdup(m->domain),
+              .measurement_start_time = m->measurement_start_time,
+              .summary = out.quarantine != NULL ? NULL : out.summary},
+      .claims_mismatch = out.claims_mismatch,
+      .quarantine = out.quarantine,
   };
-  if (!r->uid || !r->key_id || !r->probe_cc || !r->probe_asn || !r->domain)
+  if (out.quarantine != NULL)
+    free(out.summary);
+  if (!r->row.uid || !r->row.key_id || !r->row.probe_cc || !r->row.probe_asn || !r->row.domain)
     return -ENOMEM;
   return 0;
 }
@@ -107,9 +124,26 @@ static int px__read_unanalyzed(px__sqlite_t *s, unsigned max, px__summaries_t *b
 
 static int px__write_summaries(px__sqlite_t *s, px__job_t *j) {
   px__summaries_t *b = j->arg;
-  sqlite3_stmt *st = s->ins_summary;
-  for (size_t i = 0; i < b->n; i++) {
-    const px_summary_row_t *r = &b->rows[i];
+  sqlite3_stmt *st = s->ins_summary, *q = NULL;
+  int rc = 0;
+  for (size_t i = 0; rc == 0 && i < b->n; i++) {
+    const px__result_t *res = &b->rows[i];
+    const px_summary_row_t *r = &res->row;
+    if (res->quarantine != NULL) {
+      if (q == NULL &&
+          sqlite3_prepare_v2(s->writer,
+                             "INSERT OR REPLACE INTO quarantine (measurement_id, uid, reason, "
+                             "quarantined_at) VALUES (?1, ?2, ?3, ?4)",
+                             -1, &q, NULL) != SQLITE_OK)
+        return -EIO;
+      sqlite3_reset(q);
+      sqlite3_bind_int64(q, 1, r->measurement_id);
+      sqlite3_bind_text(q, 2, r->uid, -1, SQLITE_STATIC);
+      sqlite3_bind_text(q, 3, res->quarantine, -1, SQLITE_STATIC);
+      sqlite3_bind_int64(q, 4, (sqlite3_int64)time(NULL));
+      rc = sqlite3_step(q) == SQLITE_DONE ? 0 : -EIO;
+      continue;
+    }
     sqlite3_reset(st);
     sqlite3_bind_int64(st, 1, r->measurement_id);
     sqlite3_bind_text(st, 2, r->uid, -1, SQLITE_STATIC);
@@ -119,16 +153,20 @@ static int px__write_summaries(px__sqlite_t *s, px__job_t *j) {
     sqlite3_bind_text(st, 6, r->domain, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 7, r->measurement_start_time);
     sqlite3_bind_text(st, 8, r->summary, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 9, res->claims_mismatch ? 1 : 0);
     if (sqlite3_step(st) != SQLITE_DONE)
-      return -EIO;
+      rc = -EIO;
   }
+  sqlite3_finalize(q);
+  if (rc != 0)
+    return rc;
   sqlite3_reset(s->set_analyzed);
   sqlite3_bind_int64(s->set_analyzed, 1, b->up_to);
   return sqlite3_step(s->set_analyzed) == SQLITE_DONE ? 0 : -EIO;
 }
 
 int px__sq_analyze(px_store_t *base, unsigned max,
-                   int (*summarize)(void *data, const px_stored_t *m, char **summary),
+                   int (*summarize)(void *data, const px_stored_t *m, px_analysis_out_t *out),
                    void *data) {
   px__sqlite_t *s = px__sq(base);
   px__summaries_t b = {.summarize = summarize, .data = data};
@@ -215,6 +253,76 @@ int px__sq_summaries(px_store_t *base, const char *domain, time_t since, time_t 
   }
   /* A failed step (I/O error, busy) ends the loop like the last row;
    * the caller must not take a partial scan for a complete one. */
+  if (rc == 0 && step != SQLITE_DONE)
+    rc = -EIO;
+  sqlite3_finalize(st);
+  px__store_reader_done(s, slot);
+  return rc;
+}
+
+typedef struct {
+  int version;
+  bool requeued;
+} px__version_t;
+
+/* Runs in the writer thread: one transaction. */
+static int px__write_version(px__sqlite_t *s, px__job_t *j) {
+  px__version_t *v = j->arg;
+  sqlite3_stmt *st;
+  int stored = 0, rc = -EIO;
+  if (sqlite3_prepare_v2(s->writer, "SELECT version FROM analysis_version WHERE id = 1", -1, &st,
+                         NULL) != SQLITE_OK)
+    return -EIO;
+  if (sqlite3_step(st) == SQLITE_ROW) {
+    stored = sqlite3_column_int(st, 0);
+    rc = 0;
+  }
+  sqlite3_finalize(st);
+  if (rc != 0 || stored >= v->version)
+    return rc;
+  char sql[256];
+  snprintf(sql, sizeof(sql),
+           "DELETE FROM summaries; DELETE FROM quarantine; "
+           "UPDATE analysis_state SET last_id = 0 WHERE id = 1; "
+           "UPDATE analysis_version SET version = %d WHERE id = 1;",
+           v->version);
+  if (sqlite3_exec(s->writer, sql, NULL, NULL, NULL) != SQLITE_OK)
+    return -EIO;
+  v->requeued = true;
+  return 0;
+}
+
+int px__sq_analysis_version(px_store_t *base, int version, bool *requeued) {
+  px__sqlite_t *s = px__sq(base);
+  px__version_t v = {version, false};
+  px__job_t job = {.write = px__write_version, .arg = &v};
+  int rc = px__store_run(s, &job);
+  *requeued = rc == 0 && v.requeued;
+  return rc;
+}
+
+int px__sq_quarantined(px_store_t *base, unsigned limit,
+                       int (*cb)(void *data, const char *uid, const char *reason, time_t at),
+                       void *data, int64_t *total) {
+  px__sqlite_t *s = px__sq(base);
+  int rc = px__sq_read_i64(s, "SELECT count(*) FROM quarantine", total);
+  if (rc != 0 || limit == 0)
+    return rc;
+  int slot;
+  sqlite3 *db = px__store_reader(s, &slot);
+  sqlite3_stmt *st;
+  int step = SQLITE_DONE;
+  if (sqlite3_prepare_v2(db,
+                         "SELECT uid, reason, quarantined_at FROM quarantine "
+                         "ORDER BY quarantined_at DESC, measurement_id DESC LIMIT ?1",
+                         -1, &st, NULL) != SQLITE_OK) {
+    px__store_reader_done(s, slot);
+    return -EIO;
+  }
+  sqlite3_bind_int64(st, 1, limit);
+  while (rc == 0 && (step = sqlite3_step(st)) == SQLITE_ROW)
+    rc = cb(data, (const char *)sqlite3_column_text(st, 0),
+            (const char *)sqlite3_column_text(st, 1), (time_t)sqlite3_column_int64(st, 2));
   if (rc == 0 && step != SQLITE_DONE)
     rc = -EIO;
   sqlite3_finalize(st);

@@ -58,8 +58,12 @@ void px__store_reader_done(px__sqlite_t *s, int slot);
 
 /* store_sqlite_analysis.c's side of the ops table. */
 int px__sq_analyze(px_store_t *base, unsigned max,
-                   int (*summarize)(void *data, const px_stored_t *m, char **summary),
+                   int (*summarize)(void *data, const px_stored_t *m, px_analysis_out_t *out),
                    void *data);
+int px__sq_analysis_version(px_store_t *base, int version, bool *requeued);
+int px__sq_quarantined(px_store_t *base, unsigned limit,
+                       int (*cb)(void *data, const char *uid, const char *reason, time_t at),
+                       void *data, int64_t *total);
 int px__sq_analysis_mark(px_store_t *base, int64_t *mark);
 int px__sq_analysis_reached(px_store_t *base, int64_t mark, bool *reached);
 int px__sq_summaries(px_store_t *base, const char *domain, time_t since, time_t until,

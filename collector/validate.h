@@ -17,15 +17,19 @@ typedef struct px_measurement_meta {
   time_t measurement_start_time;
 } px_measurement_meta_t;
 
-/* Checks content (the exact signed bytes) against the rules of
- * schemas/measurement.schema.json that matter for storing and comparing:
- * one line of valid UTF-8 JSON, no duplicate keys, every required key with
- * its type and format, no unknown top-level or test_keys keys, probe_ip
- * 127.0.0.1, and every peer certificate's sha256 equal to the hash of its
- * DER. Returns 0 with *meta filled, or -EINVAL with a reason in why. */
-int px_validate_measurement(const char *content, size_t n,
-                            px_measurement_meta_t *meta, char *why,
-                            size_t whylen);
+/* Checks content (the exact signed bytes) before anything is stored:
+ * one line of compact, valid UTF-8 JSON without duplicate keys, that
+ * validates against schemas/measurement.schema.json (built into the
+ * binary: every type, size and bound the schema states, collector/schema.c)
+ * and the rules a schema cannot state: real calendar times between
+ * 2012-01-01 and a day after received_at (0: no upper bound), ASNs within
+ * 32 bits, input a domain[:port], every peer certificate's sha256 the hash
+ * of its DER. Returns 0 with *meta filled, or -EINVAL with "PATH: reason"
+ * in why and PATH (test_keys.queries[0].ttl, "" for the whole document)
+ * in path when path is not NULL. */
+int px_validate_measurement(const char *content, size_t n, time_t received_at,
+                            px_measurement_meta_t *meta, char *why, size_t whylen, char *path,
+                            size_t pathlen);
 
 /* The measurement_uid of content with this meta and SHA-256 (OONI-like,
  * a function of the content: equal content, equal uid). */

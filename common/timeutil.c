@@ -10,22 +10,50 @@ static void px__utc(time_t t, struct tm *tm) {
     memset(tm, 0, sizeof(*tm));
 }
 
-void px_time_format_ooni(time_t t, char out[PX_TIME_OONI_LEN]) {
+/* Four-digit years whatever the time: strftime's %Y writes 999 or 10000
+ * as they are, which no reader of our formats expects (and overflows the
+ * fixed-size buffers). Times outside years 0..9999 are clamped. */
+static void px__fields(time_t t, int f[6]) {
   struct tm tm;
   px__utc(t, &tm);
-  strftime(out, PX_TIME_OONI_LEN, "%Y-%m-%d %H:%M:%S", &tm);
+  long year = (long)tm.tm_year + 1900;
+  if (year < 0 || year > 9999) {
+    memset(&tm, 0, sizeof(tm));
+    tm.tm_mday = year < 0 ? 1 : 31;
+    tm.tm_mon = year < 0 ? 0 : 11;
+    if (year > 9999) {
+      tm.tm_hour = 23;
+      tm.tm_min = tm.tm_sec = 59;
+    }
+    year = year < 0 ? 0 : 9999;
+  }
+  f[0] = (int)year;
+  f[1] = tm.tm_mon + 1;
+  f[2] = tm.tm_mday;
+  f[3] = tm.tm_hour;
+  f[4] = tm.tm_min;
+  f[5] = tm.tm_sec;
+}
+
+void px_time_format_ooni(time_t t, char out[PX_TIME_OONI_LEN]) {
+  int f[6];
+  px__fields(t, f);
+  snprintf(out, PX_TIME_OONI_LEN, "%04d-%02d-%02d %02d:%02d:%02d", f[0], f[1], f[2], f[3], f[4],
+           f[5]);
 }
 
 void px_time_format_iso(time_t t, char out[PX_TIME_ISO_LEN]) {
-  struct tm tm;
-  px__utc(t, &tm);
-  strftime(out, PX_TIME_ISO_LEN, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  int f[6];
+  px__fields(t, f);
+  snprintf(out, PX_TIME_ISO_LEN, "%04d-%02d-%02dT%02d:%02d:%02dZ", f[0], f[1], f[2], f[3], f[4],
+           f[5]);
 }
 
 void px_time_format_compact(time_t t, char out[PX_TIME_COMPACT_LEN]) {
-  struct tm tm;
-  px__utc(t, &tm);
-  strftime(out, PX_TIME_COMPACT_LEN, "%Y%m%dT%H%M%SZ", &tm);
+  int f[6];
+  px__fields(t, f);
+  snprintf(out, PX_TIME_COMPACT_LEN, "%04d%02d%02dT%02d%02d%02dZ", f[0], f[1], f[2], f[3], f[4],
+           f[5]);
 }
 
 static int px__digits(const char *s, int n, int *out) {

@@ -6,6 +6,7 @@
 #include <openssl/evp.h>
 #include <openssl/x509v3.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -45,22 +46,37 @@ char *px_x509_name_rfc4514(const X509_NAME *name) {
   return px__name_print(name, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB);
 }
 
+/* At most max bytes of s, cut on a UTF-8 character boundary when s is
+ * UTF-8 there (a cut inside a character would be replaced, not dropped). */
+static size_t px__bounded(const char *s, size_t n, size_t max) {
+  if (n <= max)
+    return n;
+  while (max > 0 && ((unsigned char)s[max] & 0xc0) == 0x80)
+    max--;
+  return max;
+}
+
 static json_t *px__name_json(const X509_NAME *name) {
   char *s = px_x509_name_rfc4514(name);
   if (s == NULL)
     return json_null();
-  json_t *v = px_json_string_lossy(s, strlen(s));
+  json_t *v = px_json_string_lossy(s, px__bounded(s, strlen(s), PX_X509_NAME_MAX));
   free(s);
   return v;
 }
 
 static json_t *px__time_json(const ASN1_TIME *t) {
   struct tm tm;
-  char buf[PX_TIME_ISO_LEN];
+  char buf[64]; /* room for any int, though the fields are in range */
   if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1)
     return json_null();
-  if (strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+  /* Four digits always (GeneralizedTime allows year 0001; %Y would not
+   * pad it). */
+  int year = tm.tm_year + 1900;
+  if (year < 0 || year > 9999)
     return json_null();
+  snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02dZ", year, tm.tm_mon + 1, tm.tm_mday,
+           tm.tm_hour, tm.tm_min, tm.tm_sec);
   return json_string(buf);
 }
 
@@ -71,7 +87,7 @@ static json_t *px__san_json(X509 *cert) {
   GENERAL_NAMES *names = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
   if (names == NULL)
     return arr;
-  for (int i = 0; i < sk_GENERAL_NAME_num(names); i++) {
+  for (int i = 0; i < sk_GENERAL_NAME_num(names) && json_array_size(arr) < PX_X509_SAN_MAX; i++) {
     const GENERAL_NAME *gn = sk_GENERAL_NAME_value(names, i);
     const ASN1_STRING *s = NULL;
     const char *prefix = "";
@@ -99,7 +115,7 @@ static json_t *px__san_json(X509 *cert) {
      * goes on with its length (a hostile name may hold NUL bytes). */
     memcpy(buf, prefix, plen); /* NOLINT(bugprone-not-null-terminated-result) */
     memcpy(buf + plen, ASN1_STRING_get0_data(s), n);
-    json_array_append_new(arr, px_json_string_lossy(buf, plen + n));
+    json_array_append_new(arr, px_json_string_lossy(buf, px__bounded(buf, plen + n, PX_X509_SAN_LEN_MAX)));
     free(buf);
   }
   GENERAL_NAMES_free(names);

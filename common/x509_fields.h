@@ -13,6 +13,16 @@
  * of memory or when cert cannot be DER-encoded. */
 json_t *px_x509_cert_json(X509 *cert);
 
+/* The bounds of schemas/measurement.schema.json, applied here so that the
+ * agent's record of a hostile certificate stays within them and the
+ * collector, deriving the same fields from the DER with this same code,
+ * gets exactly what an honest agent claimed: subject and issuer keep at
+ * most PX_X509_NAME_MAX bytes, san the first PX_X509_SAN_MAX names of at
+ * most PX_X509_SAN_LEN_MAX bytes each (cut on a character boundary). */
+#define PX_X509_NAME_MAX 4096
+#define PX_X509_SAN_MAX 2048
+#define PX_X509_SAN_LEN_MAX 1024
+
 /* The same item from raw DER (the collector and the fuzzers start here).
  * NULL when der is not a certificate OpenSSL can parse. */
 json_t *px_x509_der_json(const uint8_t *der, size_t n);

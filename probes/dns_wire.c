@@ -119,6 +119,8 @@ int px_dns_wire_parse(const uint8_t *buf, size_t len, int qtype,
     if (type != PX_DNS_TYPE_A && type != PX_DNS_TYPE_AAAA &&
         type != PX_DNS_TYPE_CNAME)
       continue; /* DNSSEC signatures and the like say nothing we judge */
+    if (json_array_size(info->answers) >= PX_DNS_ANSWERS_MAX)
+      continue; /* still walked: the packet must parse to the end */
     json_t *a = px__answer(type, rdata, rdlen, buf, len, ttl);
     if (a == NULL)
       goto bad;

@@ -10,6 +10,10 @@
 #define PX_DNS_TYPE_CNAME 5
 #define PX_DNS_TYPE_AAAA 28
 
+/* Records kept in answers[] per response (the measurement schema's bound;
+ * raw_response keeps the whole packet). */
+#define PX_DNS_ANSWERS_MAX 128
+
 /* What a raw DNS response says, in df-002 terms. */
 typedef struct px_dns_answer_info {
   int rcode;        /* header RCODE (0-15) */

@@ -95,7 +95,9 @@ static void px__record_handshake(px__tls_probe_t *p, const char *hs_failure,
   STACK_OF(X509) *chain = p->ssl ? SSL_get_peer_cert_chain(p->ssl) : NULL;
   bool completed = hs_failure == NULL;
 
-  for (int i = 0; chain != NULL && i < sk_X509_num(chain); i++) {
+  /* A chain longer than the schema allows is recorded up to its bound
+   * (the judgement below still sees all of it). */
+  for (int i = 0; chain != NULL && i < sk_X509_num(chain) && i < PX_TLS_CHAIN_RECORD_MAX; i++) {
     json_t *item = px_x509_cert_json(sk_X509_value(chain, i));
     if (item != NULL)
       json_array_append_new(certs, item);

@@ -1,6 +1,10 @@
 #ifndef PX_TLS_H
 #define PX_TLS_H
 
+/* Certificates of a presented chain recorded in peer_certificates (the
+ * measurement schema's bound). */
+#define PX_TLS_CHAIN_RECORD_MAX 64
+
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>

@@ -5,7 +5,8 @@
 # and prints executions, coverage and findings per target. Crashing
 # inputs land in BUILD/fuzz-findings/TARGET/; a finding is fixed by
 # fixing the code and adding the input to tests/fuzz/corpus/TARGET/.
-# FUZZ_JOBS targets run at once (default: the number of CPUs).
+# FUZZ_JOBS targets run at once (default: the number of CPUs). A target
+# with a TARGET.runs file runs that many executions instead of SECONDS.
 set -uo pipefail
 
 build=${1:?usage: fuzz.sh BUILD SECONDS [TARGET...]}
@@ -22,7 +23,11 @@ run_one() {
   local t=$1 work=$build/fuzz-corpus/$1 found=$build/fuzz-findings/$1
   rm -rf "$found" # this run's findings only
   mkdir -p "$work" "$found"
-  local args=(-max_total_time="$seconds" -timeout=20 -rss_limit_mb=2048
+  # A target with TARGET.runs runs that many inputs instead of SECONDS
+  # (hostile: the whole upload path per input, a million of them).
+  local budget=(-max_total_time="$seconds")
+  [ -f "$src/$t.runs" ] && budget=(-runs="$(cat "$src/$t.runs")")
+  local args=("${budget[@]}" -timeout=20 -rss_limit_mb=2048
               -print_final_stats=1 -artifact_prefix="$found/")
   [ -f "$src/$t.dict" ] && args+=(-dict="$src/$t.dict")
   [ -f "$src/$t.options" ] && read -r -a more <"$src/$t.options" && args+=("${more[@]}")

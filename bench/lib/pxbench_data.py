@@ -273,7 +273,8 @@ def measurement(i, ctx):
     if popular and dns_p <= x < dns_p + mitm_p:
         hs["peer_certificates"] = ctx["mitm"][(cc, d)]
         hs["tls_version"], hs["cipher_suite"] = "TLSv1.2", "TLS_RSA_WITH_AES_256_CBC_SHA"
-        hs["verification"] = {"ok": False, "errors": [{"code": 18, "name": "self-signed certificate"}],
+        hs["verification"] = {"ok": False, "errors": [{"code": 18, "name": "X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT",
+                                                "message": "self-signed certificate", "depth": 0}],
                               "hostname_match": True}
         hs["failure"] = "ssl_unknown_authority"
     elif popular and dns_p + mitm_p <= x < dns_p + mitm_p + reset_p:
@@ -290,6 +291,8 @@ def measurement(i, ctx):
          "report_id": time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(run)) +
          f"_tlscertconsistency_{cc}_{asn}_{rnd.getrandbits(64):016x}",
          "annotations": {"engine_name": "parallax", "engine_version": "0.1.0",
+                         "libuv_version": "1.44.2", "openssl_version": "OpenSSL 3.0.15",
+                         "c_ares_version": "1.18.1", "jansson_version": "2.14",
                          "platform": "linux", "architecture": rnd.choice(("amd64", "arm64")),
                          "trust_store": "debian:ca-certificates 20230311",
                          "clock_offset": f"{rnd.uniform(-0.5, 0.5):.3f}"},

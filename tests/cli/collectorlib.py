@@ -243,8 +243,9 @@ class Collector:
     a schema of its own (database: a Database to share, e.g. between two
     nodes). start/stop/kill9/restart keep the port and the database."""
 
-    def __init__(self, workdir, extra=(), port=None, db=None, database=None):
+    def __init__(self, workdir, extra=(), port=None, db=None, database=None, env=None):
         self.workdir = workdir
+        self.env = env
         self.extra = list(extra)
         self.fixed_port = port is not None
         self.port = port or free_port()
@@ -271,7 +272,8 @@ class Collector:
         log.flush()
         self.proc = subprocess.Popen(
             [COLLECTOR_BIN, "--listen", f"127.0.0.1:{self.port}", "--db", self.database.url]
-            + self.extra, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+            + self.extra, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+            env=dict(os.environ, **self.env) if self.env else None)
         log.close()
         deadline = time.monotonic() + timeout * SLOW
         while True:

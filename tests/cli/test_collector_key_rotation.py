@@ -381,8 +381,12 @@ class Migration(pxtest.TestCase):
         mcols = {r[1] for r in db.execute("PRAGMA table_info(measurements)")}
         kcols = {r[1] for r in db.execute("PRAGMA table_info(keys)")}
         vb = db.execute("SELECT valid_before FROM keys WHERE key_id = ?", (key.key_id,)).fetchone()
+        scols = {r[1] for r in db.execute("PRAGMA table_info(summaries)")}
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         db.close()
-        self.assertEqual(version, 4)
+        self.assertEqual(version, 5)
+        self.assertIn("claims_mismatch", scols)
+        self.assertTrue({"quarantine", "analysis_version"} <= tables, tables)
         self.assertTrue({"geo_mismatch", "uploader_cc"} <= mcols, mcols)
         self.assertIn("valid_before", kcols)
         self.assertEqual(vb, (rotated_at,))

@@ -67,7 +67,14 @@ static const px_run_info_t *px__run(void) {
   if (!ready) {
     if (px_run_info_init(&run, "ZZ", "AS0", PX_FUZZ_NOW) != 0)
       px_fuzz_fail("px_run_info_init");
-    px_run_annotate(&run, "engine_name", "parallax-fuzz");
+    /* The annotations every agent writes (the schema requires them). */
+    static const char *const ann[][2] = {
+        {"engine_name", "parallax-fuzz"}, {"engine_version", "0.1.0"},
+        {"libuv_version", "1.44.2"},      {"openssl_version", "OpenSSL 3.0.15"},
+        {"c_ares_version", "1.18.1"},     {"jansson_version", "2.14"},
+        {"trust_store", "file:root.pem"}};
+    for (size_t i = 0; i < sizeof(ann) / sizeof(ann[0]); i++)
+      px_run_annotate(&run, ann[i][0], ann[i][1]);
     ready = 1;
   }
   return &run;
@@ -87,7 +94,7 @@ static void px__validates(json_t *m, const char *what, const char *stage) {
   if (text == NULL)
     px_fuzz_fail("%s: %s: the measurement cannot be serialised", what, stage);
   size_t n = strlen(text);
-  if (px_validate_measurement(text, n, &meta, why, sizeof(why)) != 0)
+  if (px_validate_measurement(text, n, PX_FUZZ_NOW, &meta, why, sizeof(why), NULL, 0) != 0)
     px_fuzz_fail("%s: %s: the collector refuses what the agent made: %s\n%s", what, stage, why,
                  text);
   json_t *sum = px_summarize(text, n, meta.measurement_start_time, px_fuzz_trust(), NULL);

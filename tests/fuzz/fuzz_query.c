@@ -39,7 +39,7 @@ static void px__fill(void) {
     size_t len;
     char *body = px_fuzz_envelope((const uint8_t *)text, strlen(text), key, NULL, &len);
     json_t *answer = NULL;
-    if (px_submit_process(&c, NULL, body, len, &answer) != 200)
+    if (px_submit_process(&c, NULL, body, len, PX_FUZZ_NOW, &answer) != 200)
       px_fuzz_fail("fixture measurement %d refused: %s", i,
                    json_string_value(json_object_get(answer, "detail")));
     json_decref(answer);

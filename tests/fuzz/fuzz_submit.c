@@ -112,14 +112,14 @@ static void px__accepted(px_collector_t *c, const char *body, size_t len, json_t
     px_fuzz_fail("measurement %s is not stored byte for byte", uid);
 
   json_t *again = NULL;
-  unsigned status = px_submit_process(c, NULL, body, len, &again);
+  unsigned status = px_submit_process(c, NULL, body, len, PX_FUZZ_NOW, &again);
   if (status != 200 || !json_is_true(json_object_get(again, "duplicate")) ||
       strcmp(json_string_value(json_object_get(again, "measurement_uid")), uid) != 0)
     px_fuzz_fail("the same body again is not a duplicate of %s (status %u)", uid, status);
   json_decref(again);
 
   px_measurement_meta_t meta;
-  if (px_validate_measurement(content, clen, &meta, why, sizeof(why)) != 0)
+  if (px_validate_measurement(content, clen, PX_FUZZ_NOW, &meta, why, sizeof(why), NULL, 0) != 0)
     px_fuzz_fail("stored content no longer validates: %s", why);
   json_t *sum = px_summarize(content, clen, meta.measurement_start_time, px_fuzz_trust(), NULL);
   if (sum == NULL)
@@ -179,7 +179,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   struct sockaddr_in client = {.sin_family = AF_INET, .sin_port = htons(40000),
                                .sin_addr.s_addr = htonl(0xcb007109)}; /* 203.0.113.9 */
   json_t *answer = NULL;
-  unsigned status = px_submit_process(&c, (struct sockaddr *)&client, body, len, &answer);
+  unsigned status = px_submit_process(&c, (struct sockaddr *)&client, body, len, PX_FUZZ_NOW, &answer);
   char *text = answer != NULL ? px_json_dump(answer) : NULL;
   if (text == NULL)
     px_fuzz_fail("status %u without a JSON answer", status);

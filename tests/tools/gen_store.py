@@ -158,7 +158,10 @@ def _template(real, mitm):
          "resolver_asn": "AS0", "resolver_network_name": None, "software_name": "parallax",
          "software_version": "0.1.0", "test_name": "tls_cert_consistency", "test_version": "0.1.0",
          "test_runtime": 0.06, "input": "@@DOMAIN@@", "report_id": "@@REPORT@@",
-         "annotations": {"engine_name": "parallax", "platform": "linux"},
+         "annotations": {"engine_name": "parallax", "engine_version": "0.1.0",
+                         "libuv_version": "1.44.2", "openssl_version": "OpenSSL 3.0.15",
+                         "c_ares_version": "1.18.1", "jansson_version": "2.14",
+                         "trust_store": "file:ca.pem", "platform": "linux"},
          "test_keys": {"queries": [q("A", "@@ADDR@@", 1), q("AAAA", "2001:db8::7", 2)],
                        "tcp_connect": [{"ip": "@@ADDR@@", "port": 443,
                                         "status": {"failure": None, "success": True},
@@ -173,7 +176,8 @@ def _template(real, mitm):
         "real": json.dumps(real, separators=(",", ":")),
         "mitm": json.dumps(mitm, separators=(",", ":")),
         "ok": json.dumps({"ok": True, "errors": [], "hostname_match": True}, separators=(",", ":")),
-        "bad": json.dumps({"ok": False, "errors": [{"code": 18, "name": "X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT"}],
+        "bad": json.dumps({"ok": False, "errors": [{"code": 18, "name": "X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT",
+                                                          "message": "self-signed certificate", "depth": 0}],
                            "hostname_match": True}, separators=(",", ":")),
     }
     return pieces, fixed

@@ -97,7 +97,9 @@ static const char px__good[] =
     "\"software_version\":\"0.1.0\",\"test_name\":\"tls_cert_consistency\",\"test_version\":\"0.1.0\","
     "\"test_runtime\":0.5,\"input\":\"WWW.iCloud.com:443\","
     "\"report_id\":\"20141020T115959Z_tlscertconsistency_CN_4134_abc123\","
-    "\"annotations\":{\"engine_name\":\"parallax\"},"
+    "\"annotations\":{\"engine_name\":\"parallax\",\"engine_version\":\"0.1.0\","
+    "\"libuv_version\":\"1.44.2\",\"openssl_version\":\"3.0\",\"c_ares_version\":\"1.18.1\","
+    "\"jansson_version\":\"2.14\",\"trust_store\":\"system\"},"
     "\"test_keys\":{\"queries\":[],\"tcp_connect\":[],\"tls_handshakes\":[],\"skipped_addresses\":[]}}";
 
 static int px__validate_variant(const char *find, const char *replace, char *why) {
@@ -107,14 +109,14 @@ static int px__validate_variant(const char *find, const char *replace, char *why
   size_t pre = (size_t)(at - px__good);
   snprintf(buf, sizeof(buf), "%.*s%s%s", (int)pre, px__good, replace, at + strlen(find));
   px_measurement_meta_t meta;
-  return px_validate_measurement(buf, strlen(buf), &meta, why, 256);
+  return px_validate_measurement(buf, strlen(buf), time(NULL), &meta, why, 256, NULL, 0);
 }
 
 PX_TEST(measurement_validation_rules) {
   px_measurement_meta_t meta;
   char why[256];
   (void)state;
-  assert_int_equal(px_validate_measurement(px__good, strlen(px__good), &meta, why, sizeof(why)), 0);
+  assert_int_equal(px_validate_measurement(px__good, strlen(px__good), time(NULL), &meta, why, sizeof(why), NULL, 0), 0);
   assert_string_equal(meta.probe_cc, "CN");
   assert_string_equal(meta.probe_asn, "AS4134");
   assert_string_equal(meta.domain, "www.icloud.com");
@@ -133,11 +135,12 @@ PX_TEST(measurement_validation_rules) {
       {"\"test_runtime\":0.5", "\"test_runtime\":-1", "test_runtime"},
       {"\"input\":\"WWW.iCloud.com:443\"", "\"input\":\"192.0.2.1\"", "input"},
       {"\"test_name\":\"tls_cert_consistency\"", "\"test_name\":\"web_connectivity\"", "test_name"},
-      {"\"annotations\":{\"engine_name\":\"parallax\"}", "\"annotations\":{\"n\":1}", "annotations"},
+      {"\"engine_name\":\"parallax\"", "\"engine_name\":1", "annotations.engine_name"},
+      {"\"engine_name\":\"parallax\",", "", "missing \"engine_name\""},
       {"\"queries\":[]", "\"queries\":{}", "queries"},
-      {"\"skipped_addresses\":[]", "\"skipped_addresses\":[],\"extra\":[]", "unknown key"},
-      {"\"test_runtime\":0.5", "\"test_runtime\":0.5,\"probe_city\":\"x\"", "unknown key"},
-      {"\"queries\":[]", "\"queries\":[{\"engine\":\"doh\"}]", "queries[0]"},
+      {"\"skipped_addresses\":[]", "\"skipped_addresses\":[],\"extra\":[]", "test_keys.extra: unknown member"},
+      {"\"test_runtime\":0.5", "\"test_runtime\":0.5,\"probe_city\":\"x\"", "probe_city: unknown member"},
+      {"\"queries\":[]", "\"queries\":[{\"engine\":\"doh\"}]", "test_keys.queries[0].engine"},
       {"\"tls_handshakes\":[]",
        "\"tls_handshakes\":[{\"address\":\"192.0.2.1:443\",\"server_name\":\"x\",\"tls_version\":\"\","
        "\"cipher_suite\":\"\",\"negotiated_protocol\":\"\",\"no_tls_verify\":false,"
@@ -162,9 +165,9 @@ PX_TEST(measurement_validation_rules) {
   }
   const char *raw_bad[] = {"", "[]", "null", "{", "{\"a\":1}\n", "{\"a\":1}"};
   for (size_t i = 0; i < sizeof(raw_bad) / sizeof(raw_bad[0]); i++)
-    assert_int_equal(px_validate_measurement(raw_bad[i], strlen(raw_bad[i]), &meta, why, sizeof(why)),
+    assert_int_equal(px_validate_measurement(raw_bad[i], strlen(raw_bad[i]), time(NULL), &meta, why, sizeof(why), NULL, 0),
                      -EINVAL);
   char with_nl[sizeof(px__good) + 1];
   snprintf(with_nl, sizeof(with_nl), "%s\n", px__good);
-  assert_int_equal(px_validate_measurement(with_nl, strlen(with_nl), &meta, why, sizeof(why)), -EINVAL);
+  assert_int_equal(px_validate_measurement(with_nl, strlen(with_nl), time(NULL), &meta, why, sizeof(why), NULL, 0), -EINVAL);
 }

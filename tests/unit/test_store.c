@@ -209,14 +209,14 @@ typedef struct {
   int64_t ids[256];
 } px__summarized_t;
 
-static int px__summarize(void *data, const px_stored_t *m, char **summary) {
+static int px__summarize(void *data, const px_stored_t *m, px_analysis_out_t *out) {
   px__summarized_t *a = data;
   assert_true(m->content_len > 0 && m->content[0] == '{');
   if (a->calls < 256)
     a->ids[a->calls] = m->id;
   a->calls++;
-  *summary = strdup("{\"v\":1}");
-  return *summary ? 0 : -ENOMEM;
+  out->summary = strdup("{\"v\":1}");
+  return out->summary ? 0 : -ENOMEM;
 }
 
 static int px__count_summary(void *data, const px_summary_row_t *row) {
