@@ -88,7 +88,9 @@ char *px_ssh_pubkey_line(const px_ssh_pubkey_t *pk) {
   return line;
 }
 
-/* The bytes the key actually signs (PROTOCOL.sshsig "signed data"). */
+/* The bytes the key actually signs (PROTOCOL.sshsig "signed data"). The
+ * reserved field is always empty here, whatever a signature's blob holds:
+ * ssh-keygen signs and verifies it that way. */
 static int px__signed_data(px_wbuf_t *b, const char *ns, const char *hash_alg,
                            const uint8_t *msg, size_t n) {
   uint8_t md[EVP_MAX_MD_SIZE];
@@ -102,6 +104,26 @@ static int px__signed_data(px_wbuf_t *b, const char *ns, const char *hash_alg,
   px_wbuf_put_cstring(b, hash_alg);
   px_wbuf_put_string(b, md, md_len);
   return b->failed ? -ENOMEM : 0;
+}
+
+/* The SSHSIG blob as ssh-keygen -Y sign lays it out: version 1, an empty
+ * reserved field. */
+static void px__blob_build(px_wbuf_t *out, const px_ssh_pubkey_t *pk, const char *ns,
+                           const char *hash_alg, const uint8_t sig[64]) {
+  px_wbuf_t sigblob;
+  px_wbuf_init(&sigblob);
+  px_wbuf_put_cstring(&sigblob, PX__KEYTYPE);
+  px_wbuf_put_string(&sigblob, sig, 64);
+  px_wbuf_put(out, PX__MAGIC, 6);
+  px_wbuf_put_u32(out, 1);
+  px_wbuf_put_string(out, pk->blob, sizeof(pk->blob));
+  px_wbuf_put_cstring(out, ns);
+  px_wbuf_put_string(out, "", 0);
+  px_wbuf_put_cstring(out, hash_alg);
+  px_wbuf_put_string(out, sigblob.data, sigblob.len);
+  if (sigblob.failed)
+    out->failed = true;
+  px_wbuf_free(&sigblob);
 }
 
 static char *px__armor(const uint8_t *blob, size_t n) {
@@ -129,7 +151,7 @@ static char *px__armor(const uint8_t *blob, size_t n) {
 int px_sshsig_sign(EVP_PKEY *priv, const char *ns, const uint8_t *msg,
                    size_t n, char **armored) {
   px_ssh_pubkey_t pk;
-  px_wbuf_t data, sigblob, out;
+  px_wbuf_t data, out;
   uint8_t sig[64];
   size_t sig_len = sizeof(sig);
   int rc = px_ssh_pubkey_from_pkey(priv, &pk);
@@ -137,7 +159,6 @@ int px_sshsig_sign(EVP_PKEY *priv, const char *ns, const uint8_t *msg,
     return rc;
 
   px_wbuf_init(&data);
-  px_wbuf_init(&sigblob);
   px_wbuf_init(&out);
   rc = px__signed_data(&data, ns, "sha512", msg, n);
   EVP_MD_CTX *md = EVP_MD_CTX_new();
@@ -146,16 +167,8 @@ int px_sshsig_sign(EVP_PKEY *priv, const char *ns, const uint8_t *msg,
     rc = -EIO;
   EVP_MD_CTX_free(md);
   if (rc == 0) {
-    px_wbuf_put_cstring(&sigblob, PX__KEYTYPE);
-    px_wbuf_put_string(&sigblob, sig, sig_len);
-    px_wbuf_put(&out, PX__MAGIC, 6);
-    px_wbuf_put_u32(&out, 1);
-    px_wbuf_put_string(&out, pk.blob, sizeof(pk.blob));
-    px_wbuf_put_cstring(&out, ns);
-    px_wbuf_put_string(&out, "", 0);
-    px_wbuf_put_cstring(&out, "sha512");
-    px_wbuf_put_string(&out, sigblob.data, sigblob.len);
-    if (sigblob.failed || out.failed)
+    px__blob_build(&out, &pk, ns, "sha512", sig);
+    if (out.failed)
       rc = -ENOMEM;
   }
   if (rc == 0) {
@@ -166,54 +179,247 @@ int px_sshsig_sign(EVP_PKEY *priv, const char *ns, const uint8_t *msg,
   ERR_clear_error();
   OPENSSL_cleanse(data.data, data.len);
   px_wbuf_free(&data);
-  px_wbuf_free(&sigblob);
   px_wbuf_free(&out);
   return rc;
 }
 
-/* Armored text to blob: the lines between the markers, base64, any line
- * width, CR/LF tolerated. */
-static int px__dearmor(const char *text, size_t n, uint8_t **blob, size_t *blob_len) {
-  const char *end = text + n;
-  const char *begin = NULL;
-  for (const char *p = text; p + strlen(PX__BEGIN) <= end; p++)
-    if (memcmp(p, PX__BEGIN, strlen(PX__BEGIN)) == 0) {
-      begin = p + strlen(PX__BEGIN);
-      break;
-    }
-  if (begin == NULL)
-    return -EBADMSG;
-  char *b64 = malloc(n + 1);
-  size_t k = 0;
-  const char *p = begin;
-  bool closed = false;
-  if (b64 == NULL)
-    return -ENOMEM;
-  while (p < end) {
-    if (*p == '-') {
-      closed = (size_t)(end - p) >= strlen(PX__END) && memcmp(p, PX__END, strlen(PX__END)) == 0;
-      break;
-    }
-    if (*p != '\n' && *p != '\r')
-      b64[k++] = *p;
-    p++;
-  }
-  int rc = -EBADMSG;
-  if (closed) {
-    *blob = malloc(k + 1);
-    if (*blob == NULL)
-      rc = -ENOMEM;
-    else if (px_base64_decode(b64, k, *blob, k + 1, blob_len) == 0)
-      rc = 0;
-    else {
-      free(*blob);
-      *blob = NULL;
-    }
-  }
-  free(b64);
-  return rc;
+/* ---- Reading a signature the way ssh-keygen -Y verify reads it ----------
+ * OpenSSH 9.2 (sshsig.c, sshbuf, b64_pton, its Ed25519 code) is the
+ * reference; tests/cli/test_sshsig_differential.py holds the two to the same
+ * answer. */
+
+#define PX__BEGIN_LINE PX__BEGIN "\n"
+#define PX__END_MARK "\n" PX__END
+
+/* What b64_pton skips anywhere: isspace() of the C locale (ssh-keygen runs
+ * in C or a UTF-8 locale, where no byte above 0x7f is a space). */
+static bool px__ssh_space(unsigned char c) {
+  return c == ' ' || (c >= '\t' && c <= '\r');
 }
 
+static int px__b64_digit(unsigned char c) {
+  if (c >= 'A' && c <= 'Z')
+    return c - 'A';
+  if (c >= 'a' && c <= 'z')
+    return c - 'a' + 26;
+  if (c >= '0' && c <= '9')
+    return c - '0' + 52;
+  return c == '+' ? 62 : c == '/' ? 63 : -1;
+}
+
+/* Base64 as OpenSSH decodes an armour's body: whitespace is skipped
+ * anywhere (any line width, CR, blank lines); the text ends either on a
+ * whole quantum or with exactly the padding it needs, whitespace allowed
+ * between and after the '=' but nothing else; the bits the padding leaves
+ * unused must be zero. out holds n / 4 * 3 + 3 bytes. 0 or -EBADMSG. */
+static int px__b64_decode_ssh(const unsigned char *in, size_t n, uint8_t *out, size_t *out_len) {
+  uint32_t acc = 0;
+  unsigned bits = 0;
+  size_t digits = 0, len = 0, i = 0;
+  for (; i < n && in[i] != '='; i++) {
+    if (px__ssh_space(in[i]))
+      continue;
+    int v = px__b64_digit(in[i]);
+    if (v < 0)
+      return -EBADMSG;
+    acc = (acc << 6) | (uint32_t)v;
+    bits += 6;
+    digits++;
+    if (bits >= 8) {
+      bits -= 8;
+      out[len++] = (uint8_t)(acc >> bits);
+      acc &= (1u << bits) - 1;
+    }
+  }
+  if (i < n) {
+    /* Two digits of a quantum need "==", three need "=". */
+    if (digits % 4 < 2)
+      return -EBADMSG;
+    i++;
+    if (digits % 4 == 2) {
+      while (i < n && px__ssh_space(in[i]))
+        i++;
+      if (i == n || in[i] != '=')
+        return -EBADMSG;
+      i++;
+    }
+    for (; i < n; i++)
+      if (!px__ssh_space(in[i]))
+        return -EBADMSG;
+  } else if (digits % 4 != 0) {
+    return -EBADMSG;
+  }
+  if (acc != 0)
+    return -EBADMSG; /* unused bits set: a second text for the same bytes */
+  *out_len = len;
+  return 0;
+}
+
+/* Armoured text to blob. The BEGIN line must open the text; the body ends
+ * at the first "\n-----END SSH SIGNATURE-----" and whatever follows that is
+ * ignored, as ssh-keygen ignores it (px_sshsig_verify_canonical gives the
+ * armour without it). A NUL is allowed only as the body's last byte
+ * (sshbuf_dup_string). On failure sets *why. */
+static int px__dearmor(const char *text, size_t n, uint8_t **blob, size_t *blob_len,
+                       const char **why) {
+  const size_t hl = strlen(PX__BEGIN_LINE), el = strlen(PX__END_MARK);
+  *blob = NULL;
+  if (n < hl || memcmp(text, PX__BEGIN_LINE, hl) != 0) {
+    *why = "not an armored SSH signature (no BEGIN SSH SIGNATURE line at the start)";
+    return -EBADMSG;
+  }
+  const char *body = text + hl;
+  const char *end = memmem(body, n - hl, PX__END_MARK, el);
+  if (end == NULL) {
+    *why = "not an armored SSH signature (no END SSH SIGNATURE line)";
+    return -EBADMSG;
+  }
+  size_t len = (size_t)(end - body);
+  const char *nul = memchr(body, '\0', len);
+  if (nul != NULL && nul != end - 1) {
+    *why = "a NUL byte inside the armor";
+    return -EBADMSG;
+  }
+  if (nul != NULL)
+    len--;
+  *blob = malloc(len / 4 * 3 + 3);
+  if (*blob == NULL) {
+    *why = "out of memory";
+    return -ENOMEM;
+  }
+  if (px__b64_decode_ssh((const unsigned char *)body, len, *blob, blob_len) != 0) {
+    free(*blob);
+    *blob = NULL;
+    *why = "bad base64 inside the armor";
+    return -EBADMSG;
+  }
+  return 0;
+}
+
+/* An SSH string's bytes taken as sshbuf_get_cstring takes them: a NUL is
+ * allowed as the last byte (and is not part of the text), nowhere else.
+ * 0 (with *len shortened) or -EBADMSG. */
+static int px__cstring(const uint8_t *s, size_t *len) {
+  const uint8_t *z = *len > 0 ? memchr(s, '\0', *len) : NULL;
+  if (z != NULL && z != s + *len - 1)
+    return -EBADMSG;
+  if (z != NULL)
+    (*len)--;
+  return 0;
+}
+
+static int px__get_cstring(px_rbuf_t *r, const uint8_t **s, size_t *len) {
+  if (px_rbuf_get_string(r, s, len) != 0)
+    return -EBADMSG;
+  return px__cstring(*s, len);
+}
+
+static bool px__is(const uint8_t *s, size_t len, const char *want) {
+  return len == strlen(want) && memcmp(s, want, len) == 0;
+}
+
+/* The Ed25519 group order L, little-endian. */
+static const uint8_t px__order[32] = {
+    0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14,
+    0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0x10};
+
+/* OpenSSH's Ed25519 (SUPERCOP ref) refuses an S with any of its top three
+ * bits set and reduces any other S modulo L; OpenSSL refuses S >= L. Such
+ * an S is below 2^253 < 2L, so one subtraction gives the S OpenSSH
+ * effectively checks, which OpenSSL then judges the same way (B has order
+ * L), and the S a signer writes. 0 or -EPERM. */
+static int px__reduce_s(uint8_t s[32]) {
+  if ((s[31] & 0xe0) != 0)
+    return -EPERM;
+  int i = 31;
+  while (i > 0 && s[i] == px__order[i])
+    i--;
+  if (s[i] < px__order[i])
+    return 0;
+  unsigned borrow = 0;
+  for (i = 0; i < 32; i++) {
+    unsigned d = (unsigned)s[i] - px__order[i] - borrow;
+    s[i] = (uint8_t)d;
+    borrow = (d >> 8) & 1;
+  }
+  return 0;
+}
+
+/* What a blob says, once it has been read as ssh-keygen reads it. */
+typedef struct {
+  const uint8_t *raw_key; /* 32 bytes, into the blob */
+  char hash_alg[8];
+  uint8_t sig[64]; /* R, then S reduced modulo L */
+} px__sshsig_t;
+
+#define PX__FAIL(code, text) \
+  do {                       \
+    *why = (text);           \
+    return (code);           \
+  } while (0)
+
+/* Reads an SSHSIG blob. Version 0 or 1 (ssh-keygen refuses only a larger
+ * one); the reserved field may hold anything (it is not signed); the
+ * strings ssh-keygen reads as C strings may end in one NUL; nothing may
+ * follow the signature, in the blob, the key or the signature blob. Only
+ * Ed25519 keys: parallax's one deliberate difference from ssh-keygen. */
+static int px__parse(const uint8_t *blob, size_t blob_len, const char *ns, px__sshsig_t *out,
+                     const char **why) {
+  px_rbuf_t r, k;
+  uint32_t version;
+  char magic[6];
+  const uint8_t *pub, *sig_ns, *reserved, *hash_alg, *sigblob, *type, *raw, *sig;
+  size_t pub_len, ns_len, reserved_len, hash_len, sigblob_len, type_len, raw_len, sig_len;
+
+  px_rbuf_init(&r, blob, blob_len);
+  if (px_rbuf_get(&r, magic, 6) != 0 || memcmp(magic, PX__MAGIC, 6) != 0)
+    PX__FAIL(-EBADMSG, "missing SSHSIG preamble");
+  if (px_rbuf_get_u32(&r, &version) != 0 || version > 1)
+    PX__FAIL(-EBADMSG, "unsupported SSHSIG version");
+  if (px_rbuf_get_string(&r, &pub, &pub_len) != 0 ||
+      px_rbuf_get_string(&r, &sig_ns, &ns_len) != 0 ||
+      px_rbuf_get_string(&r, &reserved, &reserved_len) != 0 ||
+      px_rbuf_get_string(&r, &hash_alg, &hash_len) != 0 ||
+      px_rbuf_get_string(&r, &sigblob, &sigblob_len) != 0)
+    PX__FAIL(-EBADMSG, "truncated or malformed signature");
+  (void)reserved;
+  if (r.left != 0)
+    PX__FAIL(-EBADMSG, "trailing bytes after the signature");
+
+  px_rbuf_init(&k, pub, pub_len);
+  if (px__get_cstring(&k, &type, &type_len) != 0)
+    PX__FAIL(-EBADMSG, "malformed public key");
+  if (!px__is(type, type_len, PX__KEYTYPE))
+    PX__FAIL(-EBADMSG, "not an Ed25519 key");
+  if (px_rbuf_get_string(&k, &raw, &raw_len) != 0 || raw_len != 32 || k.left != 0)
+    PX__FAIL(-EBADMSG, "malformed Ed25519 key");
+
+  if (px__cstring(sig_ns, &ns_len) != 0)
+    PX__FAIL(-EBADMSG, "malformed namespace");
+  if (!px__is(sig_ns, ns_len, ns))
+    PX__FAIL(-EPERM, "signature is for another namespace");
+
+  if (px__cstring(hash_alg, &hash_len) != 0 ||
+      !(px__is(hash_alg, hash_len, "sha512") || px__is(hash_alg, hash_len, "sha256")))
+    PX__FAIL(-EBADMSG, "unsupported hash algorithm");
+  memcpy(out->hash_alg, hash_alg, 6);
+  out->hash_alg[6] = '\0';
+
+  /* OpenSSH takes a shorter signature too, and reads its missing bytes
+   * from the start of the signed data; S would then have to end in bytes
+   * the namespace fixes (at least 7), which no signer can arrange. */
+  px_rbuf_init(&k, sigblob, sigblob_len);
+  if (px__get_cstring(&k, &type, &type_len) != 0 || !px__is(type, type_len, PX__KEYTYPE) ||
+      px_rbuf_get_string(&k, &sig, &sig_len) != 0 || sig_len != 64 || k.left != 0)
+    PX__FAIL(-EBADMSG, "malformed Ed25519 signature");
+  memcpy(out->sig, sig, 64);
+  if (px__reduce_s(out->sig + 32) != 0)
+    PX__FAIL(-EPERM, "signature does not verify");
+  out->raw_key = raw;
+  return 0;
+}
+
+#undef PX__FAIL
 #define PX__FAIL(code, text) \
   do {                       \
     rc = (code);             \
@@ -221,81 +427,63 @@ static int px__dearmor(const char *text, size_t n, uint8_t **blob, size_t *blob_
     goto done;               \
   } while (0)
 
-int px_sshsig_verify(const char *armored, size_t armored_len, const char *ns,
-                     const uint8_t *msg, size_t n, px_ssh_pubkey_t *signer,
-                     const char **why) {
+int px_sshsig_verify_canonical(const char *armored, size_t armored_len, const char *ns,
+                               const uint8_t *msg, size_t n, px_ssh_pubkey_t *signer,
+                               const char **why, char **canonical) {
   const char *unused;
   uint8_t *blob = NULL;
   size_t blob_len = 0;
-  px_rbuf_t r;
-  uint32_t version;
-  const uint8_t *pub, *sig_ns, *reserved, *hash_alg, *sigblob, *raw, *sig;
-  size_t pub_len, ns_len, reserved_len, hash_len, sigblob_len, sig_len;
-  px_wbuf_t data;
+  px__sshsig_t s;
+  px_ssh_pubkey_t key_id;
+  px_wbuf_t data, out;
   EVP_PKEY *key = NULL;
   EVP_MD_CTX *md = NULL;
-  int rc = 0;
+  int rc;
 
   if (why == NULL)
     why = &unused;
+  if (canonical != NULL)
+    *canonical = NULL;
   px_wbuf_init(&data);
-  if (armored_len >= 6 && memcmp(armored, PX__MAGIC, 6) == 0) {
-    blob = malloc(armored_len);
-    if (blob == NULL)
-      PX__FAIL(-ENOMEM, "out of memory");
-    memcpy(blob, armored, armored_len);
-    blob_len = armored_len;
-  } else if (px__dearmor(armored, armored_len, &blob, &blob_len) != 0) {
-    PX__FAIL(-EBADMSG, "not an armored SSH signature");
-  }
-
-  px_rbuf_init(&r, blob, blob_len);
-  char magic[6];
-  if (px_rbuf_get(&r, magic, 6) != 0 || memcmp(magic, PX__MAGIC, 6) != 0)
-    PX__FAIL(-EBADMSG, "missing SSHSIG preamble");
-  if (px_rbuf_get_u32(&r, &version) != 0 || version != 1)
-    PX__FAIL(-EBADMSG, "unsupported SSHSIG version");
-  if (px_rbuf_get_string(&r, &pub, &pub_len) != 0 ||
-      px_rbuf_get_string(&r, &sig_ns, &ns_len) != 0 ||
-      px_rbuf_get_string(&r, &reserved, &reserved_len) != 0 ||
-      px_rbuf_get_string(&r, &hash_alg, &hash_len) != 0 ||
-      px_rbuf_get_string(&r, &sigblob, &sigblob_len) != 0 || r.left != 0)
-    PX__FAIL(-EBADMSG, "truncated or malformed signature");
-  if (px__blob_raw(pub, pub_len, &raw) != 0)
-    PX__FAIL(-EBADMSG, "not an Ed25519 key");
-  if (ns_len != strlen(ns) || memcmp(sig_ns, ns, ns_len) != 0)
-    PX__FAIL(-EPERM, "signature is for another namespace");
-  (void)reserved;
-  char alg[8] = "";
-  if (hash_len == 6 && memcmp(hash_alg, "sha512", 6) == 0)
-    strcpy(alg, "sha512");
-  else if (hash_len == 6 && memcmp(hash_alg, "sha256", 6) == 0)
-    strcpy(alg, "sha256");
-  else
-    PX__FAIL(-EBADMSG, "unsupported hash algorithm");
-
-  px_rbuf_init(&r, sigblob, sigblob_len);
-  if (px_rbuf_expect_cstring(&r, PX__KEYTYPE) != 0 ||
-      px_rbuf_get_string(&r, &sig, &sig_len) != 0 || sig_len != 64 || r.left != 0)
-    PX__FAIL(-EBADMSG, "malformed Ed25519 signature");
-
-  if (px__signed_data(&data, ns, alg, msg, n) != 0)
+  px_wbuf_init(&out);
+  rc = px__dearmor(armored, armored_len, &blob, &blob_len, why);
+  if (rc != 0)
+    goto done;
+  rc = px__parse(blob, blob_len, ns, &s, why);
+  if (rc != 0)
+    goto done;
+  if (px__signed_data(&data, ns, s.hash_alg, msg, n) != 0)
     PX__FAIL(-ENOMEM, "out of memory");
-  key = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, raw, 32);
+  key = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, s.raw_key, 32);
   md = EVP_MD_CTX_new();
   if (key == NULL || md == NULL)
     PX__FAIL(-ENOMEM, "out of memory");
   if (EVP_DigestVerifyInit(md, NULL, NULL, NULL, key) != 1 ||
-      EVP_DigestVerify(md, sig, sig_len, data.data, data.len) != 1)
+      EVP_DigestVerify(md, s.sig, sizeof(s.sig), data.data, data.len) != 1)
     PX__FAIL(-EPERM, "signature does not verify");
-  if (signer != NULL && px__pubkey_from_raw(raw, signer) != 0)
+  if (px__pubkey_from_raw(s.raw_key, &key_id) != 0)
     PX__FAIL(-ENOMEM, "out of memory");
+  if (canonical != NULL) {
+    px__blob_build(&out, &key_id, ns, s.hash_alg, s.sig);
+    *canonical = out.failed ? NULL : px__armor(out.data, out.len);
+    if (*canonical == NULL)
+      PX__FAIL(-ENOMEM, "out of memory");
+  }
+  if (signer != NULL)
+    *signer = key_id;
   *why = NULL;
 done:
   ERR_clear_error();
   EVP_MD_CTX_free(md);
   EVP_PKEY_free(key);
   px_wbuf_free(&data);
+  px_wbuf_free(&out);
   free(blob);
   return rc;
+}
+
+int px_sshsig_verify(const char *armored, size_t armored_len, const char *ns,
+                     const uint8_t *msg, size_t n, px_ssh_pubkey_t *signer,
+                     const char **why) {
+  return px_sshsig_verify_canonical(armored, armored_len, ns, msg, n, signer, why, NULL);
 }

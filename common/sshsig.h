@@ -41,12 +41,26 @@ char *px_ssh_pubkey_line(const px_ssh_pubkey_t *pk);
 int px_sshsig_sign(EVP_PKEY *priv, const char *ns, const uint8_t *msg,
                    size_t n, char **armored);
 
-/* Verifies an armored (or, with armored_len bytes starting "SSHSIG", a raw)
- * signature of msg under namespace ns. On success fills *signer with the
- * key that signed. On failure returns -EBADMSG (malformed), -EPERM (does
- * not verify, or another namespace) and sets *why to a static phrase. */
+/* Verifies an armored signature of msg under namespace ns, accepting
+ * exactly what `ssh-keygen -Y verify` (OpenSSH 9.2) accepts, but for Ed25519
+ * keys only (docs/signatures.md lists the rules). On success fills *signer
+ * (may be NULL) with the key that signed. On failure returns -EBADMSG
+ * (malformed), -EPERM (does not verify, or another namespace) or -ENOMEM,
+ * and sets *why (may be NULL) to a static phrase. */
 int px_sshsig_verify(const char *armored, size_t armored_len, const char *ns,
                      const uint8_t *msg, size_t n, px_ssh_pubkey_t *signer,
                      const char **why);
+
+/* px_sshsig_verify, and on success *canonical (caller frees; NULL on
+ * failure): the armor `ssh-keygen -Y sign` writes for this signature, i.e.
+ * the BEGIN line, the base64 of a version 1 blob with the same key,
+ * namespace, hash algorithm and signature but an empty reserved field (and
+ * S reduced modulo the group order), wrapped at 70 columns, the END line
+ * and a newline. It carries none of the bytes ssh-keygen ignores or does
+ * not check (text around the armor, the reserved field, the version), so
+ * it is what to store and serve; it verifies wherever the upload did. */
+int px_sshsig_verify_canonical(const char *armored, size_t armored_len, const char *ns,
+                               const uint8_t *msg, size_t n, px_ssh_pubkey_t *signer,
+                               const char **why, char **canonical);
 
 #endif
