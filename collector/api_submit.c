@@ -34,13 +34,21 @@ unsigned px_submit_process(px_collector_t *c, const struct sockaddr *client, con
     snprintf(detail, sizeof(detail), "malformed request: %s", why);
     return px__reject(answer, MHD_HTTP_BAD_REQUEST, "malformed_request", detail);
   }
-  int vrc = px_sshsig_verify(env.signature, env.signature_len, PX_SSHSIG_NAMESPACE,
-                             (const uint8_t *)env.content, env.content_len, &signer, &sig_why);
+  char *canonical = NULL;
+  int vrc = px_sshsig_verify_canonical(env.signature, env.signature_len, PX_SSHSIG_NAMESPACE,
+                                       (const uint8_t *)env.content, env.content_len, &signer,
+                                       &sig_why, &canonical);
   if (vrc != 0) {
     snprintf(why, sizeof(why), "signature: %s", sig_why ? sig_why : "does not verify");
     px_envelope_free(&env);
     return px__reject(answer, MHD_HTTP_BAD_REQUEST, "bad_signature", why);
   }
+  /* What is stored and served is the signature as ssh-keygen would have
+   * written it: whatever ssh-keygen also tolerates around the blob (text
+   * after END, other line widths) never rides along. */
+  free(env.signature);
+  env.signature = canonical;
+  env.signature_len = strlen(canonical);
 
   px_submission_t sub;
   memset(&sub, 0, sizeof(sub));

@@ -3,6 +3,7 @@ the agent against the test world, signed by the agent and by OpenSSH,
 submitted to a real parallax-collector, read back through every endpoint
 and verified with the real `ssh-keygen -Y verify`. Every JSON document the
 collector emits is validated against its schema in schemas/."""
+import base64
 import datetime
 import json
 import multiprocessing
@@ -560,6 +561,25 @@ class Api(pxtest.TestCase):
         self.assertEqual(len(self.stored()), 40)
 
     # ---- 6 ---------------------------------------------------------------
+
+    def test_signature_stored_as_ssh_keygen_writes_it(self):
+        """What ssh-keygen tolerates around the blob (text after END, any
+        line width, CRLF inside the base64) is accepted, but the collector
+        stores and serves the canonical armour: no unsigned bytes ride
+        along."""
+        (content, sig), = self.agent.sign([cl.variant(self.base, 31)])
+        blob = cl.sshsig_decode(sig)
+        b64 = base64.b64encode(blob).decode()
+        odd = ("-----BEGIN SSH SIGNATURE-----\n" + "\r\n".join(b64[i:i + 50] for i in range(0, len(b64), 50))
+               + "\n-----END SSH SIGNATURE-----\n" + "x" * 5000 + "\n")
+        # (Not what submit-request.schema.json asks a client for: that is
+        # the canonical form. The collector is as lenient as ssh-keygen.)
+        st, doc = self.c.submit(cl.submit_body(content, odd), valid_request=False)
+        self.assertEqual(st, 200, doc)
+        st, _, body = self.c.signature(doc["measurement_uid"])
+        self.assertEqual(st, 200)
+        self.assertEqual(body.decode(), sig)  # the agent's own (canonical) armour
+        self.assertEqual(cl.ssh_check_novalidate(self.tmp, content, body.decode()).returncode, 0)
 
     def test_raw_bytes_and_signature(self):
         # Bytes a re-serialiser would change: a literal non-ASCII character,

@@ -107,9 +107,17 @@ static void px__accepted(px_collector_t *c, const char *body, size_t len, json_t
   size_t clen = 0;
   if (px_store_get(c->store, uid, &content, &clen, &sig, &key_id) != 0)
     px_fuzz_fail("measurement %s acknowledged but not found", uid);
+  char *canonical = NULL;
+  px_ssh_pubkey_t signer;
+  const char *sig_why;
+  if (px_sshsig_verify_canonical(env.signature, env.signature_len, PX_SSHSIG_NAMESPACE,
+                                 (const uint8_t *)env.content, env.content_len, &signer, &sig_why,
+                                 &canonical) != 0)
+    px_fuzz_fail("accepted a signature that does not verify");
   if (clen != env.content_len || memcmp(content, env.content, clen) != 0 ||
-      strcmp(sig, env.signature) != 0)
-    px_fuzz_fail("measurement %s is not stored byte for byte", uid);
+      strcmp(sig, canonical) != 0)
+    px_fuzz_fail("measurement %s is not stored byte for byte (content, canonical armour)", uid);
+  free(canonical);
 
   json_t *again = NULL;
   unsigned status = px_submit_process(c, NULL, body, len, PX_FUZZ_NOW, &again);
