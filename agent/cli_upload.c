@@ -189,14 +189,16 @@ static const char *px__str(json_t *obj, const char *key, const char *fallback, c
 /* What `parallax run` left: consent, held measurements, a key rotation
  * still to send, the last runs, and the timer. */
 static void px__status_more(px_agent_opts_t *agent) {
-  char path[4200], when[64], given[256];
+  char path[4200], when[64];
   json_t *consent = NULL;
-  if (px_consent_load(agent->state_dir, &consent) == 0)
+  if (px_consent_load(agent->state_dir, &consent) == 0) {
+    char given[256];
     printf("consent: given %s (text version %lld)\n",
            px__str(consent, "given_at", "(date unknown)", given, sizeof(given)),
            json_integer_value(json_object_get(consent, "consent_version")));
-  else
+  } else {
     printf("consent: not given (runs do not measure; see parallax setup)\n");
+  }
   json_decref(consent);
   snprintf(path, sizeof(path), "%s/held", agent->state_dir);
   size_t held = px_held_count(path);

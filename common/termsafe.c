@@ -59,7 +59,7 @@ int px_term_escape(const char *s, size_t n, char *out, size_t outlen) {
     uint32_t cp;
     unsigned char c = u[i];
     if (c == '\\') {
-      piece[0] = piece[1] = '\\';
+      src = "\\\\";
       len = 2;
     } else if (c < 0x20 || c == 0x7f) {
       len = (size_t)snprintf(piece, sizeof(piece), "\\x%02x", c);
