@@ -11,46 +11,64 @@
 #include "collector-client/http.h"
 #include "common/encoding.h"
 #include "common/json_util.h"
+#include "common/termsafe.h"
 
 static const char *px__s(json_t *o, const char *k, const char *dflt) {
   const char *v = json_string_value(json_object_get(o, k));
   return v ? v : dflt;
 }
 
+/* o[k] (or dflt) rendered for the terminal into buf, cut to fit: every
+ * string of the document is the collector's, and many are what agents
+ * reported (certificate names, failures). */
+static const char *px__t(json_t *o, const char *k, const char *dflt, char *buf, size_t n) {
+  return px_term_str(px__s(o, k, dflt), buf, n);
+}
+
 /* cc | asn | addresses | leaf sha256 prefix | issuer | valid | verdict: one
- * line per address, the group's columns on its first line. */
+ * line per address, the group's columns on its first line. Cut columns
+ * are cut between characters of the rendering, never inside an escape. */
 static void px__table(json_t *doc) {
-  printf("%s, %s to %s (chains re-validated against %s)\n\n", px__s(doc, "domain", "?"),
-         px__s(doc, "since", "?"), px__s(doc, "until", "?"), px__s(doc, "trust_store", "?"));
+  char domain[1024], since[256], until[256], trust[1024];
+  printf("%s, %s to %s (chains re-validated against %s)\n\n",
+         px__t(doc, "domain", "?", domain, sizeof(domain)),
+         px__t(doc, "since", "?", since, sizeof(since)),
+         px__t(doc, "until", "?", until, sizeof(until)),
+         px__t(doc, "trust_store", "?", trust, sizeof(trust)));
   printf("%-3s %-9s %-26s %-17s %-44s %-5s %s\n", "cc", "asn", "addresses", "leaf sha256",
          "issuer", "valid", "verdict");
   size_t i;
   json_t *g;
   json_array_foreach(json_object_get(doc, "vantages"), i, g) {
     json_t *addrs = json_object_get(g, "addresses");
-    char verdict[96];
-    snprintf(verdict, sizeof(verdict), "%s (%.0f%% of %lld)", px__s(g, "verdict", "?"),
+    char verdict[160], word[64], cc[32], asn[64];
+    snprintf(verdict, sizeof(verdict), "%s (%.0f%% of %lld)",
+             px__t(g, "verdict", "?", word, sizeof(word)),
              100.0 * json_number_value(json_object_get(g, "confidence")),
              (long long)json_integer_value(json_object_get(g, "vantage_count")));
+    px__t(g, "probe_cc", "?", cc, sizeof(cc));
+    px__t(g, "probe_asn", "?", asn, sizeof(asn));
     size_t n = json_array_size(addrs);
     for (size_t k = 0; k < (n ? n : 1); k++) {
       json_t *a = json_array_get(addrs, k);
-      char leaf[18], issuer[45];
+      char leaf[17], issuer[45], address[256];
       const char *sha = px__s(a, "leaf_sha256", NULL);
-      snprintf(leaf, sizeof(leaf), "%.16s", sha ? sha : px__s(a, "failure", "-"));
-      snprintf(issuer, sizeof(issuer), "%.44s", px__s(a, "issuer", "-"));
-      printf("%-3s %-9s %-26s %-17s %-44s %-5s %s\n", k ? "" : px__s(g, "probe_cc", "?"),
-             k ? "" : px__s(g, "probe_asn", "?"), a ? px__s(a, "address", "-") : "-", leaf,
-             issuer, a ? (json_is_true(json_object_get(a, "verified")) ? "yes" : "no") : "-",
+      px_term_str(sha ? sha : px__s(a, "failure", "-"), leaf, sizeof(leaf));
+      px__t(a, "issuer", "-", issuer, sizeof(issuer));
+      printf("%-3s %-9s %-26s %-17s %-44s %-5s %s\n", k ? "" : cc, k ? "" : asn,
+             a ? px__t(a, "address", "-", address, sizeof(address)) : "-", leaf, issuer,
+             a ? (json_is_true(json_object_get(a, "verified")) ? "yes" : "no") : "-",
              k ? "" : verdict);
     }
     json_t *ev;
     size_t e;
     json_array_foreach(json_object_get(g, "evidence"), e, ev) {
-      const char *leaf = px__s(ev, "leaf_sha256", NULL);
-      printf("    evidence: %s%s%s%s%s%s\n", px__s(ev, "rule", "?"),
-             json_object_get(ev, "address") ? " at " : "", px__s(ev, "address", ""),
-             leaf ? ", leaf " : "", leaf ? leaf : "",
+      char rule[128], address[256], leaf[PX_TERM_ESCAPED_MAX(64)];
+      const char *sha = px__s(ev, "leaf_sha256", NULL);
+      printf("    evidence: %s%s%s%s%s%s\n", px__t(ev, "rule", "?", rule, sizeof(rule)),
+             json_object_get(ev, "address") ? " at " : "",
+             px__t(ev, "address", "", address, sizeof(address)), sha ? ", leaf " : "",
+             px_term_str(sha, leaf, sizeof(leaf)),
              json_is_true(json_object_get(ev, "self_signed")) ? " (self-signed)" : "");
     }
   }
@@ -132,15 +150,17 @@ int px_cmd_compare(int argc, char **argv) {
                             agent.collector_pin, 60000};
   long status;
   char *body = NULL;
+  char shown[2048];
   if (px_http_request(&cfg, path, NULL, &status, &body, err, sizeof(err)) != 0) {
-    fprintf(stderr, "%s: %s\n", prog, err);
+    /* libcurl's message can quote the server's certificate. */
+    fprintf(stderr, "%s: %s\n", prog, px_term_str(err, shown, sizeof(shown)));
     code = PX_EXIT_RUNTIME;
     goto done;
   }
   json_t *doc = json_loads(body, 0, NULL);
   if (status != 200 || doc == NULL) {
     fprintf(stderr, "%s: the collector answered HTTP %ld: %s\n", prog, status,
-            doc ? px__s(doc, "detail", body) : body);
+            px_term_str(doc ? px__s(doc, "detail", body) : body, shown, sizeof(shown)));
     code = status >= 400 && status < 500 ? PX_EXIT_USAGE : PX_EXIT_RUNTIME;
   } else if (as_json) {
     fputs(body, stdout);

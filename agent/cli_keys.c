@@ -14,6 +14,7 @@
 #include "common/allowed_signers.h"
 #include "common/fileio.h"
 #include "common/sshsig.h"
+#include "common/termsafe.h"
 #include "common/timeutil.h"
 
 /* Shared getopt loop of the small commands: returns 0 to go on, or an exit
@@ -49,7 +50,9 @@ static int px__rotate(px_agent_opts_t *agent, const char *key, bool in_state_dir
     printf("the collector accepted the rotation\n");
     return PX_EXIT_OK;
   }
-  fprintf(stderr, "parallax keygen: %s; it is sent again with the next upload\n", err);
+  char shown[PX_TERM_ESCAPED_MAX(sizeof(err))]; /* quotes the collector's answer */
+  fprintf(stderr, "parallax keygen: %s; it is sent again with the next upload\n",
+          px_term_str(err, shown, sizeof(shown)));
   return PX_EXIT_RUNTIME;
 }
 
@@ -148,7 +151,9 @@ static void px__verify_one(px__verify_t *v, const char *where, const char *conte
     return;
   }
   if (expect_key_id != NULL && strcmp(expect_key_id, signer.key_id) != 0) {
-    printf("%s: FAILED: signed by %s, but the line says %s\n", where, signer.key_id, expect_key_id);
+    char claimed[PX_TERM_ESCAPED_MAX(96)]; /* whatever the export line says */
+    printf("%s: FAILED: signed by %s, but the line says %s\n", where, signer.key_id,
+           px_term_str(expect_key_id, claimed, sizeof(claimed)));
     v->failed++;
     return;
   }
@@ -168,7 +173,9 @@ static void px__verify_one(px__verify_t *v, const char *where, const char *conte
       v->failed++;
       return;
     }
-    printf("%s: verified, signed by %s (%s)\n", where, signer.key_id, e->principals);
+    char principals[1024];
+    printf("%s: verified, signed by %s (%s)\n", where, signer.key_id,
+           px_term_str(e->principals, principals, sizeof(principals)));
   } else {
     printf("%s: verified, signed by %s\n", where, signer.key_id);
   }

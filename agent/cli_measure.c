@@ -20,6 +20,7 @@
 #include "common/json_util.h"
 #include "common/measurement.h"
 #include "common/netaddr.h"
+#include "common/termsafe.h"
 #include "probes/tls_context.h"
 #include "px_version.h"
 
@@ -323,8 +324,12 @@ static void px__summarise(px__writer_t *w, json_t *m) {
   if (rows == NULL)
     return; /* the summary is a courtesy; the JSON line is already out */
   w->rows = rows;
-  row.input = strdup(json_string_value(json_object_get(m, "input")));
-  row.failures = strdup(failures[0] ? failures : "-");
+  /* Rendered for the terminal now, so the column widths are those of
+   * what is printed. */
+  char shown[PX_TERM_ESCAPED_MAX(sizeof(failures))];
+  row.input = strdup(px_term_str(json_string_value(json_object_get(m, "input")), shown,
+                                 sizeof(shown)));
+  row.failures = strdup(px_term_str(failures[0] ? failures : "-", shown, sizeof(shown)));
   if (row.input == NULL || row.failures == NULL) {
     free(row.input);
     free(row.failures);
@@ -613,7 +618,8 @@ int px_cmd_measure(int argc, char **argv) {
     }
   }
   if (px_measure_add_targets(&o, argc - optind, argv + optind, err, sizeof(err)) != 0) {
-    fprintf(stderr, "parallax measure: %s\n", err);
+    char shown[PX_TERM_ESCAPED_MAX(sizeof(err))]; /* quotes the targets file */
+    fprintf(stderr, "parallax measure: %s\n", px_term_str(err, shown, sizeof(shown)));
     exit_code = PX_EXIT_USAGE;
     goto done;
   }

@@ -22,6 +22,7 @@
 #include "common/fileio.h"
 #include "common/log.h"
 #include "common/target.h"
+#include "common/termsafe.h"
 #include "common/timeutil.h"
 #include "px_version.h"
 
@@ -84,8 +85,9 @@ static int px__parse(px__round_t *r, int argc, char **argv, const char *prog) {
       config = optarg;
   if (config == NULL && access(PX_DEFAULT_CONFIG, F_OK) == 0)
     config = PX_DEFAULT_CONFIG;
+  char shown[PX_TERM_ESCAPED_MAX(sizeof(err))]; /* messages that quote files */
   if (config != NULL && px_config_load(config, &r->config, &r->o, &r->agent, err, sizeof(err)) != 0) {
-    fprintf(stderr, "%s: %s\n", prog, err);
+    fprintf(stderr, "%s: %s\n", prog, px_term_str(err, shown, sizeof(shown)));
     code = PX_EXIT_USAGE;
     goto done;
   }
@@ -114,7 +116,7 @@ static int px__parse(px__round_t *r, int argc, char **argv, const char *prog) {
       (px_measure_add_targets(&r->o, argc - optind, argv + optind, err, sizeof(err)) != 0 ||
        px_measure_push_targets(&r->o, r->config.ntargets, r->config.targets, err,
                                sizeof(err)) != 0)) {
-    fprintf(stderr, "%s: %s\n", prog, err);
+    fprintf(stderr, "%s: %s\n", prog, px_term_str(err, shown, sizeof(shown)));
     code = PX_EXIT_USAGE;
   }
   if (code < 0 && r->agent.collector == NULL) {

@@ -12,6 +12,7 @@
 #include "agent/cli_keys.h"
 #include "agent/cli_measure.h"
 #include "common/sshsig.h"
+#include "common/termsafe.h"
 #include "common/timeutil.h"
 
 /* Parses the agent flags of a small command. Returns -1 to go on, or the
@@ -89,8 +90,10 @@ int px_cmd_submit(int argc, char **argv) {
     json_error_t jerr;
     json_t *m = json_loadb(line, (size_t)n, JSON_REJECT_DUPLICATES, &jerr);
     if (m == NULL || !json_is_object(m)) {
+      /* jansson's message quotes the offending text. */
+      char shown[PX_TERM_ESCAPED_MAX(sizeof(jerr.text))];
       fprintf(stderr, "%s: %s:%zu: not a JSON object (%s); skipped\n", prog, path, lineno,
-              m == NULL ? jerr.text : "another JSON value");
+              m == NULL ? px_term_str(jerr.text, shown, sizeof(shown)) : "another JSON value");
       json_decref(m);
       bad++;
       continue;
@@ -175,9 +178,12 @@ static void px__timer(const char *property, char *out, size_t n) {
   pclose(p);
 }
 
-static const char *px__str(json_t *obj, const char *key, const char *fallback) {
+/* obj[key] (or fallback) rendered for the terminal into buf: the state
+ * files are JSON anyone with the state directory could have edited. */
+static const char *px__str(json_t *obj, const char *key, const char *fallback, char *buf,
+                           size_t n) {
   const char *v = json_string_value(json_object_get(obj, key));
-  return v != NULL ? v : fallback;
+  return px_term_str(v != NULL ? v : fallback, buf, n);
 }
 
 /* What `parallax run` left: consent, held measurements, a key rotation
@@ -185,12 +191,14 @@ static const char *px__str(json_t *obj, const char *key, const char *fallback) {
 static void px__status_more(px_agent_opts_t *agent) {
   char path[4200], when[64];
   json_t *consent = NULL;
-  if (px_consent_load(agent->state_dir, &consent) == 0)
+  if (px_consent_load(agent->state_dir, &consent) == 0) {
+    char given[256];
     printf("consent: given %s (text version %lld)\n",
-           px__str(consent, "given_at", "(date unknown)"),
+           px__str(consent, "given_at", "(date unknown)", given, sizeof(given)),
            json_integer_value(json_object_get(consent, "consent_version")));
-  else
+  } else {
     printf("consent: not given (runs do not measure; see parallax setup)\n");
+  }
   json_decref(consent);
   snprintf(path, sizeof(path), "%s/held", agent->state_dir);
   size_t held = px_held_count(path);
@@ -205,16 +213,17 @@ static void px__status_more(px_agent_opts_t *agent) {
   printf("runs: %zu recorded%s\n", n, n > 0 ? ", the latest last:" : "");
   for (size_t i = n > 5 ? n - 5 : 0; i < n; i++) {
     json_t *r = json_array_get(runs, i);
+    char started[256], check_in[256], stopped_by[256];
     const char *stopped = json_string_value(json_object_get(r, "stopped_by"));
     printf("  %s  exit %lld  %lld/%lld measured  %lld held  %lld bytes  check-in: %s%s%s\n",
-           px__str(r, "started", "?"),
+           px__str(r, "started", "?", started, sizeof(started)),
            json_integer_value(json_object_get(r, "exit_code")),
            json_integer_value(json_object_get(r, "measured")),
            json_integer_value(json_object_get(r, "targets")),
            json_integer_value(json_object_get(r, "held")),
            json_integer_value(json_object_get(r, "bytes")),
-           px__str(r, "check_in", "?"),
-           stopped ? "  stopped by " : "", stopped ? stopped : "");
+           px__str(r, "check_in", "?", check_in, sizeof(check_in)),
+           stopped ? "  stopped by " : "", px_term_str(stopped, stopped_by, sizeof(stopped_by)));
   }
   json_decref(runs);
   px__timer("NextElapseUSecRealtime", when, sizeof(when));
@@ -268,8 +277,10 @@ int px_cmd_status(int argc, char **argv) {
   printf("last upload: %s\n", when);
   /* An error older than the last success is history, not a problem. */
   if (st.last_error[0] != '\0' && st.last_error_at >= st.last_success) {
+    /* Mostly the collector's own words (its error detail). */
+    char shown[PX_TERM_ESCAPED_MAX(sizeof(st.last_error))];
     px__when(st.last_error_at, when, sizeof(when));
-    printf("last error: %s (%s)\n", st.last_error, when);
+    printf("last error: %s (%s)\n", px_term_str(st.last_error, shown, sizeof(shown)), when);
   }
   if (st.next_attempt > time(NULL)) {
     px__when(st.next_attempt, when, sizeof(when));

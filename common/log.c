@@ -9,6 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/termsafe.h"
+
 static const char *px__prog = "parallax";
 static int px__level = PX_LOG_INFO;
 static int px__journal = -1; /* not yet known */
@@ -70,18 +72,20 @@ void px_log(int prio, const char *fmt, ...) {
     px__journal = px__stderr_is_journal();
   /* One write per line, so lines from the signer child never interleave
    * mid-line with ours. */
-  char line[2048];
-  int off = px__journal ? snprintf(line, sizeof(line), "<%d>", prio) : 0;
-  off += snprintf(line + off, sizeof(line) - (size_t)off, "%s: ", px__prog);
+  char msg[2048], line[2048];
   va_list ap;
   va_start(ap, fmt);
-  int n = vsnprintf(line + off, sizeof(line) - (size_t)off, fmt, ap);
+  int n = vsnprintf(msg, sizeof(msg), fmt, ap);
   va_end(ap);
-  size_t len = n < 0 ? (size_t)off : (size_t)off + (size_t)n;
-  if (len > sizeof(line) - 2)
-    len = sizeof(line) - 2;
-  while (len > 0 && line[len - 1] == '\n')
-    len--;
+  size_t mlen = n < 0 ? 0 : (size_t)n < sizeof(msg) ? (size_t)n : sizeof(msg) - 1;
+  while (mlen > 0 && msg[mlen - 1] == '\n')
+    mlen--;
+  int off = px__journal ? snprintf(line, sizeof(line), "<%d>", prio) : 0;
+  off += snprintf(line + off, sizeof(line) - (size_t)off, "%s: ", px__prog);
+  /* Messages quote what collectors, peers and files said: rendered so
+   * that none of it can drive the terminal (or forge a journal line). */
+  (void)px_term_escape(msg, mlen, line + off, sizeof(line) - 1 - (size_t)off);
+  size_t len = strlen(line);
   line[len++] = '\n';
   ssize_t w = write(STDERR_FILENO, line, len);
   (void)w;

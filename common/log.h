@@ -5,7 +5,10 @@
  * "prog: message" lines; when stderr is connected to the journal (systemd
  * sets $JOURNAL_STREAM to the device and inode of that stream) each line
  * starts with a sd-daemon(3) priority prefix such as "<4>", so
- * `journalctl -p warning` finds the warnings. */
+ * `journalctl -p warning` finds the warnings. The message part goes
+ * through px_term_escape (common/termsafe.h): messages quote collectors,
+ * peers and files, so control characters, bidi controls and invalid UTF-8
+ * appear as visible escapes and a backslash is doubled. */
 enum {
   PX_LOG_ERR = 3,
   PX_LOG_WARNING = 4,
