@@ -70,6 +70,13 @@ static void px__table(json_t *doc) {
              px__t(ev, "address", "", address, sizeof(address)), sha ? ", leaf " : "",
              px_term_str(sha, leaf, sizeof(leaf)),
              json_is_true(json_object_get(ev, "self_signed")) ? " (self-signed)" : "");
+      /* The evidence in words: what this vantage saw, what the others
+       * saw, when. */
+      const char *why = px__s(ev, "explanation", NULL);
+      if (why != NULL) {
+        char line[PX_TERM_ESCAPED_MAX(1024)];
+        printf("      %s\n", px_term_str(why, line, sizeof(line)));
+      }
     }
   }
 }
@@ -102,7 +109,10 @@ int px_cmd_compare(int argc, char **argv) {
            "The collector's comparison of one domain across vantage groups (country,\n"
            "network): addresses, leaf certificates, whether they verify, the verdict\n"
            "(consistent, tls_interception, dns_inconsistent, tls_blocked,\n"
-           "insufficient_data) and its evidence. --json prints the API's document.");
+           "tls_divergent, insufficient_data) and its evidence, each piece in one line:\n"
+           "what this vantage saw, what the others saw, when. tls_divergent (a valid\n"
+           "chain from a CA nobody else sees there) is a lead to check, not proof.\n"
+           "--json prints the API's document.");
       goto done;
     case 'd':
       domain = optarg;

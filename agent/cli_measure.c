@@ -25,6 +25,7 @@
 #include "px_version.h"
 
 #define PX_DEFAULT_TIMEOUT_MS 10000
+#define PX_DEFAULT_DNS_LATE_WINDOW_MS 1000
 #define PX_DEFAULT_PARALLEL 64
 #define PX_MAX_PARALLEL 4096
 
@@ -43,6 +44,7 @@ const struct option px_measure_long_options[] = {
     {"output", required_argument, NULL, PX_OPT_OUTPUT},
     {"targets-file", required_argument, NULL, PX_OPT_TARGETS_FILE},
     {"summary", no_argument, NULL, PX_OPT_SUMMARY},
+    {"dns-late-window", required_argument, NULL, PX_OPT_DNS_LATE_WINDOW},
     {NULL, 0, NULL, 0},
 };
 
@@ -61,6 +63,9 @@ void px_measure_flags_usage(FILE *out) {
       "                              of the system's\n"
       "  --timeout MS                per operation: DNS lookup, connect, handshake\n"
       "                              (default 10000)\n"
+      "  --dns-late-window MS        after the first reply to a UDP query, record\n"
+      "                              further replies this long (dns_late_replies;\n"
+      "                              an injector answers first); 0: off (default 1000)\n"
       "  --parallel N                operations in flight (default 64, max 4096)\n"
       "  --probe-cc CC               country code to record (default ZZ)\n"
       "  --probe-asn ASN             network to record, AS1234 or 1234 (default AS0)\n"
@@ -91,6 +96,7 @@ void px_measure_opts_init(px_measure_opts_t *o) {
   o->system_resolver = -1;
   o->port = 443;
   o->timeout_ms = PX_DEFAULT_TIMEOUT_MS;
+  o->dns_late_window_ms = PX_DEFAULT_DNS_LATE_WINDOW_MS;
   o->parallel = PX_DEFAULT_PARALLEL;
   strcpy(o->probe_cc, "ZZ");
   strcpy(o->probe_asn, "AS0");
@@ -162,6 +168,10 @@ int px_measure_apply(px_measure_opts_t *o, int code, const char *arg,
   case PX_OPT_TIMEOUT:
     if (px__parse_uint(arg, 1, 3600000, &o->timeout_ms) != 0)
       return PX__FAIL("--timeout: '%s' is not a duration in milliseconds (1-3600000)", arg);
+    return 0;
+  case PX_OPT_DNS_LATE_WINDOW:
+    if (px__parse_uint(arg, 0, 60000, &o->dns_late_window_ms) != 0)
+      return PX__FAIL("--dns-late-window: '%s' is not a duration in milliseconds (0-60000)", arg);
     return 0;
   case PX_OPT_PARALLEL:
     if (px__parse_uint(arg, 1, PX_MAX_PARALLEL, &o->parallel) != 0)
@@ -432,6 +442,8 @@ static void px__annotate(px_run_info_t *run, const px_measure_opts_t *o,
   px_run_annotate(run, "allow_nonpublic_addresses", o->allow_nonpublic ? "true" : "false");
   snprintf(buf, sizeof(buf), "%u", o->timeout_ms);
   px_run_annotate(run, "timeout_ms", buf);
+  snprintf(buf, sizeof(buf), "%u", o->dns_late_window_ms);
+  px_run_annotate(run, "dns_late_window_ms", buf);
 }
 
 /* Resolves the resolver set: explicit ones, plus the system's when asked
@@ -522,6 +534,7 @@ int px_measure_execute(px_measure_opts_t *o, const px_exec_t *x, const char *pro
       .addresses = o->addresses,
       .naddresses = o->naddresses,
       .timeout_ms = o->timeout_ms,
+      .dns_late_window_ms = o->dns_late_window_ms,
       .parallel = o->parallel,
       .allow_nonpublic = o->allow_nonpublic,
       .run = &run,

@@ -27,6 +27,7 @@ typedef struct px_measure_opts {
   unsigned port;
   const char *ca_file;
   unsigned timeout_ms;
+  unsigned dns_late_window_ms;
   unsigned parallel;
   char probe_cc[3];
   char probe_asn[16];
@@ -59,6 +60,7 @@ enum {
   PX_OPT_OUTPUT,
   PX_OPT_TARGETS_FILE,
   PX_OPT_SUMMARY,
+  PX_OPT_DNS_LATE_WINDOW,
   PX_OPT__MEASURE_LAST
 };
 

@@ -12,8 +12,10 @@ static void px__teardown(px__engine_t *eng) {
   if (eng->torn_down)
     return;
   eng->torn_down = true;
-  for (size_t i = 0; i < eng->nresolvers; i++)
+  for (size_t i = 0; i < eng->nresolvers; i++) {
     px_dns_resolver_close(eng->resolvers[i]);
+    px_dns_late_close(eng->late[i]);
+  }
   uv_close((uv_handle_t *)&eng->sigint, NULL);
   uv_close((uv_handle_t *)&eng->sigterm, NULL);
   uv_close((uv_handle_t *)&eng->deadline, NULL);
@@ -26,7 +28,7 @@ static bool px__stopping(const px__engine_t *eng) {
 
 static bool px__finished(const px__engine_t *eng) {
   bool no_more = eng->next_target >= eng->ntargets || px__stopping(eng);
-  return no_more && eng->active_jobs == 0;
+  return no_more && eng->active_jobs == 0 && eng->lingering == 0;
 }
 
 /* Keeps `parallel` targets live: each holds at least one operation, so
@@ -50,8 +52,17 @@ static void px__admit(px__engine_t *eng) {
     px__teardown(eng);
 }
 
-void px__engine_job_done(px__engine_t *eng) {
+void px__engine_job_linger(px__engine_t *eng) {
   eng->active_jobs--;
+  eng->lingering++;
+  px__admit(eng);
+}
+
+void px__engine_job_done(px__engine_t *eng, bool lingered) {
+  if (lingered)
+    eng->lingering--;
+  else
+    eng->active_jobs--;
   eng->done++;
   if (eng->cfg->progress != NULL)
     eng->cfg->progress(eng->cfg->progress_data, eng->done, eng->ntargets,
@@ -104,13 +115,21 @@ int px_engine_run(uv_loop_t *loop, const px_engine_config_t *cfg,
   px_sched_init(&eng.sched, cfg->parallel);
 
   eng.resolvers = calloc(cfg->nresolvers + 1, sizeof(px_dns_resolver_t *));
-  if (eng.resolvers == NULL)
+  eng.late = calloc(cfg->nresolvers + 1, sizeof(px_dns_late_t *));
+  if (eng.resolvers == NULL || eng.late == NULL) {
+    free(eng.resolvers);
+    free(eng.late);
     return -ENOMEM;
+  }
   for (size_t i = 0; i < cfg->nresolvers; i++) {
-    rc = px_dns_resolver_new(loop, (const struct sockaddr *)&cfg->resolvers[i],
-                             cfg->timeout_ms, &eng.resolvers[i]);
+    const struct sockaddr *server = (const struct sockaddr *)&cfg->resolvers[i];
+    rc = px_dns_resolver_new(loop, server, cfg->timeout_ms, &eng.resolvers[i]);
     if (rc != 0)
       break;
+    /* Without a socket for late replies a run still measures: the
+     * measurement then simply holds none. */
+    if (cfg->dns_late_window_ms > 0 && px_dns_late_new(loop, server, &eng.late[i]) != 0)
+      eng.late[i] = NULL;
     eng.nresolvers++;
   }
 
@@ -139,6 +158,7 @@ int px_engine_run(uv_loop_t *loop, const px_engine_config_t *cfg,
     uv_run(loop, UV_RUN_DEFAULT);
   }
   free(eng.resolvers);
+  free(eng.late);
   if (cfg->stats != NULL) {
     cfg->stats->bytes = eng.bytes;
     cfg->stats->started = eng.next_target;

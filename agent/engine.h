@@ -32,6 +32,7 @@ typedef struct px_engine_stats {
 #define PX_ADDRESSES_MAX 64
 #define PX_JOB_FLOWS_MAX 128
 #define PX_JOB_SKIPPED_MAX 256
+#define PX_JOB_LATE_MAX 256
 
 typedef struct px_engine_config {
   px_tls_context_t *tls;
@@ -40,6 +41,11 @@ typedef struct px_engine_config {
   const struct sockaddr_storage *addresses; /* --address: always probed */
   size_t naddresses;
   unsigned timeout_ms;
+  /* After the first reply to each UDP query, listen this long for more
+   * (test_keys.dns_late_replies, probes/dns_late.h); 0: not at all. The
+   * window overlaps the TLS phase: a target's slot is freed when its
+   * flows end, its measurement is emitted when its windows close. */
+  unsigned dns_late_window_ms;
   unsigned parallel;       /* operations in flight, all targets together */
   bool allow_nonpublic;    /* connect to non-public addresses from DNS */
   const px_run_info_t *run;

@@ -21,8 +21,10 @@ typedef struct px__dns_op {
   px_sched_op_t op; /* first member: the scheduler hands this back */
   px__job_t *job;
   px_dns_resolver_t *resolver;
+  px_dns_late_t *late; /* NULL: no late-reply window */
   int qtype;
   int64_t txid;
+  uint64_t late_t0_ns; /* when our copy of the question went out */
 } px__dns_op_t;
 
 typedef struct px__tls_op {
@@ -44,9 +46,10 @@ struct px__job {
   time_t start_wall;
   uint64_t start_ns;
   int pending;        /* operations submitted and not yet finished */
-  bool dns_phase;
+  int watching;       /* late-reply windows still open */
+  bool dns_phase, lingering;
   int64_t next_txid;
-  json_t *queries, *tcp_connect, *tls_handshakes, *skipped;
+  json_t *queries, *tcp_connect, *tls_handshakes, *skipped, *late_replies;
   px__job_addr_t *addrs;
   size_t naddrs, addrs_cap;
   px__dns_op_t *dns_ops;
@@ -54,6 +57,7 @@ struct px__job {
 };
 
 static void px__job_op_done(px__job_t *job);
+static void px__job_maybe_finish(px__job_t *job);
 
 /* Adds sa unless its IP is already listed; returns the entry or NULL when
  * out of memory. */
@@ -123,8 +127,42 @@ static void px__dns_exchange_cb(void *data, const px_dns_exchange_t *ex) {
   }
 }
 
+/* A further reply to our copy of the question: recorded in the shape of
+ * a queries entry, with the lookup's transaction id (the analysis pairs
+ * it with c-ares's first answer); or the window's end. */
+static void px__late_cb(void *data, const uint8_t *response, size_t len, uint64_t t_ns) {
+  px__dns_op_t *op = data;
+  px__job_t *job = op->job;
+  if (response == NULL) {
+    job->watching--;
+    px__job_maybe_finish(job);
+    return;
+  }
+  px__engine_count_bytes(job->eng, len);
+  if (json_array_size(job->late_replies) >= PX_JOB_LATE_MAX)
+    return;
+  char addr[PX_ADDRSTRLEN], type_buf[16];
+  px_addr_format(px_dns_resolver_server(op->resolver), addr, sizeof(addr));
+  json_t *e = json_object();
+  json_object_set_new(e, "engine", json_string("udp"));
+  json_object_set_new(e, "resolver_address", json_string(addr));
+  json_object_set_new(e, "hostname", json_string(job->target->hostname));
+  json_object_set_new(e, "query_type", json_string(px_dns_type_name(op->qtype, type_buf, sizeof(type_buf))));
+  px_dns_entry_fields(e, ARES_SUCCESS, response, len, op->qtype, true);
+  json_object_set_new(e, "t0", json_real(px_elapsed_seconds(job->start_ns, op->late_t0_ns)));
+  json_object_set_new(e, "t", json_real(px_elapsed_seconds(job->start_ns, t_ns)));
+  json_object_set_new(e, "transaction_id", json_integer(op->txid));
+  json_array_append_new(job->late_replies, e);
+}
+
 static void px__dns_start(px_sched_op_t *sop) {
   px__dns_op_t *op = (px__dns_op_t *)sop;
+  const px_engine_config_t *cfg = op->job->eng->cfg;
+  /* Our own copy of the question first, so its replies race c-ares's. */
+  if (op->late != NULL &&
+      px_dns_late_watch(op->late, op->job->target->hostname, op->qtype, cfg->timeout_ms,
+                        cfg->dns_late_window_ms, px__late_cb, op, &op->late_t0_ns) == 0)
+    op->job->watching++;
   int rc = px_dns_lookup(op->resolver, op->job->target->hostname, op->qtype,
                          px__dns_exchange_cb, op);
   if (rc != 0) {
@@ -252,6 +290,7 @@ static void px__job_free(px__job_t *job) {
   json_decref(job->tcp_connect);
   json_decref(job->tls_handshakes);
   json_decref(job->skipped);
+  json_decref(job->late_replies);
   free(job->addrs);
   free(job->dns_ops);
   free(job->tls_ops);
@@ -266,6 +305,8 @@ static void px__job_finish(px__job_t *job) {
     json_object_set(keys, "tcp_connect", job->tcp_connect);
     json_object_set(keys, "tls_handshakes", job->tls_handshakes);
     json_object_set(keys, "skipped_addresses", job->skipped);
+    if (json_array_size(job->late_replies) > 0)
+      json_object_set(keys, "dns_late_replies", job->late_replies);
     if (job->target->ncontrols > 0) {
       json_t *controls = json_array();
       char ip[PX_ADDRSTRLEN];
@@ -284,8 +325,24 @@ static void px__job_finish(px__job_t *job) {
     if (rc != 0)
       eng->error = rc;
   }
+  bool lingered = job->lingering;
   px__job_free(job);
-  px__engine_job_done(eng);
+  px__engine_job_done(eng, lingered);
+}
+
+/* Every operation over: emitted now, or (windows still open) once the
+ * last one closes, the target's slot going to the next meanwhile. */
+static void px__job_maybe_finish(px__job_t *job) {
+  if (job->pending > 0 || job->dns_phase)
+    return;
+  if (job->watching > 0) {
+    if (!job->lingering) {
+      job->lingering = true;
+      px__engine_job_linger(job->eng);
+    }
+    return;
+  }
+  px__job_finish(job);
 }
 
 static void px__job_op_done(px__job_t *job) {
@@ -300,7 +357,7 @@ static void px__job_op_done(px__job_t *job) {
     if (--job->pending > 0)
       return;
   }
-  px__job_finish(job);
+  px__job_maybe_finish(job);
 }
 
 int px__job_start(px__engine_t *eng, const px_target_t *target) {
@@ -318,6 +375,7 @@ int px__job_start(px__engine_t *eng, const px_target_t *target) {
   job->tcp_connect = json_array();
   job->tls_handshakes = json_array();
   job->skipped = json_array();
+  job->late_replies = json_array();
   job->dns_phase = true;
 
   size_t nlookups = eng->nresolvers * 2;
@@ -331,6 +389,7 @@ int px__job_start(px__engine_t *eng, const px_target_t *target) {
     op->op.start = px__dns_start;
     op->job = job;
     op->resolver = eng->resolvers[i / 2];
+    op->late = eng->late[i / 2];
     op->qtype = i % 2 == 0 ? PX_DNS_TYPE_A : PX_DNS_TYPE_AAAA;
     op->txid = job->next_txid++;
   }

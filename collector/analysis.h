@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "collector/store.h"
+#include "collector/summary.h"
 #include "common/x509_judge.h"
 
 /* The collector's own reading of each stored measurement: which addresses
@@ -17,11 +18,6 @@
  * root). A background thread summarises measurements as they are stored,
  * so ingest never waits for chain validation. */
 typedef struct px_analysis px_analysis_t;
-
-/* The version of the summaries px_summarize makes: raised whenever they
- * change, so that a collector upgraded over an existing database
- * summarises everything again (px_store_analysis_version). */
-#define PX_SUMMARY_VERSION 2
 
 /* ca_file NULL: the system trust store. worker_exe: the binary to run
  * `analysis-worker` from (collector/analysis_worker.h; "/proc/self/exe"
@@ -37,18 +33,5 @@ const char *px_analysis_trust(const px_analysis_t *a); /* "system:…" or "file:
  * mark it waited for: it only ever grows, and while it stays the same
  * nothing new was stored (what a cached comparison is checked by). */
 int px_analysis_catch_up(px_analysis_t *a, unsigned timeout_ms, int64_t *mark);
-
-/* The summary of one measurement (a JSON object, caller owns), judged at
- * time at: {"v", "dns": {"answered", "addresses", "failures"}, "tls": [per
- * address:port {"ip", "port", "resolved", "control", "connect_failure",
- * "completed", "failure", "leaf_sha256", "leaf_spki_sha256", "subject",
- * "issuer", "not_before", "not_after", "self_signed" (all derived from the
- * DER by the collector), "claims_mismatch", "agent_verified", "verified",
- * "hostname_match", "errors", "judged_failure"}], "claims_mismatch":
- * [paths of agent certificate fields that differ from the DER's]}. Linear
- * in the size of the measurement. NULL when content is not a
- * measurement. The analysis worker's work; exposed for tests. */
-json_t *px_summarize(const char *content, size_t n, time_t at, X509_STORE *trust,
-                     px_x509_judge_cache_t *cache);
 
 #endif

@@ -10,8 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -20,19 +18,19 @@
 #include "collector/analysis.h"
 #include "common/json_util.h"
 
-/* Frames on the socket, host byte order (both ends are one binary):
- *   request:  u32 magic, u32 length, i64 judging time, content bytes
- *   answer:   u32 magic, u32 outcome, u32 length, text (summary or why) */
-#define PX__MAGIC 0x70784131u /* "pxA1" */
-/* Larger than any request body the collector accepts (--max-body is at
- * most 1 GiB, a measurement a fraction of it): a bound, not a limit. */
-#define PX__MAX_FRAME ((uint32_t)1 << 30)
+#include "collector/analysis_worker_proto.h"
+#include "collector/summary.h"
+#include "common/encoding.h"
 
 struct px_aworker {
   char *exe, *ca_file;
   unsigned timeout_ms;
   pid_t pid; /* 0: none running */
   int fd;
+  /* The intermediate pool as the collector knows it, given to every new
+   * worker before its first measurement. */
+  px_blob_t *pool;
+  size_t npool, cappool;
 };
 
 int px_aworker_new(const char *exe, const char *ca_file, unsigned timeout_ms, px_aworker_t **out) {
@@ -90,6 +88,9 @@ void px_aworker_free(px_aworker_t *w) {
     return;
   char how[96];
   px__reap(w, how, sizeof(how));
+  for (size_t i = 0; i < w->npool; i++)
+    free(w->pool[i].data);
+  free(w->pool);
   free(w->exe);
   free(w->ca_file);
   free(w);
@@ -166,18 +167,25 @@ static int px__io(int fd, void *buf, size_t n, bool writing, uint64_t deadline) 
 
 /* One request and its answer. 0 with *outcome and *text, or a negative
  * error (the worker must then be reaped). */
-static int px__exchange(px_aworker_t *w, const char *content, size_t n, time_t at, uint32_t *outcome,
-                        char **text) {
-  uint64_t deadline = px__now_ms() + w->timeout_ms;
+/* Sends one request frame. */
+static int px__send(px_aworker_t *w, uint32_t kind, const void *data, size_t n, time_t at,
+                    uint64_t deadline) {
   if (n > PX__MAX_FRAME)
     return -E2BIG;
-  uint32_t head[2] = {PX__MAGIC, (uint32_t)n};
+  uint32_t head[3] = {PX__MAGIC, kind, (uint32_t)n};
   int64_t when = (int64_t)at;
   int rc = px__io(w->fd, head, sizeof(head), true, deadline);
   if (rc == 0)
     rc = px__io(w->fd, &when, sizeof(when), true, deadline);
   if (rc == 0)
-    rc = px__io(w->fd, (void *)content, n, true, deadline);
+    rc = px__io(w->fd, (void *)data, n, true, deadline);
+  return rc;
+}
+
+static int px__exchange(px_aworker_t *w, const char *content, size_t n, time_t at, uint32_t *outcome,
+                        char **text) {
+  uint64_t deadline = px__now_ms() + w->timeout_ms;
+  int rc = px__send(w, PX__KIND_SUMMARIZE, content, n, at, deadline);
   uint32_t answer[3] = {0, 0, 0};
   if (rc == 0)
     rc = px__io(w->fd, answer, sizeof(answer), false, deadline);
@@ -198,6 +206,75 @@ static int px__exchange(px_aworker_t *w, const char *content, size_t n, time_t a
   return 0;
 }
 
+/* A new worker learns the pool before anything else. */
+static int px__start(px_aworker_t *w) {
+  int rc = px__spawn(w);
+  uint64_t deadline = px__now_ms() + w->timeout_ms;
+  for (size_t i = 0; rc == 0 && i < w->npool; i++)
+    rc = px__send(w, PX__KIND_POOL_ADD, w->pool[i].data, w->pool[i].len, 0, deadline);
+  if (rc != 0 && w->pid > 0) {
+    char how[96];
+    px__reap(w, how, sizeof(how));
+  }
+  return rc;
+}
+
+static int px__remember(px_aworker_t *w, const uint8_t *der, size_t n) {
+  if (w->npool >= PX_POOL_MAX)
+    return 0;
+  if (w->npool == w->cappool) {
+    size_t cap = w->cappool ? w->cappool * 2 : 64;
+    px_blob_t *p = realloc(w->pool, cap * sizeof(*p));
+    if (p == NULL)
+      return -ENOMEM;
+    w->pool = p;
+    w->cappool = cap;
+  }
+  uint8_t *copy = malloc(n ? n : 1);
+  if (copy == NULL)
+    return -ENOMEM;
+  memcpy(copy, der, n);
+  w->pool[w->npool].data = copy;
+  w->pool[w->npool].len = n;
+  w->npool++;
+  return 0;
+}
+
+int px_aworker_pool_add(px_aworker_t *w, const uint8_t *der, size_t n) {
+  int rc = px__remember(w, der, n);
+  if (rc == 0 && w->pid > 0 &&
+      px__send(w, PX__KIND_POOL_ADD, der, n, 0, px__now_ms() + w->timeout_ms) != 0) {
+    char how[96];
+    px__reap(w, how, sizeof(how)); /* the next measurement starts a new one */
+  }
+  return rc;
+}
+
+/* {"summary": {...}, "pool": ["base64 DER", ...]} into the summary's text
+ * and the DER of each new pool certificate (remembered for new workers). */
+static int px__split_answer(px_aworker_t *w, const char *text, char **summary, px_blobs_t *found) {
+  json_t *doc = json_loads(text, 0, NULL);
+  json_t *sum = json_object_get(doc, "summary");
+  if (!json_is_object(sum)) {
+    json_decref(doc);
+    return -EPROTO;
+  }
+  *summary = px_json_dump(sum);
+  size_t i;
+  json_t *b64;
+  json_array_foreach(json_object_get(doc, "pool"), i, b64) {
+    const char *t = json_string_value(b64);
+    size_t len = t ? strlen(t) : 0, n = 0;
+    uint8_t *der = len ? malloc(len) : NULL;
+    if (der != NULL && px_base64_decode(t, len, der, len, &n) == 0 && n > 0 &&
+        px_blobs_push(found, der, n) == 0)
+      px__remember(w, der, n);
+    free(der);
+  }
+  json_decref(doc);
+  return *summary != NULL ? 0 : -ENOMEM;
+}
+
 /* A measurement every worker must be able to summarise: when the worker
  * fails on this too, it is broken (a missing binary, a bad trust store),
  * and the measurement that was being analysed is not to blame. */
@@ -205,10 +282,10 @@ static const char px__canary[] =
     "{\"test_keys\":{\"queries\":[],\"tcp_connect\":[],\"tls_handshakes\":[]}}";
 
 int px_aworker_summarize(px_aworker_t *w, const char *content, size_t n, time_t at,
-                         char **summary, char *why, size_t whylen) {
+                         char **summary, px_blobs_t *found, char *why, size_t whylen) {
   *summary = NULL;
   int rc = 0;
-  if (w->pid == 0 && (rc = px__spawn(w)) != 0) {
+  if (w->pid == 0 && (rc = px__start(w)) != 0) {
     snprintf(why, whylen, "cannot start the analysis worker %s: %s", w->exe, px__err(rc));
     return rc;
   }
@@ -216,10 +293,13 @@ int px_aworker_summarize(px_aworker_t *w, const char *content, size_t n, time_t 
   char *text = NULL;
   rc = px__exchange(w, content, n, at, &outcome, &text);
   if (rc == 0 && outcome == PX_AWORKER_OK) {
-    *summary = text;
-    return PX_AWORKER_OK;
+    rc = px__split_answer(w, text, summary, found);
+    free(text);
+    if (rc == 0)
+      return PX_AWORKER_OK;
+    text = NULL;
   }
-  if (rc == 0) {
+  if (rc == 0 && text != NULL) {
     snprintf(why, whylen, "%s", text);
     free(text);
     return PX_AWORKER_UNREADABLE;
@@ -232,7 +312,7 @@ int px_aworker_summarize(px_aworker_t *w, const char *content, size_t n, time_t 
     snprintf(how, sizeof(how), "failed (%s)", px__err(rc));
   /* Was it this measurement? A fresh worker must read the canary. */
   char *check = NULL;
-  int crc = px__spawn(w);
+  int crc = px__start(w);
   if (crc == 0)
     crc = px__exchange(w, px__canary, sizeof(px__canary) - 1, at, &outcome, &check);
   if (crc != 0 || outcome != PX_AWORKER_OK) {
@@ -247,129 +327,3 @@ int px_aworker_summarize(px_aworker_t *w, const char *content, size_t n, time_t 
   return PX_AWORKER_FAILED;
 }
 
-/* ---- the worker process ---------------------------------------------------- */
-
-static int px__read_all(int fd, void *buf, size_t n) {
-  char *p = buf;
-  while (n > 0) {
-    ssize_t k = read(fd, p, n);
-    if (k < 0 && errno == EINTR)
-      continue;
-    if (k <= 0)
-      return -1;
-    p += k;
-    n -= (size_t)k;
-  }
-  return 0;
-}
-
-static int px__write_all(int fd, const void *buf, size_t n) {
-  const char *p = buf;
-  while (n > 0) {
-    ssize_t k = write(fd, p, n);
-    if (k < 0 && errno == EINTR)
-      continue;
-    if (k <= 0)
-      return -1;
-    p += k;
-    n -= (size_t)k;
-  }
-  return 0;
-}
-
-static int px__answer(uint32_t outcome, const char *text) {
-  uint32_t head[3] = {PX__MAGIC, outcome, (uint32_t)strlen(text)};
-  return px__write_all(STDOUT_FILENO, head, sizeof(head)) == 0 &&
-                 px__write_all(STDOUT_FILENO, text, strlen(text)) == 0
-             ? 0
-             : -1;
-}
-
-/* What the worker needs, nothing more: no new privileges, no core dumps
- * of what it read, a ceiling on memory (a chain crafted to need gigabytes
- * fails here, not in the collector). Best effort: a sandbox that forbids
- * setrlimit (the unit's ~@resources) has bounded the process already. */
-static void px__confine(void) {
-  prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
-  prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-  struct rlimit none = {0, 0};
-  setrlimit(RLIMIT_CORE, &none);
-#if !defined(__SANITIZE_ADDRESS__) && !defined(PX_FUZZING)
-  struct rlimit mem = {(rlim_t)2 << 30, (rlim_t)2 << 30};
-  setrlimit(RLIMIT_AS, &mem);
-#endif
-}
-
-#ifdef PX_TEST_HOOKS
-/* Test builds only: PX_TEST_ANALYSIS_CRASH=TEXT crashes the worker (a
- * real SIGSEGV) on any measurement containing TEXT, and
- * PX_TEST_ANALYSIS_STALL=TEXT makes it hang, so the tests can prove that
- * a poison row costs one measurement and never the collector. */
-static void px__test_faults(const char *content, size_t n) {
-  const char *crash = getenv("PX_TEST_ANALYSIS_CRASH"), *stall = getenv("PX_TEST_ANALYSIS_STALL");
-  if (crash != NULL && crash[0] != '\0' && memmem(content, n, crash, strlen(crash)) != NULL) {
-    signal(SIGSEGV, SIG_DFL);
-    raise(SIGSEGV);
-  }
-  if (stall != NULL && stall[0] != '\0' && memmem(content, n, stall, strlen(stall)) != NULL)
-    for (;;)
-      pause();
-}
-#endif
-
-int px_aworker_main(int argc, char **argv) {
-  const char *ca_file = NULL;
-  for (int i = 0; i < argc; i++) {
-    if (strcmp(argv[i], "--ca-file") == 0 && i + 1 < argc)
-      ca_file = argv[++i];
-    else {
-      fprintf(stderr, "parallax-collector analysis-worker: unknown argument %s\n", argv[i]);
-      return 2;
-    }
-  }
-  px__confine();
-  X509_STORE *trust = NULL;
-  char desc[512], sha[65], err[256];
-  if (px_trust_store_load(ca_file, &trust, desc, sizeof(desc), sha, err, sizeof(err)) != 0) {
-    fprintf(stderr, "parallax-collector analysis-worker: %s\n", err);
-    return 1;
-  }
-  px_x509_judge_cache_t *cache = px_x509_judge_cache_new(4096);
-  int status = 0;
-  for (;;) {
-    uint32_t head[2];
-    int64_t when;
-    if (px__read_all(STDIN_FILENO, head, sizeof(head)) != 0)
-      break; /* the collector closed its end: done */
-    if (head[0] != PX__MAGIC || head[1] > PX__MAX_FRAME ||
-        px__read_all(STDIN_FILENO, &when, sizeof(when)) != 0) {
-      status = 1;
-      break;
-    }
-    char *content = malloc((size_t)head[1] + 1);
-    if (content == NULL || px__read_all(STDIN_FILENO, content, head[1]) != 0) {
-      free(content);
-      status = 1;
-      break;
-    }
-#ifdef PX_TEST_HOOKS
-    px__test_faults(content, head[1]);
-#endif
-    json_t *sum = px_summarize(content, head[1], (time_t)when, trust, cache);
-    free(content);
-    char *text = sum != NULL ? px_json_dump(sum) : NULL;
-    json_decref(sum);
-    int wrc = text != NULL ? px__answer(PX_AWORKER_OK, text)
-                           : px__answer(PX_AWORKER_UNREADABLE,
-                                        sum == NULL ? "the analysis cannot read it as a measurement"
-                                                    : "out of memory");
-    free(text);
-    if (wrc != 0) {
-      status = 1;
-      break;
-    }
-  }
-  px_x509_judge_cache_free(cache);
-  X509_STORE_free(trust);
-  return status;
-}

@@ -2,7 +2,10 @@
 #define PX_ANALYSIS_WORKER_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <time.h>
+
+#include "collector/store.h"
 
 /* The analysis of stored measurements runs in a child process of its own
  * (`parallax-collector analysis-worker`, re-executed from the collector's
@@ -36,7 +39,14 @@ enum {
  * worker cannot be started at all or fails on a known-good measurement
  * too (then the fault is not this measurement's: nothing to quarantine). */
 int px_aworker_summarize(px_aworker_t *w, const char *content, size_t n, time_t at,
-                         char **summary, char *why, size_t whylen);
+                         char **summary, px_blobs_t *found, char *why, size_t whylen);
+/* *found receives the DER of every intermediate the measurement's chains
+ * added to the pool (the worker uses them from now on; the caller stores
+ * them). */
+
+/* An intermediate of the pool (the store's, at start-up): every worker
+ * from now on completes chains with it. 0 or -ENOMEM. */
+int px_aworker_pool_add(px_aworker_t *w, const uint8_t *der, size_t n);
 
 /* The worker process's main (argv after "analysis-worker"): --ca-file
  * FILE. Reads requests on stdin, answers on stdout, until end of file. */

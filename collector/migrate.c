@@ -175,6 +175,25 @@ static int px__mig_copy_keys(px_store_t *src, px_store_t *dst, px__mig_keys_t *k
   return 0;
 }
 
+static int px__mig_pool_add(void *data, const uint8_t *der, size_t n) {
+  return px_blobs_push(data, der, n);
+}
+
+/* The source's intermediate pool into the destination's (the destination's
+ * analysis checks each against its own trust store before using it). */
+static int px__mig_copy_pool(px_store_t *src, px_store_t *dst) {
+  px_blobs_t pool = {0};
+  int rc = px_store_pool(src, px__mig_pool_add, &pool);
+  if (rc != 0)
+    px_log(PX_LOG_ERR, "cannot read the source's intermediate pool: %s", px__mig_err(rc));
+  else if (pool.n > 0 && (rc = px_store_pool_add(dst, pool.v, pool.n)) != 0)
+    px_log(PX_LOG_ERR, "cannot store the intermediate pool: %s", px__mig_err(rc));
+  else if (pool.n > 0)
+    px_log(PX_LOG_INFO, "intermediate pool: %zu certificates carried over", pool.n);
+  px_blobs_free(&pool);
+  return rc;
+}
+
 /* ---- one row --------------------------------------------------------------- */
 
 /* Checks a source row as a submission is checked, and more: the content
@@ -702,7 +721,8 @@ static int px__mig_run(px__mig_t *m) {
   px_store_url_redact(m->to, shown, sizeof(shown));
   px_log(PX_LOG_INFO, "%s (%" PRId64 " measurements, %" PRId64 " keys) to %s", m->from,
          m->src_measurements, m->src_keys, shown);
-  if (px__mig_copy_keys(m->src, m->dst, &m->keys) != 0)
+  if (px__mig_copy_keys(m->src, m->dst, &m->keys) != 0 ||
+      px__mig_copy_pool(m->src, m->dst) != 0)
     return PX__MIG_RUNTIME;
   rc = px__mig_copy(m);
   if (rc != 0)

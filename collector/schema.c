@@ -812,6 +812,7 @@ static unsigned px__accepts(const px__node_t *n) {
 /* When none of a list's branches matches: if exactly one of them takes a
  * value of this type, its own complaint is the useful one (the path goes
  * on into the object); otherwise what types would have done. */
+/* NOLINTNEXTLINE(misc-no-recursion) */
 static bool px__no_branch(px__vc_t *v, const px__node_t *n, const px__list_t *l, int idx,
                           const char *how) {
   if (v->quiet)

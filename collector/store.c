@@ -216,3 +216,37 @@ int px_cursor_decode(const char *s, int64_t *t, int64_t *id) {
   *id = b;
   return 0;
 }
+
+int px_store_pool(px_store_t *s, int (*cb)(void *data, const uint8_t *der, size_t n), void *data) {
+  return s->ops->pool(s, cb, data);
+}
+
+int px_store_pool_add(px_store_t *s, const px_blob_t *certs, size_t n) {
+  return s->ops->pool_add(s, certs, n);
+}
+
+int px_blobs_push(px_blobs_t *b, const uint8_t *data, size_t n) {
+  if (b->n == b->cap) {
+    size_t cap = b->cap ? b->cap * 2 : 8;
+    px_blob_t *v = realloc(b->v, cap * sizeof(*v));
+    if (v == NULL)
+      return -ENOMEM;
+    b->v = v;
+    b->cap = cap;
+  }
+  uint8_t *copy = malloc(n ? n : 1);
+  if (copy == NULL)
+    return -ENOMEM;
+  memcpy(copy, data, n);
+  b->v[b->n].data = copy;
+  b->v[b->n].len = n;
+  b->n++;
+  return 0;
+}
+
+void px_blobs_free(px_blobs_t *b) {
+  for (size_t i = 0; i < b->n; i++)
+    free(b->v[i].data);
+  free(b->v);
+  memset(b, 0, sizeof(*b));
+}

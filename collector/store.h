@@ -180,6 +180,21 @@ int px_store_migration_refused(px_store_t *s, const char *source,
 
 /* ---- analysis (collector/analysis.c) ---------------------------------- */
 
+/* Bytes with their length (certificate DER, here). */
+typedef struct px_blob {
+  uint8_t *data;
+  size_t len;
+} px_blob_t;
+
+typedef struct px_blobs {
+  px_blob_t *v;
+  size_t n, cap;
+} px_blobs_t;
+
+/* Appends a copy of data. 0 or -ENOMEM. */
+int px_blobs_push(px_blobs_t *b, const uint8_t *data, size_t n);
+void px_blobs_free(px_blobs_t *b);
+
 /* A stored measurement, as the analysis reads it. */
 typedef struct px_stored {
   int64_t id;
@@ -205,7 +220,9 @@ typedef struct px_summary_row {
 typedef struct px_analysis_out {
   char *summary;        /* malloc'ed JSON (the store frees it) */
   bool claims_mismatch; /* the agent's certificate fields differ from the DER's */
+  bool awaiting_issuer; /* a chain failed for want of an issuer the pool may supply */
   char *quarantine;     /* malloc'ed reason (the store frees it); summary is NULL */
+  px_blobs_t pool;      /* intermediates for the pool (the store frees them) */
 } px_analysis_out_t;
 
 /* Summarises up to max stored measurements that have no summary yet:
@@ -225,6 +242,16 @@ int px_store_analyze(px_store_t *s, unsigned max,
  * newer recorded version is left alone (an older node of a cluster being
  * upgraded). *requeued says whether it happened. */
 int px_store_analysis_version(px_store_t *s, int version, bool *requeued);
+/* The intermediate pool (collector/summary.h): CA certificates seen in
+ * stored chains that chain to the trust store, at most PX_POOL_MAX. The
+ * analysis stores what it finds with the summaries (px_store_analyze),
+ * and when the pool grows every measurement whose chain lacked an issuer
+ * is summarised again. cb gets each certificate's DER. */
+int px_store_pool(px_store_t *s, int (*cb)(void *data, const uint8_t *der, size_t n), void *data);
+/* Adds certificates (a migration carrying the pool over); duplicates and
+ * those beyond the bound are skipped. */
+int px_store_pool_add(px_store_t *s, const px_blob_t *certs, size_t n);
+
 /* Quarantined measurements, newest first, at most limit: cb gets each
  * one's uid, reason and when. *total is how many there are in all. */
 int px_store_quarantined(px_store_t *s, unsigned limit,
@@ -277,6 +304,8 @@ typedef struct px_store_ops {
                  int (*summarize)(void *data, const px_stored_t *m, px_analysis_out_t *out),
                  void *data);
   int (*analysis_version)(px_store_t *s, int version, bool *requeued);
+  int (*pool)(px_store_t *s, int (*cb)(void *data, const uint8_t *der, size_t n), void *data);
+  int (*pool_add)(px_store_t *s, const px_blob_t *certs, size_t n);
   int (*quarantined)(px_store_t *s, unsigned limit,
                      int (*cb)(void *data, const char *uid, const char *reason, time_t at),
                      void *data, int64_t *total);

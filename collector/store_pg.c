@@ -62,11 +62,24 @@ static const char *const px__pg_stmts[PX__PG_NSTMT] = {
         "ORDER BY q.seq LIMIT $1 FOR UPDATE OF q SKIP LOCKED",
     [PX__PG_SUMMARY_ADD] =
         "INSERT INTO summaries (measurement_start_time, measurement_id, uid, key_id, probe_cc, "
-        "probe_asn, domain, summary, claims_mismatch) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, "
-        "$9) ON CONFLICT DO NOTHING",
+        "probe_asn, domain, summary, claims_mismatch, awaiting_issuer) VALUES ($1, $2, $3, $4, "
+        "$5, $6, $7, $8, $9, $10) ON CONFLICT (measurement_start_time, measurement_id) DO UPDATE "
+        "SET summary = excluded.summary, claims_mismatch = excluded.claims_mismatch, "
+        "awaiting_issuer = excluded.awaiting_issuer",
+    /* A measurement summarised before and quarantined now loses the summary. */
     [PX__PG_QUARANTINE] =
-        "INSERT INTO quarantine (measurement_start_time, measurement_id, uid, reason, "
-        "quarantined_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+        "WITH d AS (DELETE FROM summaries WHERE measurement_start_time = $1 AND "
+        "measurement_id = $2) INSERT INTO quarantine (measurement_start_time, measurement_id, "
+        "uid, reason, quarantined_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+    [PX__PG_POOL_ADD] =
+        "INSERT INTO intermediate_pool (sha256, der, added_at) SELECT sha256($1::bytea), $1, $2 "
+        "WHERE (SELECT count(*) FROM intermediate_pool) < $3 ON CONFLICT DO NOTHING",
+    [PX__PG_POOL] = "SELECT der FROM intermediate_pool ORDER BY added_at, sha256",
+    [PX__PG_RECHECK] =
+        "INSERT INTO analysis_queue (measurement_start_time, measurement_id) "
+        "SELECT s.measurement_start_time, s.measurement_id FROM summaries s WHERE "
+        "s.awaiting_issuer AND NOT EXISTS (SELECT 1 FROM analysis_queue q WHERE "
+        "q.measurement_id = s.measurement_id)",
     [PX__PG_QUARANTINED] = "SELECT uid, reason, quarantined_at FROM quarantine "
                            "ORDER BY quarantined_at DESC, measurement_id DESC LIMIT $1",
     [PX__PG_QUEUE_DONE] = "DELETE FROM analysis_queue WHERE seq = ANY ($1::bigint[])",
@@ -443,6 +456,8 @@ static const px_store_ops_t px__pg_ops = {
     .import_key = px__pg_import_key,
     .analyze = px__pg_analyze,
     .analysis_version = px__pg_analysis_version,
+    .pool = px__pg_pool,
+    .pool_add = px__pg_pool_add,
     .quarantined = px__pg_quarantined,
     .analysis_mark = px__pg_analysis_mark,
     .analysis_reached = px__pg_analysis_reached,

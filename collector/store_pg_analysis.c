@@ -12,13 +12,33 @@
 #include <time.h>
 
 #include "collector/store_pg_internal.h"
+#include "collector/summary.h"
 
 /* Summarises what QUEUE_TAKE returned and writes it, inside the open
  * transaction; *done gets the queue entries as an array literal. */
+/* Adds certificates to the pool inside the open transaction; *grew when
+ * one was new. */
+static int px__pg_pool_write(px__pgconn_t *c, const px_blob_t *certs, size_t n, bool *grew) {
+  for (size_t i = 0; i < n; i++) {
+    px__pg_args_t a = {0};
+    px__pg_bin(&a, certs[i].data, certs[i].len);
+    px__pg_i64(&a, (int64_t)time(NULL));
+    px__pg_i64(&a, PX_POOL_MAX);
+    PGresult *w = px__pg_run(c, PX__PG_POOL_ADD, &a, false);
+    bool ok = px__pg_ok(c, w, PGRES_COMMAND_OK, "intermediate pool");
+    if (ok && strcmp(PQcmdTuples(w), "0") != 0)
+      *grew = true;
+    PQclear(w);
+    if (!ok)
+      return -EIO;
+  }
+  return 0;
+}
+
 static int px__pg_summarize_batch(px__pgconn_t *c, PGresult *r,
                                   int (*summarize)(void *data, const px_stored_t *m,
                                                    px_analysis_out_t *out),
-                                  void *data, char *done, size_t done_len) {
+                                  void *data, char *done, size_t done_len, bool *grew) {
   size_t used = 0;
   int rc = 0;
   done[used++] = '{';
@@ -39,7 +59,9 @@ static int px__pg_summarize_batch(px__pgconn_t *c, PGresult *r,
         .content_len = (size_t)PQgetlength(r, i, 8),
     };
     px_analysis_out_t out = {0};
-    if ((rc = summarize(data, &m, &out)) == 0 && (out.summary != NULL || out.quarantine != NULL)) {
+    if ((rc = summarize(data, &m, &out)) == 0)
+      rc = px__pg_pool_write(c, out.pool.v, out.pool.n, grew);
+    if (rc == 0 && (out.summary != NULL || out.quarantine != NULL)) {
       px__pg_args_t a = {0};
       px__pg_i64(&a, m.measurement_start_time);
       px__pg_i64(&a, m.id);
@@ -56,6 +78,7 @@ static int px__pg_summarize_batch(px__pgconn_t *c, PGresult *r,
         px__pg_text(&a, m.domain);
         px__pg_text(&a, out.summary);
         px__pg_text(&a, out.claims_mismatch ? "true" : "false");
+        px__pg_text(&a, out.awaiting_issuer ? "true" : "false");
         w = px__pg_run(c, PX__PG_SUMMARY_ADD, &a, false);
       }
       if (!px__pg_ok(c, w, PGRES_COMMAND_OK, "summary"))
@@ -64,6 +87,7 @@ static int px__pg_summarize_batch(px__pgconn_t *c, PGresult *r,
     }
     free(out.summary);
     free(out.quarantine);
+    px_blobs_free(&out.pool);
   }
   snprintf(done + used, done_len - used, "}");
   return rc;
@@ -98,6 +122,7 @@ int px__pg_analyze(px_store_t *base, unsigned max,
   char *done = malloc(done_len);
   PGresult *r = NULL;
   int n = 0;
+  bool grew = false;
   rc = done != NULL ? px__pg_exec(c, "BEGIN") : -ENOMEM;
   if (rc == 0) {
     px__pg_args_t a = {0};
@@ -107,13 +132,21 @@ int px__pg_analyze(px_store_t *base, unsigned max,
     rc = px__pg_ok(c, r, PGRES_TUPLES_OK, "analysis queue") ? 0 : -EIO;
   }
   if (rc == 0 && (n = PQntuples(r)) > 0)
-    rc = px__pg_summarize_batch(c, r, summarize, data, done, done_len);
+    rc = px__pg_summarize_batch(c, r, summarize, data, done, done_len, &grew);
   PQclear(r);
   if (rc == 0 && n > 0) {
     px__pg_args_t a = {0};
     px__pg_text(&a, done);
     r = px__pg_run(c, PX__PG_QUEUE_DONE, &a, false);
     rc = px__pg_ok(c, r, PGRES_COMMAND_OK, "analysis queue") ? 0 : -EIO;
+    PQclear(r);
+  }
+  /* A bigger pool may complete chains that lacked an issuer: those
+   * measurements (this batch's included, now out of the queue) go back
+   * into it, in the same transaction. */
+  if (rc == 0 && grew) {
+    r = px__pg_run(c, PX__PG_RECHECK, NULL, false);
+    rc = px__pg_ok(c, r, PGRES_COMMAND_OK, "analysis recheck") ? 0 : -EIO;
     PQclear(r);
   }
   if (rc == 0)
@@ -268,5 +301,43 @@ int px__pg_quarantined(px_store_t *base, unsigned limit,
   for (int i = 0; rc == 0 && r != NULL && i < PQntuples(r); i++)
     rc = cb(data, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), (time_t)px__pg_get_i64(r, i, 2));
   PQclear(r);
+  return rc;
+}
+
+int px__pg_pool(px_store_t *base, int (*cb)(void *data, const uint8_t *der, size_t n), void *data) {
+  px__pg_t *s = px__pgs(base);
+  int rc;
+  px__pgconn_t *c = px__pg_checkout(s, &rc);
+  if (c == NULL)
+    return rc;
+  PGresult *r = px__pg_run(c, PX__PG_POOL, NULL, true);
+  rc = px__pg_ok(c, r, PGRES_TUPLES_OK, "intermediate pool") ? 0 : -EIO;
+  px__pg_release(s, c);
+  for (int i = 0; rc == 0 && i < PQntuples(r); i++)
+    rc = cb(data, (const uint8_t *)PQgetvalue(r, i, 0), (size_t)PQgetlength(r, i, 0));
+  PQclear(r);
+  return rc;
+}
+
+int px__pg_pool_add(px_store_t *base, const px_blob_t *certs, size_t n) {
+  px__pg_t *s = px__pgs(base);
+  int rc;
+  px__pgconn_t *c = px__pg_checkout(s, &rc);
+  if (c == NULL)
+    return rc;
+  bool grew = false;
+  rc = px__pg_exec(c, "BEGIN");
+  if (rc == 0)
+    rc = px__pg_pool_write(c, certs, n, &grew);
+  if (rc == 0 && grew) {
+    PGresult *r = px__pg_run(c, PX__PG_RECHECK, NULL, false);
+    rc = px__pg_ok(c, r, PGRES_COMMAND_OK, "analysis recheck") ? 0 : -EIO;
+    PQclear(r);
+  }
+  if (rc == 0)
+    rc = px__pg_exec(c, "COMMIT");
+  else if (PQstatus(c->conn) == CONNECTION_OK && PQtransactionStatus(c->conn) != PQTRANS_IDLE)
+    px__pg_exec(c, "ROLLBACK");
+  px__pg_release(s, c);
   return rc;
 }

@@ -32,6 +32,9 @@ typedef enum {
   PX__PG_QUEUE_TAKE,   /* the next pending measurements, locked, skipping others' */
   PX__PG_SUMMARY_ADD,  /* one summary */
   PX__PG_QUARANTINE,   /* one measurement the analysis could not analyse */
+  PX__PG_POOL_ADD,     /* one intermediate, within the bound */
+  PX__PG_POOL,         /* every intermediate */
+  PX__PG_RECHECK,      /* summaries awaiting an issuer back into the queue */
   PX__PG_QUARANTINED,  /* the newest quarantines */
   PX__PG_QUEUE_DONE,   /* a queue entry gone */
   PX__PG_MARK,         /* the newest queue entry */
@@ -171,6 +174,8 @@ int px__pg_analyze(px_store_t *base, unsigned max,
                    int (*summarize)(void *data, const px_stored_t *m, px_analysis_out_t *out),
                    void *data);
 int px__pg_analysis_version(px_store_t *base, int version, bool *requeued);
+int px__pg_pool(px_store_t *base, int (*cb)(void *data, const uint8_t *der, size_t n), void *data);
+int px__pg_pool_add(px_store_t *base, const px_blob_t *certs, size_t n);
 int px__pg_quarantined(px_store_t *base, unsigned limit,
                        int (*cb)(void *data, const char *uid, const char *reason, time_t at),
                        void *data, int64_t *total);

@@ -151,6 +151,15 @@ static const char *const px__pg_migrations[] = {
     "CREATE INDEX analysis_queue_measurement ON analysis_queue (measurement_id);"
     "CREATE TABLE analysis_version (id int PRIMARY KEY CHECK (id = 1), version int NOT NULL);"
     "INSERT INTO analysis_version VALUES (1, 1);",
+    /* 4: chain completion (the SQLite store's migration 6): the pool of
+     * intermediates, and which summaries wait for an issuer (queued
+     * again when the pool grows). */
+    "ALTER TABLE summaries ADD COLUMN awaiting_issuer boolean NOT NULL DEFAULT false;"
+    "CREATE TABLE intermediate_pool ("
+    "  sha256 bytea PRIMARY KEY,"
+    "  der bytea NOT NULL,"
+    "  added_at bigint NOT NULL);"
+    "CREATE INDEX summaries_awaiting ON summaries (measurement_id) WHERE awaiting_issuer;",
     NULL,
 };
 

@@ -76,6 +76,16 @@ static const char *const px__migrations[] = {
     "  quarantined_at INTEGER NOT NULL);"
     "CREATE TABLE analysis_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL);"
     "INSERT INTO analysis_version VALUES (1, 1);",
+    /* 6: chain completion (collector/summary.h): the intermediates seen
+     * in stored chains that chain to the trust store, and the
+     * measurements to summarise again when that pool grows (their chain
+     * lacked an issuer). */
+    "ALTER TABLE summaries ADD COLUMN awaiting_issuer INTEGER NOT NULL DEFAULT 0;"
+    "CREATE TABLE intermediate_pool ("
+    "  sha256 BLOB PRIMARY KEY,"
+    "  der BLOB NOT NULL,"
+    "  added_at INTEGER NOT NULL);"
+    "CREATE TABLE analysis_recheck (measurement_id INTEGER PRIMARY KEY);",
     NULL,
 };
 
@@ -300,8 +310,8 @@ int px_store_sqlite_open(const char *path, px_store_t **out, char *err, size_t e
                           SQLITE_PREPARE_PERSISTENT, &s->key_vb, NULL) != SQLITE_OK ||
        sqlite3_prepare_v3(s->writer,
                           "INSERT OR REPLACE INTO summaries (measurement_id, uid, key_id, probe_cc, "
-                          "probe_asn, domain, measurement_start_time, summary, claims_mismatch) "
-                          "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                          "probe_asn, domain, measurement_start_time, summary, claims_mismatch, "
+                          "awaiting_issuer) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                           -1, SQLITE_PREPARE_PERSISTENT, &s->ins_summary, NULL) != SQLITE_OK ||
        sqlite3_prepare_v3(s->writer,
                           "UPDATE analysis_state SET last_id = max(last_id, ?1) WHERE id = 1", -1,
@@ -894,6 +904,8 @@ static const px_store_ops_t px__sqlite_ops = {
     .import_key = px__sq_import_key,
     .analyze = px__sq_analyze,
     .analysis_version = px__sq_analysis_version,
+    .pool = px__sq_pool,
+    .pool_add = px__sq_pool_add,
     .quarantined = px__sq_quarantined,
     .analysis_mark = px__sq_analysis_mark,
     .analysis_reached = px__sq_analysis_reached,

@@ -8,15 +8,19 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/evp.h>
+
 #include "collector/store_sqlite_internal.h"
+#include "collector/summary.h"
 
 /* One batch: what the analysis read and made of it, written by the
  * writer thread. The strings are owned copies: the reader's rows are gone
  * by then. A row with quarantine set is a quarantine, not a summary. */
 typedef struct {
   px_summary_row_t row;
-  bool claims_mismatch;
+  bool claims_mismatch, awaiting_issuer, recheck;
   char *quarantine;
+  px_blobs_t pool;
 } px__result_t;
 
 typedef struct {
@@ -37,17 +41,20 @@ static void px__summaries_free(px__summaries_t *b) {
     free((char *)r->domain);
     free((char *)r->summary);
     free(b->rows[i].quarantine);
+    px_blobs_free(&b->rows[i].pool);
   }
   free(b->rows);
 }
 
-static int px__summarize_row(px__summaries_t *b, const px_stored_t *m) {
+static int px__summarize_row(px__summaries_t *b, const px_stored_t *m, bool recheck) {
   px_analysis_out_t out = {0};
   int rc = b->summarize(b->data, m, &out);
-  b->up_to = m->id;
-  if (rc != 0 || (out.summary == NULL && out.quarantine == NULL)) {
+  if (!recheck)
+    b->up_to = m->id;
+  if (rc != 0 || (out.summary == NULL && out.quarantine == NULL && !recheck)) {
     free(out.summary);
     free(out.quarantine);
+    px_blobs_free(&out.pool);
     return rc;
   }
   if (b->n == b->cap) {
@@ -56,6 +63,7 @@ static int px__summarize_row(px__summaries_t *b, const px_stored_t *m) {
     if (rows == NULL) {
       free(out.summary);
       free(out.quarantine);
+      px_blobs_free(&out.pool);
       return -ENOMEM;
     }
     b->rows = rows;
@@ -72,7 +80,10 @@ static int px__summarize_row(px__summaries_t *b, const px_stored_t *m) {
               .measurement_start_time = m->measurement_start_time,
               .summary = out.quarantine != NULL ? NULL : out.summary},
       .claims_mismatch = out.claims_mismatch,
+      .awaiting_issuer = out.awaiting_issuer,
+      .recheck = recheck,
       .quarantine = out.quarantine,
+      .pool = out.pool,
   };
   if (out.quarantine != NULL)
     free(out.summary);
@@ -81,54 +92,127 @@ static int px__summarize_row(px__summaries_t *b, const px_stored_t *m) {
   return 0;
 }
 
-/* Reads up to max measurements past the watermark and summarises them.
- * The writer thread is the only writer, so ids commit in order and a
- * watermark cannot skip a row. Returns how many were read. */
+/* Reads up to max measurements to summarise: those waiting to be summarised
+ * again (their chain lacked an issuer the pool now may have) first, then
+ * those past the watermark. The writer thread is the only writer, so ids
+ * commit in order and a watermark cannot skip a row. Returns how many
+ * were read. */
 static int px__read_unanalyzed(px__sqlite_t *s, unsigned max, px__summaries_t *b) {
+  static const char *const sql[2] = {
+      "SELECT m.id, m.uid, m.key_id, m.probe_cc, m.probe_asn, m.domain, "
+      "m.measurement_start_time, m.content FROM analysis_recheck r JOIN measurements m "
+      "ON m.id = r.measurement_id ORDER BY r.measurement_id LIMIT ?1",
+      "SELECT id, uid, key_id, probe_cc, probe_asn, domain, measurement_start_time, content "
+      "FROM measurements WHERE id > (SELECT last_id FROM analysis_state WHERE id = 1) "
+      "ORDER BY id LIMIT ?1"};
   int slot;
   sqlite3 *db = px__store_reader(s, &slot);
-  sqlite3_stmt *st;
-  int n = 0, rc = 0, step = SQLITE_DONE;
-  if (sqlite3_prepare_v2(db,
-                         "SELECT id, uid, key_id, probe_cc, probe_asn, domain, "
-                         "measurement_start_time, content FROM measurements WHERE id > "
-                         "(SELECT last_id FROM analysis_state WHERE id = 1) ORDER BY id LIMIT ?1",
-                         -1, &st, NULL) != SQLITE_OK) {
-    px__store_reader_done(s, slot);
-    return -EIO;
+  int n = 0, rc = 0;
+  for (int pass = 0; pass < 2 && rc == 0 && (unsigned)n < max; pass++) {
+    sqlite3_stmt *st;
+    int step = SQLITE_DONE;
+    if (sqlite3_prepare_v2(db, sql[pass], -1, &st, NULL) != SQLITE_OK) {
+      rc = -EIO;
+      break;
+    }
+    sqlite3_bind_int64(st, 1, max - (unsigned)n);
+    while (rc == 0 && (step = sqlite3_step(st)) == SQLITE_ROW) {
+      px_stored_t m = {
+          .id = sqlite3_column_int64(st, 0),
+          .uid = (const char *)sqlite3_column_text(st, 1),
+          .key_id = (const char *)sqlite3_column_text(st, 2),
+          .probe_cc = (const char *)sqlite3_column_text(st, 3),
+          .probe_asn = (const char *)sqlite3_column_text(st, 4),
+          .domain = (const char *)sqlite3_column_text(st, 5),
+          .measurement_start_time = (time_t)sqlite3_column_int64(st, 6),
+          .content = sqlite3_column_blob(st, 7),
+          .content_len = (size_t)sqlite3_column_bytes(st, 7),
+      };
+      rc = px__summarize_row(b, &m, pass == 0);
+      n++;
+    }
+    /* A failed step (I/O error, busy) ends the loop like the last row;
+     * the caller must not take a partial scan for a complete one. */
+    if (rc == 0 && step != SQLITE_DONE)
+      rc = -EIO;
+    sqlite3_finalize(st);
   }
-  sqlite3_bind_int64(st, 1, max);
-  while (rc == 0 && (step = sqlite3_step(st)) == SQLITE_ROW) {
-    px_stored_t m = {
-        .id = sqlite3_column_int64(st, 0),
-        .uid = (const char *)sqlite3_column_text(st, 1),
-        .key_id = (const char *)sqlite3_column_text(st, 2),
-        .probe_cc = (const char *)sqlite3_column_text(st, 3),
-        .probe_asn = (const char *)sqlite3_column_text(st, 4),
-        .domain = (const char *)sqlite3_column_text(st, 5),
-        .measurement_start_time = (time_t)sqlite3_column_int64(st, 6),
-        .content = sqlite3_column_blob(st, 7),
-        .content_len = (size_t)sqlite3_column_bytes(st, 7),
-    };
-    rc = px__summarize_row(b, &m);
-    n++;
-  }
-  /* A failed step (I/O error, busy) ends the loop like the last row;
-   * the caller must not take a partial scan for a complete one. */
-  if (rc == 0 && step != SQLITE_DONE)
-    rc = -EIO;
-  sqlite3_finalize(st);
   px__store_reader_done(s, slot);
   return rc != 0 ? rc : n;
+}
+
+/* The pool's new certificates of one result, within PX_POOL_MAX. *grew
+ * is set when one was new. */
+static int px__write_pool(px__sqlite_t *s, const px_blobs_t *pool, int64_t *size, bool *grew) {
+  sqlite3_stmt *st;
+  if (pool->n == 0)
+    return 0;
+  if (sqlite3_prepare_v2(s->writer,
+                         "INSERT OR IGNORE INTO intermediate_pool (sha256, der, added_at) "
+                         "VALUES (?1, ?2, ?3)",
+                         -1, &st, NULL) != SQLITE_OK)
+    return -EIO;
+  int rc = 0;
+  for (size_t i = 0; rc == 0 && i < pool->n && *size < PX_POOL_MAX; i++) {
+    uint8_t md[32];
+    unsigned md_len;
+    if (EVP_Digest(pool->v[i].data, pool->v[i].len, md, &md_len, EVP_sha256(), NULL) != 1) {
+      rc = -EIO;
+      break;
+    }
+    sqlite3_reset(st);
+    sqlite3_bind_blob(st, 1, md, 32, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 2, pool->v[i].data, (int)pool->v[i].len, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)time(NULL));
+    if (sqlite3_step(st) != SQLITE_DONE)
+      rc = -EIO;
+    else if (sqlite3_changes(s->writer) > 0) {
+      (*size)++;
+      *grew = true;
+    }
+  }
+  sqlite3_finalize(st);
+  return rc;
+}
+
+static int px__pool_size(px__sqlite_t *s, int64_t *size) {
+  sqlite3_stmt *st;
+  int rc = -EIO;
+  if (sqlite3_prepare_v2(s->writer, "SELECT count(*) FROM intermediate_pool", -1, &st, NULL) ==
+      SQLITE_OK) {
+    if (sqlite3_step(st) == SQLITE_ROW) {
+      *size = sqlite3_column_int64(st, 0);
+      rc = 0;
+    }
+    sqlite3_finalize(st);
+  }
+  return rc;
 }
 
 static int px__write_summaries(px__sqlite_t *s, px__job_t *j) {
   px__summaries_t *b = j->arg;
   sqlite3_stmt *st = s->ins_summary, *q = NULL;
+  int64_t pool_size = 0;
+  bool grew = false;
   int rc = 0;
   for (size_t i = 0; rc == 0 && i < b->n; i++) {
     const px__result_t *res = &b->rows[i];
     const px_summary_row_t *r = &res->row;
+    if (res->pool.n > 0 && pool_size == 0 && (rc = px__pool_size(s, &pool_size)) != 0)
+      break;
+    if ((rc = px__write_pool(s, &res->pool, &pool_size, &grew)) != 0)
+      break;
+    if (res->recheck) {
+      char sql[96];
+      snprintf(sql, sizeof(sql), "DELETE FROM analysis_recheck WHERE measurement_id = %lld",
+               (long long)r->measurement_id);
+      if (sqlite3_exec(s->writer, sql, NULL, NULL, NULL) != SQLITE_OK) {
+        rc = -EIO;
+        break;
+      }
+      if (r->summary == NULL && res->quarantine == NULL)
+        continue;
+    }
     if (res->quarantine != NULL) {
       if (q == NULL &&
           sqlite3_prepare_v2(s->writer,
@@ -142,6 +226,13 @@ static int px__write_summaries(px__sqlite_t *s, px__job_t *j) {
       sqlite3_bind_text(q, 3, res->quarantine, -1, SQLITE_STATIC);
       sqlite3_bind_int64(q, 4, (sqlite3_int64)time(NULL));
       rc = sqlite3_step(q) == SQLITE_DONE ? 0 : -EIO;
+      if (rc == 0 && res->recheck) {
+        /* Summarised before, quarantined now: the old summary goes. */
+        char sql[96];
+        snprintf(sql, sizeof(sql), "DELETE FROM summaries WHERE measurement_id = %lld",
+                 (long long)r->measurement_id);
+        rc = sqlite3_exec(s->writer, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : -EIO;
+      }
       continue;
     }
     sqlite3_reset(st);
@@ -154,10 +245,19 @@ static int px__write_summaries(px__sqlite_t *s, px__job_t *j) {
     sqlite3_bind_int64(st, 7, r->measurement_start_time);
     sqlite3_bind_text(st, 8, r->summary, -1, SQLITE_STATIC);
     sqlite3_bind_int(st, 9, res->claims_mismatch ? 1 : 0);
+    sqlite3_bind_int(st, 10, res->awaiting_issuer ? 1 : 0);
     if (sqlite3_step(st) != SQLITE_DONE)
       rc = -EIO;
   }
   sqlite3_finalize(q);
+  /* A bigger pool may complete chains that lacked an issuer: those
+   * measurements (this batch's included) are summarised again. */
+  if (rc == 0 && grew &&
+      sqlite3_exec(s->writer,
+                   "INSERT OR IGNORE INTO analysis_recheck SELECT measurement_id FROM summaries "
+                   "WHERE awaiting_issuer = 1",
+                   NULL, NULL, NULL) != SQLITE_OK)
+    rc = -EIO;
   if (rc != 0)
     return rc;
   sqlite3_reset(s->set_analyzed);
@@ -282,7 +382,7 @@ static int px__write_version(px__sqlite_t *s, px__job_t *j) {
     return rc;
   char sql[256];
   snprintf(sql, sizeof(sql),
-           "DELETE FROM summaries; DELETE FROM quarantine; "
+           "DELETE FROM summaries; DELETE FROM quarantine; DELETE FROM analysis_recheck; "
            "UPDATE analysis_state SET last_id = 0 WHERE id = 1; "
            "UPDATE analysis_version SET version = %d WHERE id = 1;",
            v->version);
@@ -328,4 +428,44 @@ int px__sq_quarantined(px_store_t *base, unsigned limit,
   sqlite3_finalize(st);
   px__store_reader_done(s, slot);
   return rc;
+}
+
+int px__sq_pool(px_store_t *base, int (*cb)(void *data, const uint8_t *der, size_t n), void *data) {
+  px__sqlite_t *s = px__sq(base);
+  int slot;
+  sqlite3 *db = px__store_reader(s, &slot);
+  sqlite3_stmt *st;
+  int rc = 0, step = SQLITE_DONE;
+  if (sqlite3_prepare_v2(db, "SELECT der FROM intermediate_pool ORDER BY added_at, rowid", -1, &st,
+                         NULL) != SQLITE_OK) {
+    px__store_reader_done(s, slot);
+    return -EIO;
+  }
+  while (rc == 0 && (step = sqlite3_step(st)) == SQLITE_ROW)
+    rc = cb(data, sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0));
+  if (rc == 0 && step != SQLITE_DONE)
+    rc = -EIO;
+  sqlite3_finalize(st);
+  px__store_reader_done(s, slot);
+  return rc;
+}
+
+typedef struct {
+  const px_blob_t *certs;
+  size_t n;
+} px__pool_job_t;
+
+static int px__write_pool_job(px__sqlite_t *s, px__job_t *j) {
+  px__pool_job_t *p = j->arg;
+  px_blobs_t blobs = {(px_blob_t *)p->certs, p->n, p->n};
+  int64_t size = 0;
+  bool grew = false;
+  int rc = px__pool_size(s, &size);
+  return rc != 0 ? rc : px__write_pool(s, &blobs, &size, &grew);
+}
+
+int px__sq_pool_add(px_store_t *base, const px_blob_t *certs, size_t n) {
+  px__pool_job_t p = {certs, n};
+  px__job_t job = {.write = px__write_pool_job, .arg = &p};
+  return px__store_run(px__sq(base), &job);
 }

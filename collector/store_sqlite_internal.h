@@ -61,6 +61,8 @@ int px__sq_analyze(px_store_t *base, unsigned max,
                    int (*summarize)(void *data, const px_stored_t *m, px_analysis_out_t *out),
                    void *data);
 int px__sq_analysis_version(px_store_t *base, int version, bool *requeued);
+int px__sq_pool(px_store_t *base, int (*cb)(void *data, const uint8_t *der, size_t n), void *data);
+int px__sq_pool_add(px_store_t *base, const px_blob_t *certs, size_t n);
 int px__sq_quarantined(px_store_t *base, unsigned limit,
                        int (*cb)(void *data, const char *uid, const char *reason, time_t at),
                        void *data, int64_t *total);

@@ -61,8 +61,40 @@ static void px__narrow(px_x509_verdict_t *v, STACK_OF(X509) *chain, time_t at) {
   }
 }
 
+/* Where the built chain came from: the certificate above the leaf, and
+ * whether any certificate of it is neither presented nor a root of the
+ * store (then it came from the pool). */
+static void px__provenance(px_x509_verdict_t *v, X509_STORE_CTX *ctx, STACK_OF(X509) *presented,
+                           STACK_OF(X509) *pool) {
+  STACK_OF(X509) *chain = X509_STORE_CTX_get0_chain(ctx);
+  int n = chain != NULL ? sk_X509_num(chain) : 0;
+  if (n >= 2) {
+    unsigned char *spki = NULL;
+    int len = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(sk_X509_value(chain, 1)), &spki);
+    unsigned md_len = 0;
+    v->has_issuer = len > 0 && EVP_Digest(spki, (size_t)len, v->issuer_spki, &md_len,
+                                          EVP_sha256(), NULL) == 1;
+    OPENSSL_free(spki);
+  }
+  for (int i = 1; pool != NULL && v->nerrors == 0 && i < n; i++) {
+    X509 *c = sk_X509_value(chain, i);
+    bool presented_here = false;
+    for (int k = 0; k < sk_X509_num(presented) && !presented_here; k++)
+      presented_here = X509_cmp(c, sk_X509_value(presented, k)) == 0;
+    /* Only an incomplete chain gets here: the pool is searched then. */
+    for (int k = 0; !presented_here && !v->completed_from_pool && k < sk_X509_num(pool); k++)
+      if (X509_cmp(c, sk_X509_value(pool, k)) == 0)
+        v->completed_from_pool = true;
+  }
+}
+
 int px_x509_judge(X509_STORE *store, STACK_OF(X509) *presented,
                   const char *hostname, time_t at, px_x509_verdict_t *out) {
+  return px_x509_judge_with(store, presented, NULL, hostname, at, out);
+}
+
+int px_x509_judge_with(X509_STORE *store, STACK_OF(X509) *presented, STACK_OF(X509) *pool,
+                       const char *hostname, time_t at, px_x509_verdict_t *out) {
   memset(out, 0, sizeof(*out));
   if (at == 0)
     at = time(NULL);
@@ -81,6 +113,8 @@ int px_x509_judge(X509_STORE *store, STACK_OF(X509) *presented,
   }
   for (int i = 1; i < sk_X509_num(presented); i++)
     sk_X509_push(untrusted, sk_X509_value(presented, i));
+  for (int i = 0; pool != NULL && i < sk_X509_num(pool); i++)
+    sk_X509_push(untrusted, sk_X509_value(pool, i));
   /* OpenSSL reads a certificate's extensions into a cache on first use,
    * and X509_verify_cert checks the critical flag before it has always
    * done so: a malformed certificate judged for the first time could miss
@@ -108,6 +142,7 @@ int px_x509_judge(X509_STORE *store, STACK_OF(X509) *presented,
       out->nerrors = 1;
     }
     out->judged = true;
+    px__provenance(out, ctx, presented, pool);
     px__narrow(out, presented, at);
     px__narrow(out, X509_STORE_CTX_get0_chain(ctx), at);
     out->hostname_match =
@@ -143,6 +178,11 @@ void px_x509_judge_cache_free(px_x509_judge_cache_t *cache) {
   free(cache);
 }
 
+void px_x509_judge_cache_clear(px_x509_judge_cache_t *cache) {
+  for (unsigned i = 0; cache != NULL && i < cache->slots; i++)
+    cache->entries[i].used = false;
+}
+
 static int px__chain_key(STACK_OF(X509) *chain, uint8_t key[32]) {
   EVP_MD_CTX *md = EVP_MD_CTX_new();
   unsigned len = 0;
@@ -163,12 +203,18 @@ static int px__chain_key(STACK_OF(X509) *chain, uint8_t key[32]) {
 int px_x509_judge_cached(px_x509_judge_cache_t *cache, X509_STORE *store,
                          STACK_OF(X509) *presented, const char *hostname,
                          time_t at, px_x509_verdict_t *out) {
+  return px_x509_judge_cached_with(cache, store, presented, NULL, hostname, at, out);
+}
+
+int px_x509_judge_cached_with(px_x509_judge_cache_t *cache, X509_STORE *store,
+                              STACK_OF(X509) *presented, STACK_OF(X509) *pool,
+                              const char *hostname, time_t at, px_x509_verdict_t *out) {
   uint8_t key[32];
   if (at == 0)
     at = time(NULL);
   if (cache == NULL || presented == NULL || sk_X509_num(presented) == 0 ||
       px__chain_key(presented, key) != 0)
-    return px_x509_judge(store, presented, hostname, at, out);
+    return px_x509_judge_with(store, presented, pool, hostname, at, out);
 
   struct px__judged *e = &cache->entries[(((unsigned)key[0] << 8) | key[1]) % cache->slots];
   if (e->used && memcmp(e->key, key, sizeof(key)) == 0 &&
@@ -181,7 +227,7 @@ int px_x509_judge_cached(px_x509_judge_cache_t *cache, X509_STORE *store,
     ERR_clear_error();
     return 0;
   }
-  int rc = px_x509_judge(store, presented, hostname, at, out);
+  int rc = px_x509_judge_with(store, presented, pool, hostname, at, out);
   if (rc == 0 && out->judged) {
     e->used = true;
     memcpy(e->key, key, sizeof(key));

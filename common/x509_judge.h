@@ -25,6 +25,14 @@ typedef struct px_x509_verdict {
    * [stable_from, stable_until): no notBefore/notAfter of a certificate
    * involved lies in between. */
   time_t stable_from, stable_until;
+  /* The certificate that signed the leaf in the chain OpenSSL built (the
+   * next one up, even when the chain fails further up): its SPKI's
+   * SHA-256. Absent for a lone self-signed leaf. */
+  bool has_issuer;
+  uint8_t issuer_spki[32];
+  /* The chain verified only with a certificate of the extra pool (not
+   * presented by the peer): a server that omits its intermediate. */
+  bool completed_from_pool;
 } px_x509_verdict_t;
 
 /* Verifies presented (leaf first, as the peer sent it; the rest are used as
@@ -33,6 +41,11 @@ typedef struct px_x509_verdict {
  * first. Returns 0, or -ENOMEM. */
 int px_x509_judge(X509_STORE *store, STACK_OF(X509) *presented,
                   const char *hostname, time_t at, px_x509_verdict_t *out);
+/* The same with pool (may be NULL): more untrusted intermediates, tried
+ * after the presented ones, never trusted as roots (the collector's
+ * intermediates seen in other chains, as browsers complete chains). */
+int px_x509_judge_with(X509_STORE *store, STACK_OF(X509) *presented, STACK_OF(X509) *pool,
+                       const char *hostname, time_t at, px_x509_verdict_t *out);
 
 /* Remembers chain judgements (keyed by the SHA-256 of the presented DER,
  * for one trust store) so a chain seen again, on another address or for
@@ -48,6 +61,12 @@ void px_x509_judge_cache_free(px_x509_judge_cache_t *cache);
 int px_x509_judge_cached(px_x509_judge_cache_t *cache, X509_STORE *store,
                          STACK_OF(X509) *presented, const char *hostname,
                          time_t at, px_x509_verdict_t *out);
+/* With a pool (px_x509_judge_with): the cache must be cleared whenever the
+ * pool changes. */
+int px_x509_judge_cached_with(px_x509_judge_cache_t *cache, X509_STORE *store,
+                              STACK_OF(X509) *presented, STACK_OF(X509) *pool,
+                              const char *hostname, time_t at, px_x509_verdict_t *out);
+void px_x509_judge_cache_clear(px_x509_judge_cache_t *cache);
 
 /* The trust store chains are judged against: ca_file, or (NULL) the
  * system's (OpenSSL's default file, which honours SSL_CERT_FILE). desc gets

@@ -186,10 +186,37 @@ class BrokenDNS(pxtest.TestCase):
                                    "--ca-file", pxtest.CA, "--timeout", "900",
                                    "servfail.bad.test", "refused.bad.test", "silent.bad.test",
                                    "truncated.bad.test", "malformed.bad.test", "loop.bad.test",
-                                   "wrongid.bad.test", "garbage.bad.test", "ok.bad.test"]))
+                                   "wrongid.bad.test", "garbage.bad.test", "ok.bad.test",
+                                   "injected.bad.test"]))
 
     def query(self, target, qtype="A"):
         return [q for q in self.ms[target]["test_keys"]["queries"] if q["query_type"] == qtype]
+
+    def test_late_reply_of_an_injector_is_kept(self):
+        """The forged answer comes first (c-ares takes it); the genuine one
+        60 ms later is in dns_late_replies, paired by transaction id."""
+        m = self.ms["injected.bad.test"]
+        first, = [q for q in self.query("injected.bad.test") if q["engine"] == "udp"]
+        self.assertEqual([a.get("ipv4") for a in first["answers"]], ["127.80.9.99"])
+        late = m["test_keys"]["dns_late_replies"]
+        self.assertEqual(len(late), 1, late)
+        self.assertEqual(late[0]["transaction_id"], first["transaction_id"])
+        self.assertEqual((late[0]["engine"], late[0]["query_type"], late[0]["resolver_address"]),
+                         ("udp", "A", first["resolver_address"]))
+        self.assertEqual([a.get("ipv4") for a in late[0]["answers"]], ["127.80.1.1"])
+        self.assertGreater(late[0]["t"], late[0]["t0"])
+        self.assertIsNone(late[0]["failure"])
+        # A resolver that answers once leaves nothing late.
+        self.assertNotIn("dns_late_replies", self.ms["ok.bad.test"]["test_keys"])
+        self.assertEqual(m["annotations"]["dns_late_window_ms"], "1000")
+
+    def test_late_window_off(self):
+        m, = measure(["--resolver", pxtest.BAD_DNS, "--no-system-resolver", "--timeout", "900",
+                      "--allow-nonpublic-addresses", "--dns-late-window", "0", "injected.bad.test"])
+        self.assertNotIn("dns_late_replies", m["test_keys"])
+        p = pxtest.run(["measure", "--dns-late-window", "x", "injected.bad.test"])
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("--dns-late-window", p.stderr)
 
     def test_error_rcodes(self):
         self.assertEqual(self.query("servfail.bad.test")[0]["failure"], "dns_servfail_error")

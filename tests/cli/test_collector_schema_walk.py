@@ -95,6 +95,9 @@ def complete_base():
     tk["tcp_connect"].append(other["test_keys"]["tcp_connect"][0])
     tk["control_addresses"] = ["127.80.1.1"]
     tk["skipped_addresses"] = [{"ip": "10.1.2.3", "reason": "private", "transaction_id": 1}]
+    late = copy.deepcopy(next(q for q in tk["queries"] if q["engine"] == "udp"))
+    late["t"] += 0.05
+    tk["dns_late_replies"] = [late]
     # One query of each kind is enough to reach every field.
     by_type = {}
     for q in tk["queries"]:

@@ -2,7 +2,10 @@
  * through what the agent does with it: px_dns_entry_fields (the df-002
  * entry agent/job.c records), the addresses it would then probe, and the
  * measurement that would be signed and uploaded, which the collector must
- * accept and be able to analyse. Input: the raw wire response. */
+ * accept and be able to analyse. Input: the raw wire response; it is also
+ * replayed as a duplicate late reply, and split in two as a first reply
+ * followed by a late one (test_keys.dns_late_replies, which the analysis
+ * pairs with the first answer). */
 #include <ares.h>
 #include <string.h>
 
@@ -49,21 +52,30 @@ static json_t *px__skipped(json_t *answers, int qtype) {
   return skipped;
 }
 
-static void px__one(const uint8_t *data, size_t size, int qtype, bool final, const char *engine) {
+/* A df-002 entry of one wire reply. n gets how many addresses it holds. */
+static json_t *px__entry(const uint8_t *data, size_t size, int qtype, bool final,
+                         const char *engine, int *n) {
   char type_buf[16];
   json_t *e = json_object();
   json_object_set_new(e, "engine", json_string(engine));
   json_object_set_new(e, "resolver_address", json_string("127.80.0.54:5353"));
   json_object_set_new(e, "hostname", json_string("www.example.test"));
   json_object_set_new(e, "query_type", json_string(px_dns_type_name(qtype, type_buf, sizeof(type_buf))));
-  int n = px_dns_entry_fields(e, ARES_EBADRESP, data, size, qtype, final);
+  *n = px_dns_entry_fields(e, ARES_EBADRESP, data, size, qtype, final);
   json_object_set_new(e, "t0", json_real(0.001));
   json_object_set_new(e, "t", json_real(0.002));
   json_object_set_new(e, "transaction_id", json_integer(1));
-
   json_t *answers = json_object_get(e, "answers");
-  if (!json_is_array(answers) || n < 0 || (size_t)n > json_array_size(answers))
-    px_fuzz_fail("answers/naddresses inconsistent (%d)", n);
+  if (!json_is_array(answers) || *n < 0 || (size_t)*n > json_array_size(answers))
+    px_fuzz_fail("answers/naddresses inconsistent (%d)", *n);
+  return e;
+}
+
+static void px__one(const uint8_t *data, size_t size, int qtype, bool final, const char *engine,
+                    const uint8_t *late, size_t late_size) {
+  int n;
+  json_t *e = px__entry(data, size, qtype, final, engine, &n);
+  json_t *answers = json_object_get(e, "answers");
 
   json_t *keys = json_object(), *queries = json_array();
   json_object_set_new(keys, "skipped_addresses", px__skipped(answers, qtype));
@@ -71,6 +83,11 @@ static void px__one(const uint8_t *data, size_t size, int qtype, bool final, con
   json_object_set_new(keys, "queries", queries);
   json_object_set_new(keys, "tcp_connect", json_array());
   json_object_set_new(keys, "tls_handshakes", json_array());
+  if (late != NULL) {
+    json_t *l = px__entry(late, late_size, qtype, true, "udp", &n);
+    json_object_set_new(l, "t", json_real(0.06));
+    json_object_set_new(keys, "dns_late_replies", json_pack("[o]", l));
+  }
   json_t *m = px_fuzz_measurement(keys);
   px_fuzz_check_publishable(m, "dns answer");
   json_decref(m);
@@ -80,7 +97,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   /* The probe asks A and AAAA of every resolver; a UDP answer may be
    * followed by a TCP one (final false), and no answer at all is an
    * entry too. */
-  px__one(data, size, PX_DNS_TYPE_A, true, "udp");
-  px__one(data, size, PX_DNS_TYPE_AAAA, false, "tcp");
+  px__one(data, size, PX_DNS_TYPE_A, true, "udp", NULL, 0);
+  px__one(data, size, PX_DNS_TYPE_AAAA, false, "tcp", NULL, 0);
+  /* The same packet twice (a duplicate), and a first and a late one. */
+  px__one(data, size, PX_DNS_TYPE_A, true, "udp", data, size);
+  px__one(data, size / 2, PX_DNS_TYPE_A, true, "udp", data + size / 2, size - size / 2);
   return 0;
 }

@@ -20,6 +20,10 @@ query name (case-insensitive):
   wrongid.bad.test     correct answer (A 127.80.1.1 ttl 60) but
                        id = (query id + 1) % 65536
   ok.bad.test          A 127.80.1.1 ttl 60; AAAA -> NOERROR, no answers
+  injected.bad.test    an on-path injector: over UDP, A -> at once a forged
+                       A 127.80.9.99, then 60 ms later (same id) the genuine
+                       A 127.80.1.1; AAAA -> NOERROR, no answers. TCP: the
+                       genuine answer only
   anything else        NXDOMAIN
 
 The names are matched for every qtype; the answer-carrying cases only
@@ -48,6 +52,18 @@ C_IN = 1
 NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED = 0, 1, 2, 3, 4, 5
 
 OK_A = "127.80.1.1"
+INJECTED_A = "127.80.9.99"
+
+
+def genuine_late(msg):
+    """injected.bad.test's second, genuine UDP reply to msg, or None."""
+    try:
+        q, err = parse_query(msg)
+    except (ValueError, struct.error):
+        return None
+    if err is not None or q.qname.rstrip(".") != "injected.bad.test" or q.qtype != T_A:
+        return None
+    return simple(q, NOERROR, [rr_a(OK_A)])
 TTL = 60
 
 
@@ -235,6 +251,9 @@ def respond(msg, transport):
     if name == "wrongid.bad.test":
         ans = [rr_a(OK_A)] if q.qtype == T_A else []
         return simple(q, NOERROR, ans, qid=(q.id + 1) % 65536)
+    if name == "injected.bad.test":
+        ans = [rr_a(INJECTED_A if transport == "udp" else OK_A)] if q.qtype == T_A else []
+        return simple(q, NOERROR, ans)
     if name == "ok.bad.test":
         ans = [rr_a(OK_A)] if q.qtype == T_A else []
         return simple(q, NOERROR, ans)
@@ -271,6 +290,15 @@ class Server:
                     self.udp.sendto(resp, peer)
                 except OSError:
                     pass
+            late = genuine_late(msg)
+            if late is not None:
+                threading.Timer(0.06, self._send_quietly, (late, peer)).start()
+
+    def _send_quietly(self, data, peer):
+        try:
+            self.udp.sendto(data, peer)
+        except OSError:
+            pass
 
     def serve_tcp(self):
         self.tcp.settimeout(0.5)

@@ -2,6 +2,7 @@
 #include <openssl/x509v3.h>
 #include <string.h>
 
+#include "collector/summary.h"
 #include "common/encoding.h"
 #include "common/x509_fields.h"
 #include "common/x509_judge.h"
@@ -383,4 +384,56 @@ PX_TEST(x509_judge_first_time_like_later) {
   assert_true(critical);
   X509_STORE_free(store);
   sk_X509_pop_free(chain, X509_free);
+}
+
+/* Chain completion (issue 11): the issuer the chain was built through, an
+ * incomplete chain completed from the pool (and said so), and what may
+ * join the pool: a CA certificate that chains to the store, never a leaf
+ * or a root. */
+PX_TEST(x509_judge_pool_and_issuer) {
+  (void)state;
+  px__kc_t root = px__make("/CN=Root", NULL, NULL, true, -3600, 86400);
+  px__kc_t inter = px__make("/CN=Intermediate", &root, NULL, true, -3600, 86400);
+  px__kc_t leaf = px__make("/CN=www.example.test", &inter, "DNS:www.example.test", false, -60, 3600);
+  X509_STORE *store = px__store(root.cert);
+  STACK_OF(X509) *full = px__chain(leaf.cert, inter.cert), *bare = px__chain(leaf.cert, NULL);
+  STACK_OF(X509) *pool = px__chain(inter.cert, NULL);
+  px_x509_verdict_t v;
+  uint8_t spki[32];
+  unsigned char *der = NULL;
+  unsigned md_len;
+  int len = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(inter.cert), &der);
+  assert_true(len > 0 && EVP_Digest(der, (size_t)len, spki, &md_len, EVP_sha256(), NULL) == 1);
+  OPENSSL_free(der);
+
+  assert_int_equal(px_x509_judge(store, full, "www.example.test", 0, &v), 0);
+  assert_true(px_x509_verdict_ok(&v));
+  assert_true(v.has_issuer);
+  assert_memory_equal(v.issuer_spki, spki, 32);
+  assert_false(v.completed_from_pool);
+
+  assert_int_equal(px_x509_judge_with(store, bare, NULL, "www.example.test", 0, &v), 0);
+  assert_false(px_x509_verdict_ok(&v));
+  assert_int_equal(px_x509_judge_with(store, bare, pool, "www.example.test", 0, &v), 0);
+  assert_true(px_x509_verdict_ok(&v));
+  assert_true(v.completed_from_pool);
+  assert_memory_equal(v.issuer_spki, spki, 32);
+  /* The full chain with the pool at hand does not claim the pool. */
+  assert_int_equal(px_x509_judge_with(store, full, pool, "www.example.test", 0, &v), 0);
+  assert_false(v.completed_from_pool);
+
+  assert_true(px_pool_admits(inter.cert, store, NULL, 0));
+  assert_false(px_pool_admits(leaf.cert, store, full, 0));
+  assert_false(px_pool_admits(root.cert, store, NULL, 0));
+  X509_STORE *other = px__store(leaf.cert);
+  assert_false(px_pool_admits(inter.cert, other, NULL, 0));
+
+  X509_STORE_free(other);
+  sk_X509_free(pool);
+  sk_X509_free(bare);
+  sk_X509_free(full);
+  X509_STORE_free(store);
+  px__free(&leaf);
+  px__free(&inter);
+  px__free(&root);
 }
