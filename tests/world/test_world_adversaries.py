@@ -63,6 +63,8 @@ def port443(key):
 
 
 class Adversaries(unittest.TestCase):
+    maxDiff = None
+
     @classmethod
     def setUpClass(cls):
         cls.collector = None
