@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# make demo: a simulated internet of six countries (network namespaces, see
-# tests/world): one intercepts www.icloud.com on the path (2014), one
+# make demo: a simulated internet of eleven countries (network namespaces,
+# see tests/world): one intercepts www.icloud.com on the path (2014), one
 # redirects a news site by DNS, one resets handshakes to a social network,
+# one serves mail from a rogue intermediate (2015), one intercepts a bank
+# with a state root its citizens were told to install, one black-holes
+# handshakes to a video site, one injects forged DNS answers for a forum;
 # a CDN legitimately serves different certificates in different regions.
 # Agents in every country run real rounds against a real collector, and the
 # comparison names the interference -- and only it. Nothing leaves the
@@ -28,7 +31,8 @@ demo_world() {
   "$WORLD" up "$W"
   URL="http://$(env_value COLLECTOR_ADDR):$(env_value COLLECTOR_PORT)"
   printf '%s\n' www.icloud.com appleid.apple.com cdn.example.com news.example.com whoami.example.net \
-    social.example.org down.example.net > "$OUT/targets.txt"
+    social.example.org down.example.net mail.example.net bank.example.net video.example.com \
+    forum.example.org > "$OUT/targets.txt"
   "$WORLD" exec core -- "$COLLECTOR_BIN" --listen "${URL#http://}" \
     --db "sqlite:$OUT/collector.sqlite" --ca-file "$W/pki/ca.pem" \
     --targets "$OUT/targets.txt" --allow-nonpublic-addresses 2>"$OUT/collector.log" &
@@ -39,13 +43,17 @@ demo_world() {
   done
 
   echo
-  echo "== Six volunteers set up (consent, config, key), as \`parallax setup\` does"
+  local n trust
+  n=$(env_value WORLD_VANTAGES | wc -w)
+  echo "== $n volunteers set up (consent, config, key), as \`parallax setup\` does"
   rm -rf "$OUT/agents"
   for cc in $(env_value WORLD_VANTAGES); do
+    # KZ's volunteers were made to install the state root (TRUST_KZ).
+    trust=$(env_value "TRUST_$cc")
     "$WORLD" exec "$cc" -- "$PX" setup --yes --config "$OUT/agents/$cc.conf" \
       --state-dir "$OUT/agents/$cc" --collector "$URL" \
       --resolver "$(env_value "RESOLVER_$cc")" --no-system-resolver \
-      --ca-file "$W/pki/ca.pem" --probe-cc "$cc" --probe-asn "$(env_value "ASN_$cc")" \
+      --ca-file "$W/pki/${trust:-ca.pem}" --probe-cc "$cc" --probe-asn "$(env_value "ASN_$cc")" \
       --allow-nonpublic-addresses --timeout 3000 > "$OUT/setup-$cc.log"
     echo "   $cc: $(grep 'key id:' "$OUT/setup-$cc.log" | sed 's/^ *//')"
   done
@@ -60,12 +68,13 @@ demo_world() {
       pids+=($!)
     done
     wait "${pids[@]}"
-    echo "   round $round: $(grep -h 'uploaded' "$OUT"/agent-*-"$round".log | wc -l) of 6 agents uploaded;" \
+    echo "   round $round: $(grep -h 'uploaded' "$OUT"/agent-*-"$round".log | wc -l) of $n agents uploaded;" \
          "$(grep -h 'kept on this machine' "$OUT"/agent-*-"$round".log | wc -l) kept whoami.example.net" \
          "(their own address) local"
   done
 
-  for domain in www.icloud.com news.example.com social.example.org cdn.example.com; do
+  for domain in www.icloud.com news.example.com social.example.org cdn.example.com \
+                mail.example.net bank.example.net video.example.com forum.example.org; do
     echo
     echo "== parallax compare --domain $domain"
     "$WORLD" exec core -- "$PX" compare --collector "$URL" --domain "$domain" | sed 's/^/  /'

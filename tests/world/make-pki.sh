@@ -10,6 +10,12 @@
 #   inter.pem/.key      CN=Parallax World Intermediate CA  (signed by root)
 #   inter2.pem/.key     CN=Parallax World CDN Intermediate CA (signed by root;
 #                       issues the region B CDN certificate)
+#   inter-rogue.pem/.key CN=Parallax World Rogue Intermediate CA (signed by
+#                       root, so what it issues validates: it issues EG's
+#                       mail.example.net)
+#   state-root.pem/.key CN=Parallax World State Root: self-signed, NOT in
+#                       ca.pem (issues KZ's bank.example.net)
+#   kz-trust.pem        ca.pem + state-root.pem: the trust store of KZ's agents
 #   Leaves, each with NAME-chain.pem = leaf + its intermediate (what nginx serves):
 #   icloud              www.icloud.com, icloud.com, setup.icloud.com   (inter)
 #   appleid             appleid.apple.com                              (inter)
@@ -17,6 +23,15 @@
 #   social              social.example.org                             (inter)
 #   cdn-a               cdn.example.com, subject O=CDN region A        (inter)
 #   cdn-b               cdn.example.com, subject O=CDN region B        (inter2)
+#   mail                mail.example.net                               (inter)
+#   rogue-mail          mail.example.net                         (inter-rogue)
+#   bank                bank.example.net                               (inter)
+#   state-bank          bank.example.net                          (state-root)
+#   shop                shop.example.com (the geo node serves shop.pem alone)
+#   rotate-a, rotate-b  rotate.example.com, two keys                   (inter)
+#   expired             expired.example.org, valid from -60 to -30 days (inter)
+#   video               video.example.com                              (inter)
+#   forum               forum.example.org                              (inter)
 #   Self-signed, no chain:
 #   mitm.pem/.key       RSA 2048, /C=cn/O=www.icloud.com/CN=www.icloud.com,
 #                       no SAN: the 2014 iCloud MITM certificate
@@ -130,7 +145,8 @@ sign() {
         }
 }
 
-# leaf NAME SIGNER ORG DNS... (first DNS name is the CN)
+# leaf NAME SIGNER ORG DNS... (first DNS name is the CN); L_START and L_END
+# override the validity.
 leaf() {
     local name=$1 signer=$2 org=$3
     shift 3
@@ -146,7 +162,8 @@ subjectAltName         = $san
 subjectKeyIdentifier   = hash
 authorityKeyIdentifier = keyid:always
 EOF
-    sign "$name" "/O=$org/CN=$cn" "$signer" v3_leaf "$TMP/$name.ext" "$NOW_START" "$LEAF_END"
+    sign "$name" "/O=$org/CN=$cn" "$signer" v3_leaf "$TMP/$name.ext" \
+        "${L_START:-$NOW_START}" "${L_END:-$LEAF_END}"
     cat "$OUT/$name.pem" "$OUT/$signer.pem" > "$OUT/$name-chain.pem"
 }
 
@@ -164,6 +181,19 @@ newkey_ec "$OUT/inter2.key"
 sign inter2 "/O=parallax world/CN=Parallax World CDN Intermediate CA" root v3_inter \
     "$TMP/openssl.cnf" "$NOW_START" "$CA_END"
 
+# The 2015 pattern: an intermediate the root really signed, in hands that
+# issue for names they should not.
+newkey_ec "$OUT/inter-rogue.key"
+sign inter-rogue "/O=parallax world/CN=Parallax World Rogue Intermediate CA" root v3_inter \
+    "$TMP/openssl.cnf" "$NOW_START" "$CA_END"
+
+# A root a state asks its citizens to install (Kazakhstan 2015/2019): only
+# KZ's agents trust it.
+newkey_ec "$OUT/state-root.key"
+sign state-root "/O=parallax world/CN=Parallax World State Root" self v3_root \
+    "$TMP/openssl.cnf" "$NOW_START" "$CA_END"
+cat "$OUT/ca.pem" "$OUT/state-root.pem" > "$OUT/kz-trust.pem"
+
 # --- leaves ----------------------------------------------------------------
 leaf icloud  inter  "parallax world" www.icloud.com icloud.com setup.icloud.com
 leaf appleid inter  "parallax world" appleid.apple.com
@@ -171,6 +201,17 @@ leaf news    inter  "parallax world" news.example.com
 leaf social  inter  "parallax world" social.example.org
 leaf cdn-a   inter  "CDN region A"   cdn.example.com
 leaf cdn-b   inter2 "CDN region B"   cdn.example.com
+leaf mail       inter       "parallax world" mail.example.net
+leaf rogue-mail inter-rogue "parallax world" mail.example.net
+leaf bank       inter       "parallax world" bank.example.net
+leaf state-bank state-root  "parallax world" bank.example.net
+leaf shop       inter       "parallax world" shop.example.com
+leaf rotate-a   inter       "parallax world" rotate.example.com
+leaf rotate-b   inter       "parallax world" rotate.example.com
+leaf video      inter       "parallax world" video.example.com
+leaf forum      inter       "parallax world" forum.example.org
+L_START=$(date -u -d '60 days ago' +%y%m%d%H%M%SZ) L_END=$(date -u -d '30 days ago' +%y%m%d%H%M%SZ) \
+    leaf expired inter "parallax world" expired.example.org
 
 # --- self-signed -----------------------------------------------------------
 # The 2014 iCloud MITM certificate: RSA 2048, self-signed, no SAN.

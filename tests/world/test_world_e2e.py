@@ -9,17 +9,16 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE = os.environ.get("PX_SOURCE_DIR", os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(SOURCE, "tests", "cli"))
 import pxtest  # noqa: E402
-from worldlib import URL, W, WORLD, in_ns  # noqa: E402
+import worldlib  # noqa: E402
+from worldlib import URL, W, in_ns  # noqa: E402
 
 BIN = pxtest.BIN
 COLLECTOR_BIN = os.environ.get("PX_COLLECTOR_BIN", os.path.join(os.path.dirname(BIN), "parallax-collector"))
@@ -63,56 +62,17 @@ class RowParser(html.parser.HTMLParser):
 class World(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        if os.geteuid() != 0:
-            print("SKIPPED: the world of network namespaces needs root", file=sys.stderr)
-            sys.exit(77)
-        cls.dir = tempfile.mkdtemp(prefix="px-world-")
-        up = subprocess.run([WORLD, "up", cls.dir], capture_output=True, text=True, timeout=120)
-        if up.returncode == 77:
-            print("SKIPPED: " + up.stderr.strip(), file=sys.stderr)
-            sys.exit(77)
-        if up.returncode != 0:
-            raise AssertionError("world.sh up failed:\n" + up.stdout + up.stderr)
+        cls.collector = None
+        cls.dir = worldlib.up("px-world-")
         cls.ca = os.path.join(cls.dir, "pki", "ca.pem")
-        targets = os.path.join(cls.dir, "targets.txt")
-        with open(targets, "w") as f:
-            f.write("\n".join(list(EXPECTED) + [W["DOMAIN_WHOAMI"]]) + "\n")
-        cls.collector_log = open(os.path.join(cls.dir, "collector.log"), "w")
-        cls.collector = subprocess.Popen(
-            [WORLD, "exec", "core", "--", COLLECTOR_BIN, "--listen", f'{W["COLLECTOR_ADDR"]}:{W["COLLECTOR_PORT"]}',
-             "--db", f"sqlite:{cls.dir}/collector.sqlite", "--ca-file", cls.ca, "--targets", targets,
-             "--allow-nonpublic-addresses"], stdout=cls.collector_log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 20
-        while True:
-            p = in_ns("core", "curl", "-fsS", f"{URL}/healthz", check=False)
-            if p.returncode == 0:
-                break
-            if time.monotonic() > deadline or cls.collector.poll() is not None:
-                raise AssertionError("the collector did not start")
-            time.sleep(0.1)
-        # Two rounds: the first finds which addresses verify where, the second
-        # gets them as control addresses from the check-in.
+        cls.collector = worldlib.start_collector(COLLECTOR_BIN, cls.dir, cls.ca,
+                                                 list(EXPECTED) + [W["DOMAIN_WHOAMI"]])
         # Each volunteer sets up once (consent, config, key), then the
         # timer's command runs: two rounds, the first finds which addresses
         # verify where, the second gets them as control addresses.
         for cc in COUNTRIES:
-            in_ns(cc, BIN, "setup", "--yes", "--config", cls.config(cc),
-                  "--state-dir", cls.state(cc), "--collector", URL,
-                  "--resolver", W["RESOLVER_" + cc], "--no-system-resolver",
-                  "--ca-file", cls.ca, "--probe-cc", cc, "--probe-asn", W["ASN_" + cc],
-                  "--allow-nonpublic-addresses", "--timeout", "3000")
-        cls.rounds = []
-        for _ in range(2):
-            procs = {}
-            for cc in COUNTRIES:
-                procs[cc] = subprocess.Popen(
-                    [WORLD, "exec", cc, "--", BIN, "run", "--config", cls.config(cc)],
-                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            results = {}
-            for cc, p in procs.items():
-                out, err = p.communicate(timeout=300)
-                results[cc] = (p.returncode, err)
-            cls.rounds.append(results)
+            worldlib.setup_agent(BIN, cls.dir, cc, cls.ca)
+        cls.rounds = [worldlib.run_round(BIN, cls.dir, COUNTRIES) for _ in range(2)]
         cls.docs = {}
         for domain in EXPECTED:
             p = in_ns("core", BIN, "compare", "--collector", URL, "--domain", domain, "--json")
@@ -120,24 +80,17 @@ class World(unittest.TestCase):
 
     @classmethod
     def config(cls, cc):
-        return os.path.join(cls.dir, "agents", cc + ".conf")
+        return worldlib.agent_config(cls.dir, cc)
 
     @classmethod
     def state(cls, cc):
-        return os.path.join(cls.dir, "agents", cc)
+        return worldlib.agent_state(cls.dir, cc)
 
     @classmethod
     def tearDownClass(cls):
-        if getattr(cls, "collector", None) is not None:
-            cls.collector.terminate()
-            try:
-                cls.collector.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                cls.collector.kill()
+        worldlib.stop(getattr(cls, "collector", None))
         if getattr(cls, "dir", None):
-            subprocess.run([WORLD, "down", cls.dir], capture_output=True, timeout=120)
-            if os.environ.get("PX_KEEP_WORLD") is None:
-                shutil.rmtree(cls.dir, ignore_errors=True)
+            worldlib.down(cls.dir)
 
     def test_whoami_stays_on_the_volunteers_machine(self):
         # The resolver answered each vantage with its own address: the

@@ -8,6 +8,9 @@ CHECK is NAME@NETNS:KIND:ADDR:PORT[:QNAME]:
   KIND dns   a UDP query for QNAME/A sent from inside NETNS gets a NOERROR
              answer with at least one record (so the server is up and, for a
              forwarding resolver, its upstream answers too)
+  KIND tls   ...:PORT:SNI:SHA256 -- a TLS handshake (SNI as given, nothing
+             verified) shows the leaf whose DER has this sha256 (lower-case
+             hex), on three connections in a row
 NETNS is a name under /run/netns; ADDR may be an IPv6 literal in brackets.
 
 One process, no `ip netns exec` per check: it switches its network namespace
@@ -21,7 +24,9 @@ import argparse
 import ctypes
 import os
 import random
+import hashlib
 import socket
+import ssl
 import struct
 import sys
 import time
@@ -96,6 +101,25 @@ def check_dns(addr, port, qname):
         s.close()
 
 
+def check_tls(addr, port, sni, sha256):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    # Right after a reload an old worker may still take a connection: the
+    # leaf has to be the new one several times over.
+    for _ in range(3):
+        try:
+            with socket.create_connection((addr, port), timeout=0.5) as raw:
+                with ctx.wrap_socket(raw, server_hostname=sni) as s:
+                    der = s.getpeercert(binary_form=True)
+        except (OSError, ssl.SSLError) as e:
+            return e.strerror or str(e) or type(e).__name__
+        got = hashlib.sha256(der).hexdigest()
+        if got != sha256.lower():
+            return "leaf %s, not %s" % (got[:16], sha256[:16])
+    return None
+
+
 def alive(pid):
     try:
         os.kill(pid, 0)
@@ -138,6 +162,8 @@ def main():
                     err = check_tcp(addr, port)
                 elif kind == "dns":
                     err = check_dns(addr, port, extra[0] if extra else "www.icloud.com")
+                elif kind == "tls" and len(extra) == 2:
+                    err = check_tls(addr, port, extra[0], extra[1])
                 else:
                     print("wait.py: unknown check kind %r" % kind, file=sys.stderr)
                     return 2

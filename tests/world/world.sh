@@ -14,6 +14,14 @@
 #   world.sh exec NS -- CMD...
 #                         run CMD in namespace NS (core, a country code such as
 #                         CN, or a full name such as pxw-cn).
+#   world.sh rotate DIR [a|b]
+#                         switch the leaf rotate.example.com serves (the other
+#                         one, or the one named) and reload nginx; returns once
+#                         the core sees the new leaf.
+#   world.sh censor DIR CC on|off
+#                         switch country CC's nftables rules (interception,
+#                         DNAT, reset, drop) on or off, for a censor that comes
+#                         and goes between rounds.
 #
 # Needs root (exit 77 with a one-line reason otherwise: the e2e tests report
 # "skipped"). Nothing is added to the host's own network namespace; the only
@@ -32,6 +40,9 @@ LOCK=/run/lock/pxw-world.lock
 # The DIR of the world that is (or was last) up: there is one world per host
 # (namespace names and addresses are fixed).
 OWNER=/run/pxw-world.owner
+# Every address nginx serves in the core (world.env keys).
+SERVICE_ADDRS="ICLOUD_V4 ICLOUD_V6 MITM APPLEID CDN_A CDN_B NEWS BLOCKPAGE SOCIAL
+    MAIL ROGUE_MAIL BANK STATE_MITM SHOP SHOP_NODE ROTATE EXPIRED VIDEO FORUM"
 
 say() { echo "world: $*"; }
 err() { echo "world: $*" >&2; }
@@ -40,6 +51,7 @@ die() { err "$*"; exit 1; }
 usage() {
     cat >&2 <<EOF
 usage: $0 up DIR | down DIR | status DIR | exec NS -- CMD...
+       $0 rotate DIR [a|b] | censor DIR CC on|off
 EOF
     exit 2
 }
@@ -271,6 +283,16 @@ check_env() {
         v=VANTAGE_ADDR_$cc;  [ "${!v:-}" = "$(vant4 $i)" ] || { echo "$v is not $(vant4 $i)"; return 1; }
         v=VANTAGE_ADDR6_$cc; [ "${!v:-}" = "$(vant6 $i)" ] || { echo "$v is not $(vant6 $i)"; return 1; }
         v=RESOLVER_$cc;      [ -n "${!v:-}" ] || { echo "$v missing"; return 1; }
+        v=ASN_$cc;           [ -n "${!v:-}" ] || { echo "$v missing"; return 1; }
+        # A censor can be switched only where there is something to switch.
+        if has_nft_rules "$cc"; then
+            in_list "$cc" "$WORLD_CENSORS" || { echo "$cc has nft rules but is not in WORLD_CENSORS"; return 1; }
+        else
+            in_list "$cc" "$WORLD_CENSORS" && { echo "$cc is in WORLD_CENSORS but has no nft rules"; return 1; }
+        fi
+    done
+    for cc in $WORLD_CENSORS; do
+        in_list "$cc" "$WORLD_VANTAGES" || { echo "WORLD_CENSORS names $cc, not a vantage"; return 1; }
     done
     # Links use 198.51.100.4 .. .(4i+3): at most 24 before the resolvers (.101).
     if [ "$i" -lt 1 ] || [ "$i" -gt 24 ]; then echo "bad WORLD_VANTAGES"; return 1; fi
@@ -285,8 +307,8 @@ build_net() (
     ip -n "$WORLD_CORE" link set lo up
     # The core's service addresses live on its lo (this kernel may lack the
     # dummy driver; lo needs none).
-    for v in AUTH_DNS COLLECTOR_ADDR ICLOUD_V4 MITM APPLEID CDN_A CDN_B NEWS \
-             BLOCKPAGE SOCIAL DOWN; do
+    for v in $SERVICE_ADDRS AUTH_DNS COLLECTOR_ADDR DOWN; do
+        [[ "${!v}" == *:* ]] && continue
         ip -n "$WORLD_CORE" addr add "${!v}/32" dev lo
     done
     for cc in $WORLD_VANTAGES; do
@@ -329,37 +351,67 @@ write_resolv_conf() {
     RESOLV_OK=$ok
 }
 
+# Countries whose vantage has nftables rules (the censors).
+has_nft_rules() {
+    in_list "$1" "$WORLD_TLS_INTERCEPT $WORLD_TLS_RESET $WORLD_TLS_ROGUE_CA $WORLD_TLS_STATE_ROOT $WORLD_TLS_DROP"
+}
+
+# nft_rules CC HOOK: the rules of CC's chain on HOOK (nat or filter), with
+# why as comments; nothing when it has none.
+nft_rules() {
+    local cc=$1
+    if [ "$2" = nat ]; then
+        in_list "$cc" "$WORLD_TLS_INTERCEPT" && cat <<EOF
+		# Path interception of the real iCloud address (the 2014 pattern):
+		# DNS is correct, TCP to $ICLOUD_V4:443 reaches the MITM. IPv6 untouched.
+		ip daddr $ICLOUD_V4 tcp dport 443 counter dnat ip to $MITM:443
+EOF
+        in_list "$cc" "$WORLD_TLS_ROGUE_CA" && cat <<EOF
+		# The 2015 pattern: $DOMAIN_MAIL gets a chain from a rogue
+		# intermediate under the same root; it validates.
+		ip daddr $MAIL tcp dport 443 counter dnat ip to $ROGUE_MAIL:443
+EOF
+        in_list "$cc" "$WORLD_TLS_STATE_ROOT" && cat <<EOF
+		# A state root the country's users were told to install (KZ 2019).
+		ip daddr $BANK tcp dport 443 counter dnat ip to $STATE_MITM:443
+EOF
+    else
+        in_list "$cc" "$WORLD_TLS_RESET" && cat <<EOF
+		# TLS handshakes to $SOCIAL:443 are reset: the TCP handshake passes, the
+		# first data segment that starts a TLS handshake record (0x16, i.e. the
+		# ClientHello) is dropped and answered with a TCP RST.
+		ip daddr $SOCIAL tcp dport 443 @ih,0,8 0x16 counter reject with tcp reset
+EOF
+        in_list "$cc" "$WORLD_TLS_DROP" && cat <<EOF
+		# TLS handshakes to $VIDEO:443 are black-holed: the TCP handshake
+		# passes, every ClientHello (and its retransmissions) is dropped
+		# silently, so the client's handshake times out.
+		ip daddr $VIDEO tcp dport 443 @ih,0,8 0x16 counter drop
+EOF
+    fi
+    return 0
+}
+
+# conf/nft-CC.nft (the censor on) and, for a censor, conf/nft-CC-off.nft
+# (an empty table: `world.sh censor` switches between the two).
 write_nft() {
-    local cc ns f
+    local cc f rules
     for cc in $WORLD_VANTAGES; do
         f=$DIR/conf/nft-$(lc "$cc").nft
         {
             echo "# nftables ruleset of vantage $cc ($(ns_of "$cc")), written by world.sh"
             echo "flush ruleset"
             echo "table inet pxw {"
-            if in_list "$cc" "$WORLD_TLS_INTERCEPT"; then
-                cat <<EOF
-	# Path interception of the real iCloud address (the 2014 pattern):
-	# DNS is correct, TCP to $ICLOUD_V4:443 reaches the MITM. IPv6 untouched.
-	chain output_nat {
-		type nat hook output priority -100; policy accept;
-		ip daddr $ICLOUD_V4 tcp dport 443 counter dnat ip to $MITM:443
-	}
-EOF
-            fi
-            if in_list "$cc" "$WORLD_TLS_RESET"; then
-                cat <<EOF
-	# TLS handshakes to $SOCIAL:443 are reset: the TCP handshake passes, the
-	# first data segment that starts a TLS handshake record (0x16, i.e. the
-	# ClientHello) is dropped and answered with a TCP RST.
-	chain output_filter {
-		type filter hook output priority filter; policy accept;
-		ip daddr $SOCIAL tcp dport 443 @ih,0,8 0x16 counter reject with tcp reset
-	}
-EOF
-            fi
+            rules=$(nft_rules "$cc" nat)
+            [ -n "$rules" ] && printf '\tchain output_nat {\n\t\ttype nat hook output priority -100; policy accept;\n%s\n\t}\n' "$rules"
+            rules=$(nft_rules "$cc" filter)
+            [ -n "$rules" ] && printf '\tchain output_filter {\n\t\ttype filter hook output priority filter; policy accept;\n%s\n\t}\n' "$rules"
             echo "}"
         } > "$f"
+        if has_nft_rules "$cc"; then
+            printf '# vantage %s with its censor switched off (world.sh censor)\nflush ruleset\ntable inet pxw {\n}\n' \
+                "$cc" > "$DIR/conf/nft-$(lc "$cc")-off.nft"
+        fi
     done
 }
 
@@ -435,6 +487,22 @@ EOF
         echo "    # the 2014 iCloud MITM: self-signed /C=cn/O=www.icloud.com/CN=www.icloud.com,"
         echo "    # TLS 1.2 with AES256-SHA only"
         srv "$MITM" -- mitm.pem ok "ssl_protocols TLSv1.2; ssl_ciphers AES256-SHA:@SECLEVEL=0;"
+        echo "    # mail.example.net, and the same name from the rogue intermediate (EG)"
+        srv "$MAIL" -- mail-chain.pem ok
+        srv "$ROGUE_MAIL" -- rogue-mail-chain.pem ok
+        echo "    # bank.example.net, and the same name from the state root (KZ)"
+        srv "$BANK" -- bank-chain.pem ok
+        srv "$STATE_MITM" -- state-bank-chain.pem ok
+        echo "    # shop.example.com, and its geo node (BR): the same leaf, no intermediate"
+        srv "$SHOP" -- shop-chain.pem ok
+        srv "$SHOP_NODE" -- shop.pem ok
+        echo "    # rotate.example.com: whichever leaf pki/rotate-current* points at"
+        srv "$ROTATE" -- rotate-current-chain.pem ok
+        echo "    # expired.example.org (expired for everyone)"
+        srv "$EXPIRED" -- expired-chain.pem ok
+        echo "    # video.example.com (PK drops the ClientHello) and forum.example.org"
+        srv "$VIDEO" -- video-chain.pem ok
+        srv "$FORUM" -- forum-chain.pem ok
         echo "    # nothing listens on $DOWN:443 (connection refused)"
         echo "}"
     } > "$c"
@@ -448,7 +516,7 @@ dnsmasq_common() {  # NAME ADDR
 }
 
 start_services() {
-    local a cc v
+    local a cc v me
     mkdir -p "$DIR/run/nginx/tmp"
     launch nginx "$(command -v nginx || echo /usr/sbin/nginx)" -p "$DIR/run/nginx" \
         -c "$DIR/conf/nginx.conf" -e "$DIR/log/nginx-error.log"
@@ -465,18 +533,35 @@ start_services() {
         --host-record="$DOMAIN_CDN,$CDN_A"
         --host-record="$DOMAIN_NEWS,$NEWS"
         --host-record="$DOMAIN_SOCIAL,$SOCIAL"
-        --host-record="$DOMAIN_DOWN,$DOWN")
+        --host-record="$DOMAIN_DOWN,$DOWN"
+        --host-record="$DOMAIN_MAIL,$MAIL"
+        --host-record="$DOMAIN_BANK,$BANK"
+        --host-record="$DOMAIN_SHOP,$SHOP"
+        --host-record="$DOMAIN_ROTATE,$ROTATE"
+        --host-record="$DOMAIN_EXPIRED,$EXPIRED"
+        --host-record="$DOMAIN_VIDEO,$VIDEO"
+        --host-record="$DOMAIN_FORUM,$FORUM")
     launch dns-auth "$(command -v dnsmasq || echo /usr/sbin/dnsmasq)" "${a[@]}"
 
     # One forwarding resolver per country, with that country's overrides.
     for cc in $WORLD_VANTAGES; do
         v=RESOLVER_$cc
+        me=VANTAGE_ADDR_$cc
+        if in_list "$cc" "$WORLD_DNS_INJECT"; then
+            # An on-path injector in front of the genuine answers: it
+            # forwards to AUTH_DNS and races a forged reply ahead of them.
+            launch "dns-$(lc "$cc")" "$PY" "$HERE/inject_dns.py" --listen "${!v}" \
+                --upstream "$AUTH_DNS" --forge "$DOMAIN_FORUM=$BLOCKPAGE" \
+                --delay-ms "$WORLD_DNS_INJECT_DELAY_MS" --host "$DOMAIN_WHOAMI=${!me}" \
+                --log "$DIR/log/dns-$(lc "$cc")-queries.log"
+            continue
+        fi
         mapfile -t a < <(dnsmasq_common "dns-$(lc "$cc")" "${!v}")
         a+=(--server="$AUTH_DNS" --cache-size=0)
         in_list "$cc" "$WORLD_CDN_REGION_B" && a+=(--host-record="$DOMAIN_CDN,$CDN_B")
         in_list "$cc" "$WORLD_DNS_REDIRECT" && a+=(--host-record="$DOMAIN_NEWS,$BLOCKPAGE")
-        v=VANTAGE_ADDR_$cc
-        a+=(--host-record="$DOMAIN_WHOAMI,${!v}")
+        in_list "$cc" "$WORLD_GEO_NODE" && a+=(--host-record="$DOMAIN_SHOP,$SHOP_NODE")
+        a+=(--host-record="$DOMAIN_WHOAMI,${!me}")
         launch "dns-$(lc "$cc")" "$(command -v dnsmasq || echo /usr/sbin/dnsmasq)" "${a[@]}"
     done
 }
@@ -484,7 +569,7 @@ start_services() {
 # The readiness checks (wait.py syntax), also used by status.
 ready_checks() {
     local v cc ns
-    for v in ICLOUD_V4 ICLOUD_V6 APPLEID NEWS SOCIAL CDN_A CDN_B BLOCKPAGE MITM; do
+    for v in $SERVICE_ADDRS; do
         if [[ "${!v}" == *:* ]]; then
             echo "nginx@$WORLD_CORE:tcp:[${!v}]:443"
         else
@@ -501,12 +586,25 @@ ready_checks() {
     done
 }
 
+# set_rotate a|b: point pki/rotate-current-chain.pem and rotate-current.key
+# (what nginx serves for rotate.example.com) at leaf rotate-a or rotate-b,
+# each link replaced by a rename; nginx reads them only when (re)loaded.
+# Records the choice in run/rotate.current.
+set_rotate() {
+    local p="$DIR/pki"
+    ln -sfn "rotate-$1-chain.pem" "$p/rotate-current-chain.pem.tmp" &&
+        mv -fT "$p/rotate-current-chain.pem.tmp" "$p/rotate-current-chain.pem" &&
+        ln -sfn "rotate-$1.key" "$p/rotate-current.key.tmp" &&
+        mv -fT "$p/rotate-current.key.tmp" "$p/rotate-current.key" &&
+        echo "$1" > "$DIR/run/rotate.current"
+}
+
 leaf_sha256() {
     openssl x509 -in "$1" -outform DER 2>/dev/null | sha256sum | cut -d' ' -f1
 }
 
 write_state() {
-    local f="$DIR/state.env" i=0 cc
+    local f="$DIR/state.env" i=0 cc v
     {
         echo "# written by tests/world/world.sh up; world.env holds the rest"
         echo "WORLD_READY=1"
@@ -533,6 +631,16 @@ write_state() {
         echo "SHA256_CDN_A=$(leaf_sha256 "$DIR/pki/cdn-a.pem")"
         echo "SHA256_CDN_B=$(leaf_sha256 "$DIR/pki/cdn-b.pem")"
         echo "SHA256_BLOCKPAGE=$(leaf_sha256 "$DIR/pki/blockpage.pem")"
+        local name
+        for name in mail rogue-mail bank state-bank shop rotate-a rotate-b expired video forum; do
+            v=${name^^}
+            echo "SHA256_${v//-/_}=$(leaf_sha256 "$DIR/pki/$name.pem")"
+        done
+        echo "# the trust store each country's agents are given (TRUST_CC in world.env)"
+        for cc in $WORLD_VANTAGES; do
+            v=TRUST_$cc
+            echo "WORLD_CA_$cc=$DIR/pki/${!v:-ca.pem}"
+        done
     } > "$f.tmp" && mv "$f.tmp" "$f"
 }
 
@@ -583,6 +691,7 @@ cmd_up() {
             fail "nftables rules of $cc failed" "nft-$(lc "$cc")"
     done
 
+    set_rotate a || fail "cannot link the rotating leaf"
     write_nginx
     start_services
 
@@ -632,7 +741,7 @@ cmd_down() {
 }
 
 cmd_status() {
-    local ns f pid name bad=0 out checks=()
+    local ns f pid name bad=0 out checks=() cc
     for ns in $WORLD_CORE $(for cc in $WORLD_VANTAGES; do ns_of "$cc"; done); do
         if [ -e "/run/netns/$ns" ]; then
             echo "namespace $ns: present"
@@ -653,6 +762,10 @@ cmd_status() {
             bad=1
         fi
     done
+    echo "rotate: $DOMAIN_ROTATE serves leaf $(cat "$DIR/run/rotate.current" 2>/dev/null || echo '?')"
+    for cc in $WORLD_CENSORS; do
+        echo "censor $cc: $(cat "$DIR/run/censor-$(lc "$cc")" 2>/dev/null || echo on)"
+    done
     if [ "$bad" = 0 ]; then
         mapfile -t checks < <(ready_checks)
         if ! out=$("$PY" "$HERE/wait.py" --timeout 1 "${checks[@]}" 2>&1); then
@@ -666,6 +779,65 @@ cmd_status() {
     fi
     say "not up ($DIR)"
     return 1
+}
+
+# The world that is up must be DIR's (rotate and censor change it).
+check_owner() {
+    if [ "$(cat "$OWNER" 2>/dev/null)" != "$DIR" ] || ! grep -qx 'WORLD_READY=1' "$DIR/state.env" 2>/dev/null; then
+        die "$1: the world in $DIR is not up"
+    fi
+}
+
+cmd_rotate() {
+    local want=${1:-} cur pid sha w i old=() busy
+    take_lock
+    check_owner rotate
+    cur=$(cat "$DIR/run/rotate.current" 2>/dev/null)
+    case "$want" in
+        '') if [ "$cur" = a ]; then want=b; else want=a; fi ;;
+        a|b) ;;
+        *) usage ;;
+    esac
+    pid=$(tr -dc '0-9' < "$DIR/run/nginx.pid" 2>/dev/null | head -c 12)
+    if [ -z "$pid" ] || ! ours "$pid"; then die "rotate: nginx is not running"; fi
+    mapfile -t old < <(ps -o pid= --ppid "$pid" | tr -d ' ')
+    set_rotate "$want" || die "rotate: cannot relink the leaf in $DIR/pki"
+    kill -HUP "$pid" || die "rotate: cannot signal nginx ($pid)"
+    # Until an old worker has closed its listening sockets it may still
+    # take a connection with the old leaf. It does that right after logging
+    # "gracefully shutting down", and exits once its connections are done
+    # (a half-open one that RU's reset left behind lasts 10 s: not awaited).
+    for i in $(seq 100); do
+        busy=0
+        for w in "${old[@]}"; do
+            pid_alive "$w" || continue
+            grep -q " $w#[0-9]*: gracefully shutting down" "$DIR/log/nginx-error.log" 2>/dev/null || busy=1
+        done
+        [ "$busy" = 0 ] && break
+        sleep 0.05
+    done
+    sha=$(leaf_sha256 "$DIR/pki/rotate-$want.pem")
+    "$PY" "$HERE/wait.py" --timeout 10 "rotate@$WORLD_CORE:tls:$ROTATE:443:$DOMAIN_ROTATE:$sha" ||
+        die "rotate: $ROTATE:443 does not serve leaf $want"
+    say "rotate: $DOMAIN_ROTATE serves leaf $want ($sha)"
+}
+
+cmd_censor() {
+    local cc=${1:-} how=${2:-} f
+    if [ -z "$cc" ] || [ -z "$how" ]; then usage; fi
+    cc=${cc^^}
+    in_list "$cc" "$WORLD_CENSORS" || die "censor: $cc has no rules to switch (WORLD_CENSORS: $WORLD_CENSORS)"
+    case "$how" in
+        on) f=$DIR/conf/nft-$(lc "$cc").nft ;;
+        off) f=$DIR/conf/nft-$(lc "$cc")-off.nft ;;
+        *) usage ;;
+    esac
+    take_lock
+    check_owner censor
+    ip netns exec "$(ns_of "$cc")" nft -f "$f" >>"$DIR/log/nft-$(lc "$cc").log" 2>&1 ||
+        die "censor: nft -f $f failed in $(ns_of "$cc") (see $DIR/log/nft-$(lc "$cc").log)"
+    echo "$how" > "$DIR/run/censor-$(lc "$cc")"
+    say "censor $cc: $how"
 }
 
 cmd_exec() {
@@ -697,6 +869,14 @@ case "$CMD" in
     exec)
         need_root
         cmd_exec "$@"
+        ;;
+    rotate|censor)
+        [ $# -ge 1 ] || usage
+        DIR=$1
+        shift
+        check_dir
+        need_root
+        "cmd_$CMD" "$@"
         ;;
     *) usage ;;
 esac
