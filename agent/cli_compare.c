@@ -25,6 +25,34 @@ static const char *px__t(json_t *o, const char *k, const char *dflt, char *buf, 
   return px_term_str(px__s(o, k, dflt), buf, n);
 }
 
+/* How often the window showed the group's verdict, in words:
+ * "tls_interception — intermittent: 1 of 3 measurements, last seen
+ * 2026-12-03 10:04:12, clean since 11:04:09". Nothing for a consistent
+ * group. */
+static void px__observed(json_t *g) {
+  json_t *o = json_object_get(g, "observed");
+  long long n = json_integer_value(json_object_get(o, "measurements")),
+            k = json_integer_value(json_object_get(o, "anomalous"));
+  if (!json_is_object(o) || k <= 0)
+    return;
+  char verdict[64], first[64], last[64], clean[64];
+  px__t(g, "verdict", "?", verdict, sizeof(verdict));
+  px__t(o, "first_seen", "?", first, sizeof(first));
+  px__t(o, "last_seen", "?", last, sizeof(last));
+  px__t(o, "clean_since", "?", clean, sizeof(clean));
+  if (json_is_true(json_object_get(o, "ongoing"))) {
+    printf("    %s — ongoing: %lld of %lld measurement%s, since %s, last seen %s\n", verdict, k, n,
+           n == 1 ? "" : "s", first, last);
+    return;
+  }
+  /* The clean time without its date when it is the last sighting's day. */
+  const char *since = clean;
+  if (strlen(clean) == 19 && strncmp(clean, last, 11) == 0)
+    since = clean + 11;
+  printf("    %s — intermittent: %lld of %lld measurement%s, last seen %s, clean since %s\n",
+         verdict, k, n, n == 1 ? "" : "s", last, since);
+}
+
 /* cc | asn | addresses | leaf sha256 prefix | issuer | valid | verdict: one
  * line per address, the group's columns on its first line. Cut columns
  * are cut between characters of the rendering, never inside an escape. */
@@ -60,6 +88,7 @@ static void px__table(json_t *doc) {
              a ? (json_is_true(json_object_get(a, "verified")) ? "yes" : "no") : "-",
              k ? "" : verdict);
     }
+    px__observed(g);
     json_t *ev;
     size_t e;
     json_array_foreach(json_object_get(g, "evidence"), e, ev) {
@@ -88,12 +117,13 @@ int px_cmd_compare(int argc, char **argv) {
       {"json", no_argument, NULL, 'j'},
       {"since", required_argument, NULL, 's'},
       {"until", required_argument, NULL, 'u'},
+      {"latest", no_argument, NULL, 'l'},
       {NULL, 0, NULL, 0},
   };
   struct option *opts = px_agent_options(own, false);
   px_agent_opts_t agent;
   const char *domain = NULL, *since = NULL, *until = NULL;
-  bool as_json = false;
+  bool as_json = false, latest = false;
   char err[512];
   int c, code = PX_EXIT_OK;
 
@@ -106,13 +136,16 @@ int px_cmd_compare(int argc, char **argv) {
     switch (c) {
     case 'h':
       puts("Usage: parallax compare --collector URL --domain D [--json] [--since T] [--until T]\n"
+           "                        [--latest]\n"
            "The collector's comparison of one domain across vantage groups (country,\n"
            "network): addresses, leaf certificates, whether they verify, the verdict\n"
            "(consistent, tls_interception, dns_inconsistent, tls_blocked,\n"
            "tls_divergent, insufficient_data) and its evidence, each piece in one line:\n"
            "what this vantage saw, what the others saw, when. tls_divergent (a valid\n"
            "chain from a CA nobody else sees there) is a lead to check, not proof.\n"
-           "--json prints the API's document.");
+           "Every measurement in the window counts, and an anomaly says how often and\n"
+           "whether it still happens; --latest judges each vantage's newest measurement\n"
+           "alone. --json prints the API's document.");
       goto done;
     case 'd':
       domain = optarg;
@@ -125,6 +158,9 @@ int px_cmd_compare(int argc, char **argv) {
       continue;
     case 'u':
       until = optarg;
+      continue;
+    case 'l':
+      latest = true;
       continue;
     case '?':
     case ':':
@@ -154,8 +190,10 @@ int px_cmd_compare(int argc, char **argv) {
   }
   if (until != NULL) {
     px_percent_encode(until, enc, sizeof(enc));
-    snprintf(path + n, sizeof(path) - (size_t)n, "&until=%s", enc);
+    n += snprintf(path + n, sizeof(path) - (size_t)n, "&until=%s", enc);
   }
+  if (latest)
+    snprintf(path + n, sizeof(path) - (size_t)n, "&latest=1");
   px_upload_config_t cfg = {agent.collector, agent.proxy, agent.collector_ca,
                             agent.collector_pin, 60000};
   long status;

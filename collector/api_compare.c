@@ -14,6 +14,7 @@
 #include "collector/analysis.h"
 #include "collector/metrics.h"
 #include "collector/server.h"
+#include "collector/vantages.h"
 #include "collector/verdict.h"
 #include "common/json_util.h"
 #include "common/measurement.h"
@@ -82,52 +83,6 @@ static void px__cache_put(const char *key, int64_t mark, const char *text) {
   pthread_mutex_unlock(&px__cache_mu);
 }
 
-typedef struct {
-  px_vantage_t *v;
-  size_t n, cap;
-} px__vset_t;
-
-static int px__collect(void *data, const px_summary_row_t *row) {
-  px__vset_t *s = data;
-  if (s->n == s->cap) {
-    size_t cap = s->cap ? s->cap * 2 : 16;
-    px_vantage_t *v = realloc(s->v, cap * sizeof(*v));
-    if (v == NULL)
-      return -ENOMEM;
-    s->v = v;
-    s->cap = cap;
-  }
-  json_t *sum = json_loads(row->summary, 0, NULL);
-  if (sum == NULL)
-    return 0;
-  px_vantage_t *v = &s->v[s->n++];
-  v->key_id = strdup(row->key_id);
-  v->probe_cc = strdup(row->probe_cc);
-  v->probe_asn = strdup(row->probe_asn);
-  v->uid = strdup(row->uid);
-  v->measurement_start_time = row->measurement_start_time;
-  v->summary = sum;
-  return 0;
-}
-
-static void px__vset_free(px__vset_t *s) {
-  for (size_t i = 0; i < s->n; i++) {
-    free((char *)s->v[i].key_id);
-    free((char *)s->v[i].probe_cc);
-    free((char *)s->v[i].probe_asn);
-    free((char *)s->v[i].uid);
-    json_decref(s->v[i].summary);
-  }
-  free(s->v);
-}
-
-/* Each key's latest measurement of domain in [since, until). */
-static int px__vantages(px_collector_t *c, const char *domain, time_t since, time_t until,
-                        px__vset_t *out) {
-  memset(out, 0, sizeof(*out));
-  return px_store_summaries(c->store, domain, since, until, true, px__collect, out);
-}
-
 static bool px__domain(const char *in, char *out) {
   px_target_t t;
   const char *reason;
@@ -145,7 +100,7 @@ enum MHD_Result px_api_compare(px_request_t *r, const px_query_t *q) {
   time_t now = time(NULL), since, until = now + 60;
   for (size_t i = 0; i < q->n; i++)
     if (strcmp(q->v[i].name, "domain") != 0 && strcmp(q->v[i].name, "since") != 0 &&
-        strcmp(q->v[i].name, "until") != 0) {
+        strcmp(q->v[i].name, "until") != 0 && strcmp(q->v[i].name, "latest") != 0) {
       snprintf(detail, sizeof(detail), "unknown parameter \"%.64s\"", q->v[i].name);
       return px_respond_error(r, MHD_HTTP_BAD_REQUEST, "bad_query", detail);
     }
@@ -160,13 +115,21 @@ enum MHD_Result px_api_compare(px_request_t *r, const px_query_t *q) {
     return px_respond_error(r, MHD_HTTP_BAD_REQUEST, "bad_query", "since: ISO 8601 UTC");
   if (since >= until)
     return px_respond_error(r, MHD_HTTP_BAD_REQUEST, "bad_query", "since must be before until");
+  /* latest=1: each key's newest measurement judged alone ("is it still
+   * happening right now?"); by default every measurement in the window. */
+  const char *l = px_query_get(q, "latest");
+  if (l != NULL && strcmp(l, "0") != 0 && strcmp(l, "1") != 0 && strcmp(l, "true") != 0 &&
+      strcmp(l, "false") != 0)
+    return px_respond_error(r, MHD_HTTP_BAD_REQUEST, "bad_query", "latest: 1 or 0");
+  bool latest = l != NULL && (strcmp(l, "1") == 0 || strcmp(l, "true") == 0);
 
   /* Measurements acknowledged before this request are part of the answer. */
   int64_t mark = -1;
   bool lagging = px_analysis_catch_up(r->c->analysis, 5000, &mark) != 0;
   char key[sizeof(px__cache[0].key)];
-  snprintf(key, sizeof(key), "%s|%s|%s", domain, px_query_get(q, "since") ? px_query_get(q, "since") : "",
-           px_query_get(q, "until") ? px_query_get(q, "until") : "");
+  snprintf(key, sizeof(key), "%s|%s|%s|%d", domain,
+           px_query_get(q, "since") ? px_query_get(q, "since") : "",
+           px_query_get(q, "until") ? px_query_get(q, "until") : "", latest);
   char *cached = lagging ? NULL : px__cache_get(key, mark);
   if (cached != NULL) {
     px_metrics_compare(true);
@@ -175,13 +138,15 @@ enum MHD_Result px_api_compare(px_request_t *r, const px_query_t *q) {
     return ret;
   }
   px_metrics_compare(false);
-  px__vset_t vs;
-  if (px__vantages(r->c, domain, since, until, &vs) != 0) {
-    px__vset_free(&vs);
+  px_vantages_t vs;
+  if (px_vantages_load(r->c->store, domain, since, until, latest, &vs) != 0) {
+    px_vantages_free(&vs);
     return px_respond_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "storage_error", "query failed");
   }
-  json_t *doc = px_compare(domain, vs.v, vs.n, PX_QUORUM);
-  px__vset_free(&vs);
+  json_t *doc = px_compare_mode(domain, vs.v, vs.n, PX_QUORUM,
+                                latest ? PX_COMPARE_LATEST : PX_COMPARE_WINDOW);
+  px_vantages_free(&vs);
+  json_object_set_new(doc, "mode", json_string(latest ? "latest" : "window"));
   char a[PX_TIME_ISO_LEN], b[PX_TIME_ISO_LEN];
   px_time_format_iso(since, a);
   px_time_format_iso(until, b);
@@ -289,13 +254,14 @@ enum MHD_Result px_api_checkin(px_request_t *r) {
   for (size_t i = 0; i < r->c->cfg.ntargets; i++) {
     char domain[PX_HOSTNAME_MAX + 1];
     json_t *controls = json_array();
-    px__vset_t vs;
+    px_vantages_t vs;
+    memset(&vs, 0, sizeof(vs));
     if (px__domain(r->c->cfg.targets[i], domain) &&
-        px__vantages(r->c, domain, now - PX__WINDOW, now + 60, &vs) == 0) {
+        px_vantages_load(r->c->store, domain, now - PX__WINDOW, now + 60, true, &vs) == 0) {
       json_decref(controls);
       controls = px_control_addresses(vs.v, vs.n, PX_QUORUM, r->c->cfg.allow_nonpublic);
     }
-    px__vset_free(&vs);
+    px_vantages_free(&vs);
     json_t *t = json_object();
     json_object_set_new(t, "input", json_string(r->c->cfg.targets[i]));
     json_object_set_new(t, "control_addresses", controls);

@@ -210,7 +210,11 @@ typedef struct px_summary_row {
   int64_t measurement_id;
   const char *uid, *key_id, *probe_cc, *probe_asn, *domain;
   time_t measurement_start_time;
-  const char *summary; /* JSON */
+  /* Two summaries with one digest are the same text. Listing a window,
+   * only the newest row of each (key, digest) carries the text; the
+   * others say summary NULL (a stable vantage's hourly runs are read once). */
+  const char *digest;
+  const char *summary; /* JSON, or NULL (see digest) */
 } px_summary_row_t;
 
 /* What the analysis made of one stored measurement: a summary, or (the
@@ -262,8 +266,8 @@ int px_store_quarantined(px_store_t *s, unsigned limit,
  * before this request are part of the answer". */
 int px_store_analysis_mark(px_store_t *s, int64_t *mark);
 int px_store_analysis_reached(px_store_t *s, int64_t mark, bool *reached);
-/* Summaries of domain with since <= measurement_start_time < until; with
- * latest_per_key, only each key's newest one. */
+/* Summaries of domain with since <= measurement_start_time < until, oldest
+ * first; with latest_per_key, only each key's newest one. */
 int px_store_summaries(px_store_t *s, const char *domain, time_t since, time_t until,
                        bool latest_per_key,
                        int (*cb)(void *data, const px_summary_row_t *row), void *data);

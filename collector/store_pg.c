@@ -62,10 +62,11 @@ static const char *const px__pg_stmts[PX__PG_NSTMT] = {
         "ORDER BY q.seq LIMIT $1 FOR UPDATE OF q SKIP LOCKED",
     [PX__PG_SUMMARY_ADD] =
         "INSERT INTO summaries (measurement_start_time, measurement_id, uid, key_id, probe_cc, "
-        "probe_asn, domain, summary, claims_mismatch, awaiting_issuer) VALUES ($1, $2, $3, $4, "
-        "$5, $6, $7, $8, $9, $10) ON CONFLICT (measurement_start_time, measurement_id) DO UPDATE "
+        "probe_asn, domain, summary, claims_mismatch, awaiting_issuer, digest) VALUES ($1, $2, $3, "
+        "$4, $5, $6, $7, $8, $9, $10, encode(substring(sha256(convert_to($8, 'UTF8')) FROM 1 "
+        "FOR 16), 'hex')) ON CONFLICT (measurement_start_time, measurement_id) DO UPDATE "
         "SET summary = excluded.summary, claims_mismatch = excluded.claims_mismatch, "
-        "awaiting_issuer = excluded.awaiting_issuer",
+        "awaiting_issuer = excluded.awaiting_issuer, digest = excluded.digest",
     /* A measurement summarised before and quarantined now loses the summary. */
     [PX__PG_QUARANTINE] =
         "WITH d AS (DELETE FROM summaries WHERE measurement_start_time = $1 AND "
@@ -87,15 +88,19 @@ static const char *const px__pg_stmts[PX__PG_NSTMT] = {
      * the queue drains, so an unchanged mark means nothing was stored. */
     [PX__PG_MARK] = "SELECT last_value FROM analysis_queue_seq_seq",
     [PX__PG_REACHED] = "SELECT NOT EXISTS (SELECT 1 FROM analysis_queue WHERE seq <= $1)",
+    /* Only the newest row of each (key, digest) brings its text. */
     [PX__PG_SUMMARIES] =
         "SELECT measurement_id, uid, key_id, probe_cc, probe_asn, domain, "
-        "measurement_start_time, summary FROM summaries WHERE domain = $1 AND "
+        "measurement_start_time, coalesce(digest, ''), CASE WHEN row_number() OVER (PARTITION "
+        "BY key_id, coalesce(digest, measurement_id::text) ORDER BY measurement_start_time "
+        "DESC, measurement_id DESC) = 1 THEN summary END FROM summaries WHERE domain = $1 AND "
         "measurement_start_time >= $2 AND measurement_start_time < $3 "
         "ORDER BY measurement_start_time, measurement_id",
     /* Each key's newest (ties: the higher id), in the SQLite store's order. */
     [PX__PG_LATEST] =
         "SELECT * FROM (SELECT DISTINCT ON (key_id) measurement_id, uid, key_id, probe_cc, "
-        "probe_asn, domain, measurement_start_time, summary FROM summaries WHERE domain = $1 "
+        "probe_asn, domain, measurement_start_time, coalesce(digest, ''), summary FROM "
+        "summaries WHERE domain = $1 "
         "AND measurement_start_time >= $2 AND measurement_start_time < $3 "
         "ORDER BY key_id, measurement_start_time DESC, measurement_id DESC) s "
         "ORDER BY probe_cc, probe_asn, key_id",

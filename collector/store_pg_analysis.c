@@ -229,7 +229,8 @@ int px__pg_summaries(px_store_t *base, const char *domain, time_t since, time_t 
         .probe_asn = PQgetvalue(r, i, 4),
         .domain = PQgetvalue(r, i, 5),
         .measurement_start_time = (time_t)px__pg_get_i64(r, i, 6),
-        .summary = PQgetvalue(r, i, 7),
+        .digest = PQgetvalue(r, i, 7),
+        .summary = PQgetisnull(r, i, 8) ? NULL : PQgetvalue(r, i, 8),
     };
     rc = cb(data, &row);
   }

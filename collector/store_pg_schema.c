@@ -160,6 +160,8 @@ static const char *const px__pg_migrations[] = {
     "  der bytea NOT NULL,"
     "  added_at bigint NOT NULL);"
     "CREATE INDEX summaries_awaiting ON summaries (measurement_id) WHERE awaiting_issuer;",
+    /* 5: a digest of each summary (the SQLite store's migration 7). */
+    "ALTER TABLE summaries ADD COLUMN digest text;",
     NULL,
 };
 

@@ -86,6 +86,9 @@ static const char *const px__migrations[] = {
     "  der BLOB NOT NULL,"
     "  added_at INTEGER NOT NULL);"
     "CREATE TABLE analysis_recheck (measurement_id INTEGER PRIMARY KEY);",
+    /* 7: a digest of each summary, so a window's repeated summaries (a
+     * vantage measuring every hour sees the same thing) are read once. */
+    "ALTER TABLE summaries ADD COLUMN digest TEXT;",
     NULL,
 };
 
@@ -311,7 +314,8 @@ int px_store_sqlite_open(const char *path, px_store_t **out, char *err, size_t e
        sqlite3_prepare_v3(s->writer,
                           "INSERT OR REPLACE INTO summaries (measurement_id, uid, key_id, probe_cc, "
                           "probe_asn, domain, measurement_start_time, summary, claims_mismatch, "
-                          "awaiting_issuer) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                          "awaiting_issuer, digest) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, "
+                          "?11)",
                           -1, SQLITE_PREPARE_PERSISTENT, &s->ins_summary, NULL) != SQLITE_OK ||
        sqlite3_prepare_v3(s->writer,
                           "UPDATE analysis_state SET last_id = max(last_id, ?1) WHERE id = 1", -1,

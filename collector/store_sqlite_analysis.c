@@ -12,6 +12,7 @@
 
 #include "collector/store_sqlite_internal.h"
 #include "collector/summary.h"
+#include "common/encoding.h"
 
 /* One batch: what the analysis read and made of it, written by the
  * writer thread. The strings are owned copies: the reader's rows are gone
@@ -175,6 +176,16 @@ static int px__write_pool(px__sqlite_t *s, const px_blobs_t *pool, int64_t *size
   return rc;
 }
 
+/* The first 16 bytes of the SHA-256 of a summary, in hex. */
+static int px__digest(const char *summary, char out[33]) {
+  uint8_t md[32];
+  unsigned md_len;
+  if (EVP_Digest(summary, strlen(summary), md, &md_len, EVP_sha256(), NULL) != 1)
+    return -EIO;
+  px_hex_encode(md, 16, out);
+  return 0;
+}
+
 static int px__pool_size(px__sqlite_t *s, int64_t *size) {
   sqlite3_stmt *st;
   int rc = -EIO;
@@ -246,6 +257,10 @@ static int px__write_summaries(px__sqlite_t *s, px__job_t *j) {
     sqlite3_bind_text(st, 8, r->summary, -1, SQLITE_STATIC);
     sqlite3_bind_int(st, 9, res->claims_mismatch ? 1 : 0);
     sqlite3_bind_int(st, 10, res->awaiting_issuer ? 1 : 0);
+    char digest[33];
+    if ((rc = px__digest(r->summary, digest)) != 0)
+      break;
+    sqlite3_bind_text(st, 11, digest, -1, SQLITE_TRANSIENT);
     if (sqlite3_step(st) != SQLITE_DONE)
       rc = -EIO;
   }
@@ -317,14 +332,17 @@ int px__sq_summaries(px_store_t *base, const char *domain, time_t since, time_t 
                      void *data) {
   px__sqlite_t *s = px__sq(base);
   /* SQLite returns the other columns of the row that holds max() in an
-   * aggregate: exactly each key's newest summary. */
+   * aggregate: exactly each key's newest summary. Over a window, only the
+   * newest row of each (key, digest) brings the text along. */
   const char *sql = latest_per_key
       ? "SELECT measurement_id, uid, key_id, probe_cc, probe_asn, domain, "
-        "max(measurement_start_time), summary FROM summaries WHERE domain = ?1 AND "
-        "measurement_start_time >= ?2 AND measurement_start_time < ?3 GROUP BY key_id "
-        "ORDER BY probe_cc, probe_asn, key_id"
+        "max(measurement_start_time), coalesce(digest, ''), summary FROM summaries WHERE "
+        "domain = ?1 AND measurement_start_time >= ?2 AND measurement_start_time < ?3 "
+        "GROUP BY key_id ORDER BY probe_cc, probe_asn, key_id"
       : "SELECT measurement_id, uid, key_id, probe_cc, probe_asn, domain, "
-        "measurement_start_time, summary FROM summaries WHERE domain = ?1 AND "
+        "measurement_start_time, coalesce(digest, ''), CASE WHEN row_number() OVER (PARTITION "
+        "BY key_id, coalesce(digest, measurement_id) ORDER BY measurement_start_time DESC, "
+        "measurement_id DESC) = 1 THEN summary END FROM summaries WHERE domain = ?1 AND "
         "measurement_start_time >= ?2 AND measurement_start_time < ?3 "
         "ORDER BY measurement_start_time, measurement_id";
   int slot;
@@ -347,7 +365,8 @@ int px__sq_summaries(px_store_t *base, const char *domain, time_t since, time_t 
         .probe_asn = (const char *)sqlite3_column_text(st, 4),
         .domain = (const char *)sqlite3_column_text(st, 5),
         .measurement_start_time = (time_t)sqlite3_column_int64(st, 6),
-        .summary = (const char *)sqlite3_column_text(st, 7),
+        .digest = (const char *)sqlite3_column_text(st, 7),
+        .summary = (const char *)sqlite3_column_text(st, 8),
     };
     rc = cb(data, &r);
   }

@@ -21,7 +21,7 @@
 /* The version of the summaries px_summarize makes: raised whenever they
  * change, so that a collector upgraded over an existing database
  * summarises everything again (px_store_analysis_version). */
-#define PX_SUMMARY_VERSION 3
+#define PX_SUMMARY_VERSION 4
 
 /* Certificates the pool keeps at most (it grows only with CA certificates
  * that chain to the trust store, so only real intermediates get in). */

@@ -7,6 +7,7 @@
 
 #include "collector/verdict_internal.h"
 #include "common/json_util.h"
+#include "common/timeutil.h"
 
 /* The comparison document (the index and the rules: verdict_index.c,
  * verdict_rules.c). */
@@ -103,95 +104,307 @@ static int px__group_cmp(const void *a, const void *b) {
   return c != 0 ? c : strcmp(px__s(x, "probe_asn"), px__s(y, "probe_asn"));
 }
 
-/* One group's entry: its verdict is the most severe of its vantages';
- * confidence is the share of its vantages that earn it. */
-static json_t *px__group_doc(px__index_t *x, const px__m_t *const *members, size_t nm,
-                             const char *const *verdicts, json_t *const *evidence) {
-  const char *worst = "insufficient_data";
-  for (size_t i = 0; i < nm; i++)
-    if (px_verdict_rank(verdicts[i]) > px_verdict_rank(worst))
-      worst = verdicts[i];
-  size_t agree = 0, left_out = 0;
-  json_t *ev = json_array(), *uids = json_array();
-  for (size_t i = 0; i < nm; i++) {
-    const px_vantage_t *v = members[i]->v;
-    json_array_append_new(uids, px_json_string_or_null(v->uid));
-    if (strcmp(verdicts[i], worst) != 0)
-      continue;
-    agree++;
-    if (evidence[i] != NULL) {
-      json_t *e = json_copy(evidence[i]);
-      json_object_set_new(e, "key_id", px_json_string_or_null(v->key_id));
-      json_object_set_new(e, "measurement_uid", px_json_string_or_null(v->uid));
-      json_array_append_new(ev, e);
+/* ---- over the window ---------------------------------------------------------
+ * Every entry (a key's distinct summary) is judged once; a key's
+ * measurements then each carry their entry's class, in time order. */
+
+/* One measurement of a key: when, which, and its entry. */
+typedef struct {
+  time_t t;
+  const char *uid;
+  size_t entry;
+} px__when_t;
+
+static int px__when_cmp(const void *a, const void *b) {
+  const px__when_t *x = a, *y = b;
+  if (x->t != y->t)
+    return x->t < y->t ? -1 : 1;
+  return strcmp(x->uid ? x->uid : "", y->uid ? y->uid : "");
+}
+
+/* What one key's measurements support. */
+typedef struct {
+  const char *verdict;
+  size_t measurements, anomalous;
+  time_t first, last, clean_since; /* of the anomalous ones; 0: none */
+  bool ongoing;
+  size_t evidence_entry; /* SIZE_MAX: none */
+  px__when_t *timeline;
+} px__key_view_t;
+
+/* Blocking rests on an absence (a reset, a timeout): one lost packet or a
+ * flaky home Wi-Fi is not a verdict. Positive evidence (a certificate, an
+ * answer) stands on one measurement. */
+static bool px__supported(const char *verdict, size_t count, size_t total, px_compare_mode_t mode) {
+  if (count == 0)
+    return false;
+  if (mode == PX_COMPARE_LATEST || strcmp(verdict, "tls_blocked") != 0)
+    return true;
+  return count >= 2 && 2 * count >= total;
+}
+
+static void px__key_view(px__key_view_t *kv, const char *const *verdicts, px_compare_mode_t mode) {
+  static const char *const classes[] = {"tls_interception", "dns_inconsistent", "tls_blocked",
+                                        "tls_divergent"};
+  size_t n = kv->measurements;
+  kv->verdict = "insufficient_data";
+  kv->evidence_entry = SIZE_MAX;
+  for (size_t i = 0; i < n; i++)
+    if (strcmp(verdicts[kv->timeline[i].entry], "insufficient_data") != 0)
+      kv->verdict = "consistent";
+  for (size_t c = 0; c < sizeof(classes) / sizeof(classes[0]); c++) {
+    size_t count = 0;
+    for (size_t i = 0; i < n; i++)
+      count += strcmp(verdicts[kv->timeline[i].entry], classes[c]) == 0;
+    if (px__supported(classes[c], count, n, mode)) {
+      kv->verdict = classes[c];
+      break;
     }
   }
-  const px_vantage_t *first = members[0]->v;
+  kv->anomalous = 0;
+  kv->first = kv->last = kv->clean_since = 0;
+  bool anomaly = strcmp(kv->verdict, "consistent") != 0 && strcmp(kv->verdict, "insufficient_data") != 0;
+  for (size_t i = 0; anomaly && i < n; i++) {
+    const px__when_t *w = &kv->timeline[i];
+    if (strcmp(verdicts[w->entry], kv->verdict) != 0) {
+      if (kv->anomalous > 0 && kv->clean_since == 0)
+        kv->clean_since = w->t;
+      continue;
+    }
+    if (kv->anomalous++ == 0)
+      kv->first = w->t;
+    kv->last = w->t;
+    kv->clean_since = 0;
+    kv->evidence_entry = w->entry; /* the newest evidence of it */
+  }
+  kv->ongoing = anomaly && n > 0 && strcmp(verdicts[kv->timeline[n - 1].entry], kv->verdict) == 0;
+}
+
+static json_t *px__time_or_null(time_t t) {
+  char buf[PX_TIME_OONI_LEN];
+  if (t == 0)
+    return json_null();
+  px_time_format_ooni(t, buf);
+  return json_string(buf);
+}
+
+/* The newest uids measured in a group are listed, at most this many. */
+#define PX__GROUP_UIDS_MAX 256
+
+static int px__when_newest_first(const void *a, const void *b) {
+  return -px__when_cmp(a, b);
+}
+
+/* One group's entry: its verdict is the most severe of its keys'; the
+ * confidence is the share of its keys that earn it, weighed by how much of
+ * the window showed it (documented in docs/analysis.md). */
+static json_t *px__group_doc(px__index_t *x, px__key_view_t *const *keys, size_t nk,
+                             json_t *const *evidence) {
+  const char *worst = "insufficient_data";
+  for (size_t i = 0; i < nk; i++)
+    if (px_verdict_rank(keys[i]->verdict) > px_verdict_rank(worst))
+      worst = keys[i]->verdict;
+  size_t agree = 0, total = 0, anomalous = 0, left_out = 0, nmembers = 0, nuids = 0;
+  time_t first = 0, last = 0, clean = 0;
+  bool ongoing = false;
+  json_t *ev = json_array(), *uids = json_array();
+  for (size_t i = 0; i < nk; i++) {
+    total += keys[i]->measurements;
+    nmembers += keys[i]->measurements;
+    if (strcmp(keys[i]->verdict, worst) != 0)
+      continue;
+    agree++;
+    anomalous += keys[i]->anomalous;
+    if (keys[i]->anomalous > 0) {
+      first = first == 0 || keys[i]->first < first ? keys[i]->first : first;
+      last = keys[i]->last > last ? keys[i]->last : last;
+      ongoing |= keys[i]->ongoing;
+      clean = keys[i]->clean_since > clean ? keys[i]->clean_since : clean;
+    }
+    size_t e = keys[i]->evidence_entry;
+    if (e != SIZE_MAX && evidence[e] != NULL) {
+      json_t *copy = json_copy(evidence[e]);
+      json_object_set_new(copy, "key_id", px_json_string_or_null(x->m[e].v->key_id));
+      json_object_set_new(copy, "measurement_uid", px_json_string_or_null(x->m[e].v->uid));
+      json_array_append_new(ev, copy);
+    }
+  }
+  /* The members' entries (addresses) and measurements (newest first). */
+  const px__m_t **members = calloc(nmembers + 1, sizeof(px__m_t *));
+  px__when_t *all = calloc(nmembers + 1, sizeof(px__when_t));
+  size_t nm = 0, nw = 0;
+  for (size_t i = 0; members != NULL && all != NULL && i < nk; i++) {
+    size_t from = nm;
+    for (size_t k = 0; k < keys[i]->measurements; k++) {
+      all[nw++] = keys[i]->timeline[k];
+      /* A key has few distinct entries: a short scan of its own. */
+      const px__m_t *m = &x->m[keys[i]->timeline[k].entry];
+      bool dup = false;
+      for (size_t j = from; j < nm && !dup; j++)
+        dup = members[j] == m;
+      if (!dup)
+        members[nm++] = m;
+    }
+  }
+  if (all != NULL) {
+    qsort(all, nw, sizeof(*all), px__when_newest_first);
+    for (size_t i = 0; i < nw; i++) {
+      if (nuids >= PX__GROUP_UIDS_MAX)
+        break;
+      json_array_append_new(uids, px_json_string_or_null(all[i].uid));
+      nuids++;
+    }
+  }
+  const px_vantage_t *first_v = keys[0]->timeline[0].entry < x->n
+                                    ? x->m[keys[0]->timeline[0].entry].v
+                                    : NULL;
   json_t *g = json_object();
-  json_object_set_new(g, "probe_cc", json_string(first->probe_cc ? first->probe_cc : "ZZ"));
-  json_object_set_new(g, "probe_asn", json_string(first->probe_asn ? first->probe_asn : "AS0"));
+  json_object_set_new(g, "probe_cc", json_string(first_v && first_v->probe_cc ? first_v->probe_cc : "ZZ"));
+  json_object_set_new(g, "probe_asn", json_string(first_v && first_v->probe_asn ? first_v->probe_asn : "AS0"));
   json_object_set_new(g, "verdict", json_string(worst));
-  /* A divergent chain validates: it is a lead, not proof, and its
-   * confidence says so (halved; docs/analysis.md). */
-  double share = (double)agree / (double)nm;
-  json_object_set_new(g, "confidence",
-                      json_real(strcmp(worst, "tls_divergent") == 0 ? share / 2 : share));
-  json_object_set_new(g, "vantage_count", json_integer((json_int_t)nm));
-  json_object_set_new(g, "addresses", px__addresses(x, members, nm, &left_out));
+  /* The share of keys that earn it, times 0.5 + 0.5 x how much of their
+   * window showed it (an interception seen once in three runs counts, but
+   * less than one seen every time); halved again for a divergent chain,
+   * which validates: a lead, not proof. */
+  double share = (double)agree / (double)nk;
+  size_t their = 0;
+  for (size_t i = 0; i < nk; i++)
+    if (strcmp(keys[i]->verdict, worst) == 0)
+      their += keys[i]->measurements;
+  bool anomaly = strcmp(worst, "consistent") != 0 && strcmp(worst, "insufficient_data") != 0;
+  if (anomaly && their > 0)
+    share *= 0.5 + 0.5 * (double)anomalous / (double)their;
+  if (strcmp(worst, "tls_divergent") == 0)
+    share /= 2;
+  json_object_set_new(g, "confidence", json_real(share));
+  json_object_set_new(g, "vantage_count", json_integer((json_int_t)nk));
+  json_t *obs = json_object();
+  json_object_set_new(obs, "measurements", json_integer((json_int_t)total));
+  json_object_set_new(obs, "anomalous", json_integer((json_int_t)anomalous));
+  json_object_set_new(obs, "first_seen", px__time_or_null(first));
+  json_object_set_new(obs, "last_seen", px__time_or_null(last));
+  json_object_set_new(obs, "ongoing", json_boolean(ongoing));
+  json_object_set_new(obs, "clean_since", px__time_or_null(ongoing ? 0 : clean));
+  json_object_set_new(g, "observed", obs);
+  json_object_set_new(g, "addresses", members != NULL ? px__addresses(x, members, nm, &left_out)
+                                                      : json_array());
   if (left_out > 0)
     json_object_set_new(g, "addresses_left_out", json_integer((json_int_t)left_out));
   json_object_set_new(g, "evidence", ev);
   json_object_set_new(g, "measurements", uids);
+  if (nw > nuids)
+    json_object_set_new(g, "measurements_left_out", json_integer((json_int_t)(nw - nuids)));
+  free(members);
+  free(all);
   return g;
 }
 
-json_t *px_compare(const char *domain, const px_vantage_t *v, size_t n, unsigned quorum) {
+/* The timeline of every key: its measurements, each with its entry. */
+static int px__timelines(const px__index_t *x, px_strmap_t *by_key, px__key_view_t **views,
+                         size_t *nviews) {
+  *views = calloc(x->n + 1, sizeof(px__key_view_t));
+  if (*views == NULL)
+    return -1;
+  *nviews = 0;
+  /* Count per key first (key -> view index + 1), then fill. */
+  for (size_t i = 0; i < x->n; i++) {
+    const px_vantage_t *v = x->m[i].v;
+    const char *key = v->key_id ? v->key_id : "";
+    bool added;
+    void **slot = px_strmap_slot(by_key, key, &added);
+    if (slot == NULL)
+      return -1;
+    if (added)
+      *slot = &(*views)[(*nviews)++];
+    px__key_view_t *kv = *slot;
+    kv->measurements += v->ntimes > 0 ? v->ntimes : 1;
+  }
+  for (size_t k = 0; k < *nviews; k++) {
+    (*views)[k].timeline = calloc((*views)[k].measurements + 1, sizeof(px__when_t));
+    if ((*views)[k].timeline == NULL)
+      return -1;
+    (*views)[k].measurements = 0;
+  }
+  for (size_t i = 0; i < x->n; i++) {
+    const px_vantage_t *v = x->m[i].v;
+    px__key_view_t *kv = px_strmap_get(by_key, v->key_id ? v->key_id : "");
+    if (v->ntimes == 0)
+      kv->timeline[kv->measurements++] = (px__when_t){v->measurement_start_time, v->uid, i};
+    for (size_t t = 0; t < v->ntimes; t++)
+      kv->timeline[kv->measurements++] =
+          (px__when_t){v->times[t], v->uids != NULL ? v->uids[t] : v->uid, i};
+  }
+  for (size_t k = 0; k < *nviews; k++)
+    qsort((*views)[k].timeline, (*views)[k].measurements, sizeof(px__when_t), px__when_cmp);
+  return 0;
+}
+
+
+/* Each key's newest measurement only (its entry, narrowed to that one
+ * time): what PX_COMPARE_LATEST judges. *out is a new array. */
+static size_t px__latest_only(const px_vantage_t *v, size_t n, px_vantage_t **out) {
+  px_strmap_t newest;
+  px_strmap_init(&newest);
+  *out = calloc(n + 1, sizeof(px_vantage_t));
+  size_t m = 0;
+  for (size_t i = 0; *out != NULL && i < n; i++) {
+    bool added;
+    void **slot = px_strmap_slot(&newest, v[i].key_id ? v[i].key_id : "", &added);
+    if (slot == NULL)
+      break;
+    px_vantage_t one = v[i];
+    one.ntimes = 0; /* uid and measurement_start_time are the newest */
+    one.times = NULL;
+    one.uids = NULL;
+    if (added) {
+      (*out)[m] = one;
+      *slot = &(*out)[m++];
+    } else if (one.measurement_start_time > ((px_vantage_t *)*slot)->measurement_start_time) {
+      *(px_vantage_t *)*slot = one;
+    }
+  }
+  px_strmap_free(&newest);
+  return m;
+}
+
+/* The document over v as given (each entry every time it lists). */
+static json_t *px__compare(const char *domain, const px_vantage_t *v, size_t n, unsigned quorum,
+                           px_compare_mode_t mode) {
   json_t *doc = json_object(), *groups = json_array();
   px__index_t x;
   const char **verdicts = calloc(n ? n : 1, sizeof(char *));
   json_t **evidence = calloc(n ? n : 1, sizeof(json_t *));
-  const px__m_t **members = calloc(n ? n : 1, sizeof(px__m_t *));
-  const char **mverdicts = calloc(n ? n : 1, sizeof(char *));
-  json_t **mevidence = calloc(n ? n : 1, sizeof(json_t *));
-  px_strmap_t by_group;
+  px_strmap_t by_key, by_group;
+  px_strmap_init(&by_key);
   px_strmap_init(&by_group);
-  bool ok = px__vd_index(&x, v, n) == 0 && verdicts && evidence && members && mverdicts && mevidence;
+  px__key_view_t *views = NULL;
+  size_t nviews = 0;
+  bool ok = px__vd_index(&x, v, n) == 0 && verdicts && evidence;
 
   for (size_t i = 0; ok && i < n; i++)
     verdicts[i] = px__vd_judge(&x, &x.m[i], quorum, &evidence[i]);
-  /* Members of each group, in input order: the group's first member
-   * heads a chain of indexes. */
-  size_t *next = ok ? calloc(n ? n : 1, sizeof(size_t)) : NULL;
-  size_t *last = ok ? calloc(n ? n : 1, sizeof(size_t)) : NULL;
-  for (size_t i = 0; next != NULL && last != NULL && i < n; i++) {
-    bool added;
-    void **slot = px_strmap_slot(&by_group, x.m[i].group, &added);
-    if (slot == NULL)
-      break;
-    next[i] = SIZE_MAX;
-    if (added) {
-      *slot = &x.m[i]; /* the group's first member */
-      last[i] = i;
-    } else {
-      size_t head = (size_t)((px__m_t *)*slot - x.m);
-      next[last[head]] = i;
-      last[head] = i;
+  ok = ok && px__timelines(&x, &by_key, &views, &nviews) == 0;
+  for (size_t k = 0; ok && k < nviews; k++)
+    px__key_view(&views[k], verdicts, mode);
+  /* Keys by group (a key's group is its newest entry's). */
+  px__key_view_t **members = ok ? calloc(nviews + 1, sizeof(px__key_view_t *)) : NULL;
+  bool *done = ok ? calloc(nviews + 1, sizeof(bool)) : NULL;
+  for (size_t k = 0; members != NULL && done != NULL && k < nviews; k++) {
+    if (done[k])
+      continue;
+    const char *group = x.m[views[k].timeline[views[k].measurements - 1].entry].group;
+    size_t nk = 0;
+    for (size_t j = k; j < nviews; j++) {
+      const char *gj = x.m[views[j].timeline[views[j].measurements - 1].entry].group;
+      if (!done[j] && strcmp(gj, group) == 0) {
+        done[j] = true;
+        members[nk++] = &views[j];
+      }
     }
+    json_array_append_new(groups, px__group_doc(&x, members, nk, evidence));
   }
-  for (size_t i = 0; next != NULL && last != NULL && i < n; i++) {
-    if (px_strmap_get(&by_group, x.m[i].group) != &x.m[i])
-      continue; /* not the group's first member */
-    size_t nm = 0;
-    for (size_t k = i; k != SIZE_MAX; k = next[k]) {
-      members[nm] = &x.m[k];
-      mverdicts[nm] = verdicts[k];
-      mevidence[nm] = evidence[k];
-      nm++;
-    }
-    json_array_append_new(groups, px__group_doc(&x, members, nm, mverdicts, mevidence));
-  }
-  free(next);
-  free(last);
+  free(members);
+  free(done);
 
   size_t ng = json_array_size(groups);
   json_t **sorted = calloc(ng ? ng : 1, sizeof(json_t *));
@@ -208,12 +421,13 @@ json_t *px_compare(const char *domain, const px_vantage_t *v, size_t n, unsigned
   json_object_set_new(doc, "vantages", groups);
   for (size_t i = 0; evidence != NULL && i < n; i++)
     json_decref(evidence[i]);
+  for (size_t k = 0; views != NULL && k < nviews; k++)
+    free(views[k].timeline);
+  free(views);
   free(sorted);
   free(evidence);
   free(verdicts);
-  free(members);
-  free(mverdicts);
-  free(mevidence);
+  px_strmap_free(&by_key);
   px_strmap_free(&by_group);
   px__vd_index_free(&x);
   return doc;
@@ -262,4 +476,20 @@ json_t *px_control_addresses(const px_vantage_t *v, size_t n, unsigned min_group
   free(c);
   px__vd_index_free(&x);
   return ips;
+}
+
+json_t *px_compare_mode(const char *domain, const px_vantage_t *v, size_t n, unsigned quorum,
+                        px_compare_mode_t mode) {
+  if (mode != PX_COMPARE_LATEST)
+    return px__compare(domain, v, n, quorum, mode);
+  px_vantage_t *latest = NULL;
+  size_t m = px__latest_only(v, n, &latest);
+  json_t *doc = px__compare(domain, latest != NULL ? latest : v, latest != NULL ? m : 0, quorum,
+                            mode);
+  free(latest);
+  return doc;
+}
+
+json_t *px_compare(const char *domain, const px_vantage_t *v, size_t n, unsigned quorum) {
+  return px_compare_mode(domain, v, n, quorum, PX_COMPARE_WINDOW);
 }

@@ -9,22 +9,49 @@
 /* The cross-vantage verdicts of DESIGN.md ("Verdicts"), from summaries
  * (collector/analysis.c). Rules and their sources: docs/analysis.md. */
 
-/* One vantage: an agent key's latest measurement of the domain. */
+/* What one agent key saw of the domain: one summary, and the measurements
+ * that had exactly that summary (a stable vantage measuring every hour
+ * gives the same one again and again: it is judged once). With ntimes 0,
+ * a single measurement (uid, measurement_start_time). Otherwise times and
+ * uids hold ntimes measurements (any order); uid and
+ * measurement_start_time are the newest of them. */
 typedef struct px_vantage {
   const char *key_id, *probe_cc, *probe_asn, *uid;
   time_t measurement_start_time;
   json_t *summary; /* borrowed */
+  const time_t *times;
+  const char *const *uids;
+  size_t ntimes;
 } px_vantage_t;
 
 /* Other vantage groups needed to judge one. */
 #define PX_QUORUM 2
 
+/* How a key's measurements in the window make its verdict. */
+typedef enum {
+  /* Every measurement counts (docs/analysis.md, "Over the window"): the
+   * most severe class its measurements support, positive evidence
+   * (interception, divergence, DNS) from one measurement, blocking from
+   * at least two and at least half of them. */
+  PX_COMPARE_WINDOW,
+  /* Only each key's newest measurement, judged alone ("is it still
+   * happening right now?"). */
+  PX_COMPARE_LATEST
+} px_compare_mode_t;
+
 /* The comparison document: {"domain", "quorum", "vantages": [per group
  * {"probe_cc", "probe_asn", "verdict", "confidence", "vantage_count",
- * "addresses": [...] (at most 64, "addresses_left_out" counts the rest),
- * "evidence": [...], "measurements": [...]}]}, the most severe verdicts
- * first. Linear in the window's entries (hash indexes) plus sorting what
- * is shown; summaries of any shape are read safely. Caller owns it. */
+ * "observed": {"measurements", "anomalous", "first_seen", "last_seen",
+ * "ongoing", "clean_since"}, "addresses": [...] (at most 64,
+ * "addresses_left_out" counts the rest), "evidence": [...],
+ * "measurements": [...] (the newest 256, "measurements_left_out")}]},
+ * the most severe verdicts first. Each summary is judged once, whatever
+ * number of measurements share it: linear in the window's distinct
+ * summaries (hash indexes) plus sorting what is shown; summaries of any
+ * shape are read safely. Caller owns it. */
+json_t *px_compare_mode(const char *domain, const px_vantage_t *v, size_t n, unsigned quorum,
+                        px_compare_mode_t mode);
+/* px_compare_mode(…, PX_COMPARE_WINDOW). */
 json_t *px_compare(const char *domain, const px_vantage_t *v, size_t n, unsigned quorum);
 
 /* Severity order of verdicts: higher is more severe. */

@@ -53,9 +53,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   static const char *const groups[3][3] = {
       {"SHA256:de", "DE", "AS3320"}, {"SHA256:us", "US", "AS7922"}, {"SHA256:fr", "FR", "AS3215"}};
   for (int i = 0; i < 3; i++) {
-    px__others[i] = (px_vantage_t){groups[i][0], groups[i][1], groups[i][2],
-                                   "20261201000000_DE_tlscertconsistency_0000000000000000",
-                                   PX_FUZZ_NOW - 3600, json_loads(px__other_summary, 0, NULL)};
+    px__others[i] = (px_vantage_t){.key_id = groups[i][0], .probe_cc = groups[i][1],
+                                   .probe_asn = groups[i][2],
+                                   .uid = "20261201000000_DE_tlscertconsistency_0000000000000000",
+                                   .measurement_start_time = PX_FUZZ_NOW - 3600,
+                                   .summary = json_loads(px__other_summary, 0, NULL)};
     if (px__others[i].summary == NULL)
       px_fuzz_fail("the fixed summary is not JSON");
   }
@@ -252,8 +254,9 @@ static void px__accepted(const char *uid) {
   char *stext = px_json_dump(sum);
   json_decref(sum);
   px_vantage_t v[4] = {px__others[0], px__others[1], px__others[2],
-                       {key_id, meta.probe_cc, meta.probe_asn, uid, meta.measurement_start_time,
-                        json_loads(stext, 0, NULL)}};
+                       {.key_id = key_id, .probe_cc = meta.probe_cc, .probe_asn = meta.probe_asn,
+                        .uid = uid, .measurement_start_time = meta.measurement_start_time,
+                        .summary = json_loads(stext, 0, NULL)}};
   if (v[3].summary == NULL)
     px_fuzz_fail("a summary does not read back");
   json_t *doc = px_compare(meta.domain, v, 4, PX_QUORUM);

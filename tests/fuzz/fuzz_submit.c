@@ -35,9 +35,10 @@ static px_ssh_pubkey_t px__pub_b, px__pub_c;
 
 /* Three other vantage groups that saw www.example.test verify at
  * 127.80.1.1:8443 (summaries as collector/analysis.c writes them). */
-#define PX__OTHER(cc, asn, key)                                                              \
-  {key, cc, asn, "20270101000000_" cc "_tlscertconsistency_0000000000000000", PX_FUZZ_NOW, \
-   NULL}
+#define PX__OTHER(cc, asn, key)                                                    \
+  {.key_id = key, .probe_cc = cc, .probe_asn = asn,                              \
+   .uid = "20270101000000_" cc "_tlscertconsistency_0000000000000000",           \
+   .measurement_start_time = PX_FUZZ_NOW}
 static px_vantage_t px__others[3] = {PX__OTHER("DE", "AS3320", "SHA256:de"),
                                      PX__OTHER("US", "AS7922", "SHA256:us"),
                                      PX__OTHER("FR", "AS3215", "SHA256:fr")};
@@ -139,8 +140,9 @@ static void px__accepted(px_collector_t *c, const char *body, size_t len, json_t
   char *stext = px_json_dump(sum);
   json_decref(sum);
   px_vantage_t v[4] = {px__others[0], px__others[1], px__others[2]};
-  v[3] = (px_vantage_t){key_id, meta.probe_cc, meta.probe_asn, uid, meta.measurement_start_time,
-                        json_loads(stext, 0, NULL)};
+  v[3] = (px_vantage_t){.key_id = key_id, .probe_cc = meta.probe_cc, .probe_asn = meta.probe_asn,
+                        .uid = uid, .measurement_start_time = meta.measurement_start_time,
+                        .summary = json_loads(stext, 0, NULL)};
   if (v[3].summary == NULL)
     px_fuzz_fail("a summary does not read back");
   json_t *doc = px_compare(meta.domain, v, 4, PX_QUORUM);

@@ -94,7 +94,9 @@ PX_TEST(verdict_blocking) {
       px__v("k-de", "DE", "AS3320", px__tls(px__sum("203.0.113.40"), "203.0.113.40", GOOD, true, NULL)),
       px__v("k-us", "US", "AS7922", px__tls(px__sum("203.0.113.40"), "203.0.113.40", GOOD, true, NULL)),
   };
-  json_t *doc = px_compare("social.example.org", v, 3, PX_QUORUM);
+  /* One measurement judged alone (--latest): over a window, blocking needs
+   * two (test_verdict_window.c). */
+  json_t *doc = px_compare_mode("social.example.org", v, 3, PX_QUORUM, PX_COMPARE_LATEST);
   assert_string_equal(px__verdict(doc, "RU"), "tls_blocked");
   json_t *ev = json_array_get(json_object_get(px__group(doc, "RU"), "evidence"), 0);
   assert_string_equal(json_string_value(json_object_get(ev, "failure")), "connection_reset");

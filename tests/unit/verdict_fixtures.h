@@ -64,7 +64,8 @@ static inline json_t *px__tls(json_t *s, const char *ip, const char *leaf, bool 
 }
 
 static inline px_vantage_t px__v(const char *key, const char *cc, const char *asn, json_t *summary) {
-  px_vantage_t v = {key, cc, asn, key, 0, summary};
+  px_vantage_t v = {.key_id = key, .probe_cc = cc, .probe_asn = asn, .uid = key,
+                    .summary = summary};
   return v;
 }
 
