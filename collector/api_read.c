@@ -1,6 +1,7 @@
 /* The researcher API: list, raw bytes, signatures, signers, export. */
 #include <ctype.h>
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -193,11 +194,19 @@ enum MHD_Result px_api_allowed_signers(px_request_t *r) {
 }
 
 /* Streaming export: rows are fetched in batches as MHD asks for bytes, so
- * a large export holds neither a big buffer nor a long read transaction. */
+ * a large export holds neither a big buffer nor a long read transaction.
+ * A batch is at most PX__EXPORT_ROWS rows and, past its first row, at
+ * most PX_STORE_EXPORT_BATCH_BYTES of content (the store stops there), so
+ * however large the rows and however slowly the client reads, an export
+ * holds about a MiB of JSON plus one row. At most --max-exports stream at
+ * once. */
+#define PX__EXPORT_ROWS 200
+
 typedef struct {
+  px_collector_t *c;
   px_store_export_t *rows;
   char *buf;
-  size_t len, off;
+  size_t len, cap, off;
   bool done;
 } px__export_t;
 
@@ -216,12 +225,18 @@ static int px__export_row(void *data, const px_stored_row_t *row) {
   if (text == NULL)
     return -ENOMEM;
   size_t n = strlen(text);
-  char *b = realloc(e->buf, e->len + n + 1);
-  if (b == NULL) {
-    free(text);
-    return -ENOMEM;
+  if (e->len + n + 1 > e->cap) {
+    size_t cap = e->cap ? e->cap : 65536;
+    while (cap < e->len + n + 1)
+      cap *= 2;
+    char *b = realloc(e->buf, cap);
+    if (b == NULL) {
+      free(text);
+      return -ENOMEM;
+    }
+    e->buf = b;
+    e->cap = cap;
   }
-  e->buf = b;
   memcpy(e->buf + e->len, text, n);
   e->buf[e->len + n] = '\n';
   e->len += n + 1;
@@ -234,15 +249,24 @@ static ssize_t px__export_read(void *cls, uint64_t pos, char *out, size_t max) {
   (void)pos;
   if (e->off == e->len) {
     e->off = e->len = 0;
+    /* A batch of large rows leaves a large buffer: not kept for the
+     * (maybe slow) rest of the export. */
+    if (e->cap > 2 * PX_STORE_EXPORT_BATCH_BYTES) {
+      free(e->buf);
+      e->buf = NULL;
+      e->cap = 0;
+    }
     if (e->done)
       return MHD_CONTENT_READER_END_OF_STREAM;
-    int n = px_store_export_next(e->rows, 200, px__export_row, e);
+    int n = px_store_export_next(e->rows, PX__EXPORT_ROWS, px__export_row, e);
     if (n < 0)
       return MHD_CONTENT_READER_END_WITH_ERROR;
-    if (n < 200)
+    /* Fewer rows than asked for is not the end: the store may have
+     * stopped at its byte bound. Only an empty batch is. */
+    if (n == 0 || e->len == 0) {
       e->done = true;
-    if (e->len == 0)
       return MHD_CONTENT_READER_END_OF_STREAM;
+    }
   }
   size_t k = e->len - e->off < max ? e->len - e->off : max;
   memcpy(out, e->buf + e->off, k);
@@ -253,6 +277,7 @@ static ssize_t px__export_read(void *cls, uint64_t pos, char *out, size_t max) {
 static void px__export_free(void *cls) {
   px__export_t *e = cls;
   px_store_export_close(e->rows);
+  atomic_fetch_sub(&e->c->exports, 1);
   free(e->buf);
   free(e);
 }
@@ -263,9 +288,19 @@ enum MHD_Result px_api_export(px_request_t *r, const px_query_t *q) {
   char asn[16], cc[3], domain[256];
   if (!px__filter(r, q, &f, false, asn, cc, domain, &ret))
     return ret;
+  /* Each export holds its buffer and a thread for as long as its client
+   * reads: a bounded number at once, whatever the store. */
+  if (atomic_fetch_add(&r->c->exports, 1) >= r->c->cfg.max_exports) {
+    atomic_fetch_sub(&r->c->exports, 1);
+    return px_respond_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "storage_error",
+                            "too many exports at once; try again later");
+  }
   px__export_t *e = calloc(1, sizeof(*e));
-  if (e == NULL)
+  if (e == NULL) {
+    atomic_fetch_sub(&r->c->exports, 1);
     return MHD_NO;
+  }
+  e->c = r->c;
   /* The export copies the filter: the stream outlives the request. */
   int rc = px_store_export_open(r->c->store, &f, &e->rows);
   if (rc != 0) {
@@ -280,8 +315,7 @@ enum MHD_Result px_api_export(px_request_t *r, const px_query_t *q) {
     px__export_free(e);
     return MHD_NO;
   }
-  MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/x-ndjson");
-  MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+  px_response_headers(r, resp, "application/x-ndjson");
   ret = MHD_queue_response(r->conn, MHD_HTTP_OK, resp);
   MHD_destroy_response(resp);
   return ret;

@@ -65,6 +65,10 @@ static void px__usage(FILE *out) {
         "  --max-body BYTES        largest accepted request body (default 1048576)\n"
         "  --max-connections N     concurrent connections (default 1024)\n"
         "  --per-ip-limit N        concurrent connections per client address (default 64)\n"
+        "  --ipv6-prefix-len N     IPv6 clients are counted by their first N bits, one\n"
+        "                          allowance per prefix (1 to 128, default 64)\n"
+        "  --max-exports N         concurrent GET /api/v1/export.jsonl streams (default 8;\n"
+        "                          PostgreSQL: also at most half of pool_size)\n"
         "  --timeout SECONDS       idle connection timeout (default 30)\n"
         "  --trusted-proxy CIDR    take the client address from X-Forwarded-For when the\n"
         "                          peer is in CIDR (repeatable; e.g. 127.0.0.1/32 for nginx)\n"
@@ -102,10 +106,13 @@ static void px__fit_nofile(px_collector_config_t *cfg) {
     if (setrlimit(RLIMIT_NOFILE, &rl) != 0 || getrlimit(RLIMIT_NOFILE, &rl) != 0)
       return;
   }
-  if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur <= PX__FD_RESERVE ||
-      (rlim_t)cfg->max_connections + PX__FD_RESERVE <= rl.rlim_cur)
+  /* MHD may hold PX_SERVER_CONN_SLACK connections more for an instant
+   * (those being refused). */
+  rlim_t reserve = PX__FD_RESERVE + PX_SERVER_CONN_SLACK;
+  if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur <= reserve ||
+      (rlim_t)cfg->max_connections + reserve <= rl.rlim_cur)
     return;
-  unsigned fit = (unsigned)(rl.rlim_cur - PX__FD_RESERVE);
+  unsigned fit = (unsigned)(rl.rlim_cur - reserve);
   fprintf(stderr, "parallax-collector: open-file limit %llu: serving %u connections, not %u "
                   "(raise LimitNOFILE / ulimit -n)\n",
           (unsigned long long)rl.rlim_cur, fit, cfg->max_connections);
@@ -185,7 +192,8 @@ static int px__load_targets(const char *path, px_collector_config_t *cfg, char *
  * that no exit path (usage errors included) leaks what parsing collected. */
 static int px__main(int argc, char **argv, px_collector_t *c) {
   enum { O_LISTEN = 256, O_DB, O_STATE, O_MAXBODY, O_MAXCONN, O_PERIP, O_TIMEOUT, O_PROXY,
-         O_PUBLIC, O_VERSION, O_CAFILE, O_TARGETS, O_NONPUBLIC, O_GEOIP };
+         O_PUBLIC, O_VERSION, O_CAFILE, O_TARGETS, O_NONPUBLIC, O_GEOIP, O_V6PREFIX,
+         O_MAXEXPORTS };
   static const struct option opts[] = {
       {"listen", required_argument, NULL, O_LISTEN},
       {"db", required_argument, NULL, O_DB},
@@ -193,6 +201,8 @@ static int px__main(int argc, char **argv, px_collector_t *c) {
       {"max-body", required_argument, NULL, O_MAXBODY},
       {"max-connections", required_argument, NULL, O_MAXCONN},
       {"per-ip-limit", required_argument, NULL, O_PERIP},
+      {"ipv6-prefix-len", required_argument, NULL, O_V6PREFIX},
+      {"max-exports", required_argument, NULL, O_MAXEXPORTS},
       {"timeout", required_argument, NULL, O_TIMEOUT},
       {"trusted-proxy", required_argument, NULL, O_PROXY},
       {"public-url", required_argument, NULL, O_PUBLIC},
@@ -222,6 +232,8 @@ static int px__main(int argc, char **argv, px_collector_t *c) {
   c->cfg.max_body = 1 << 20;
   c->cfg.max_connections = 1024;
   c->cfg.per_ip_limit = 64;
+  c->cfg.ipv6_prefix_len = 64;
+  c->cfg.max_exports = 8;
   c->cfg.timeout_s = 30;
 
   opterr = 0;
@@ -272,6 +284,20 @@ static int px__main(int argc, char **argv, px_collector_t *c) {
         c->cfg.per_ip_limit = (unsigned)v;
       else
         c->cfg.timeout_s = (unsigned)v;
+      break;
+    case O_V6PREFIX:
+      if (px_parse_ulong(optarg, 1, 128, &v) != 0) {
+        fprintf(stderr, "parallax-collector: --ipv6-prefix-len: 1 to 128 bits\n");
+        return PX_EXIT_USAGE;
+      }
+      c->cfg.ipv6_prefix_len = (unsigned)v;
+      break;
+    case O_MAXEXPORTS:
+      if (px_parse_ulong(optarg, 1, 10000, &v) != 0) {
+        fprintf(stderr, "parallax-collector: --max-exports: 1 to 10000\n");
+        return PX_EXIT_USAGE;
+      }
+      c->cfg.max_exports = (unsigned)v;
       break;
     case O_PROXY: {
       px_cidr_t cidr;

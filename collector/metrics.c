@@ -14,7 +14,11 @@ static const double px__buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                      0.1,   0.25,   0.5,   1,    2.5,   10};
 #define PX__NBUCKETS (sizeof(px__buckets) / sizeof(px__buckets[0]))
 
-static atomic_ullong px__accepted, px__duplicates, px__requests, px__refused;
+static const char *const px__cut_reasons[PX_CUT__COUNT] = {
+    "max_connections", "per_ip_limit", "request_deadline", "too_many_requests"};
+
+static atomic_ullong px__accepted, px__duplicates, px__requests;
+static atomic_ullong px__cut[PX_CUT__COUNT];
 static atomic_ullong px__geo_mismatch, px__rotations;
 static atomic_ullong px__rejected[PX__NREASONS];
 static atomic_ullong px__hist[PX__NBUCKETS + 1];
@@ -39,7 +43,9 @@ void px_metrics_quarantined_known(long long n) {
 void px_metrics_accepted(void) { atomic_fetch_add(&px__accepted, 1); }
 void px_metrics_duplicate(void) { atomic_fetch_add(&px__duplicates, 1); }
 void px_metrics_request(void) { atomic_fetch_add(&px__requests, 1); }
-void px_metrics_connection_refused(void) { atomic_fetch_add(&px__refused, 1); }
+void px_metrics_connection_refused(px_cut_reason_t reason) {
+  atomic_fetch_add(&px__cut[reason < PX_CUT__COUNT ? reason : PX_CUT_MAX_CONNECTIONS], 1);
+}
 void px_metrics_geo_mismatch(void) { atomic_fetch_add(&px__geo_mismatch, 1); }
 void px_metrics_key_rotation(void) { atomic_fetch_add(&px__rotations, 1); }
 
@@ -68,10 +74,20 @@ char *px_metrics_render(void) {
              "# TYPE parallax_collector_requests_total counter\n"
              "parallax_collector_requests_total %llu\n",
           atomic_load(&px__requests));
-  fprintf(f, "# HELP parallax_collector_connections_cut_total Connections refused or cut: over a client's allowance, or too slow to send a request.\n"
+  /* The total is the sum of the reasons, read once each: the two
+   * families agree within one scrape. */
+  unsigned long long cut[PX_CUT__COUNT], cut_total = 0;
+  for (size_t i = 0; i < PX_CUT__COUNT; i++)
+    cut_total += cut[i] = atomic_load(&px__cut[i]);
+  fprintf(f, "# HELP parallax_collector_connections_cut_total Connections refused or cut, and requests refused with 429: at --max-connections, over a client's allowance, or too slow to send a request.\n"
              "# TYPE parallax_collector_connections_cut_total counter\n"
              "parallax_collector_connections_cut_total %llu\n",
-          atomic_load(&px__refused));
+          cut_total);
+  fprintf(f, "# HELP parallax_collector_connections_cut_by_reason_total parallax_collector_connections_cut_total by reason.\n"
+             "# TYPE parallax_collector_connections_cut_by_reason_total counter\n");
+  for (size_t i = 0; i < PX_CUT__COUNT; i++)
+    fprintf(f, "parallax_collector_connections_cut_by_reason_total{reason=\"%s\"} %llu\n",
+            px__cut_reasons[i], cut[i]);
   fprintf(f, "# HELP parallax_collector_measurements_accepted_total Measurements stored.\n"
              "# TYPE parallax_collector_measurements_accepted_total counter\n"
              "parallax_collector_measurements_accepted_total %llu\n",

@@ -12,8 +12,16 @@ void px_metrics_rejected(const char *reason);
 /* Seconds from the first byte of a submission to its answer. */
 void px_metrics_submit_latency(double seconds);
 void px_metrics_request(void);
-/* A connection refused (over its client's allowance) or cut (too slow). */
-void px_metrics_connection_refused(void);
+/* Why a connection was refused or cut, or a request refused with 429:
+ * the reason label of parallax_collector_connections_cut_by_reason_total. */
+typedef enum {
+  PX_CUT_MAX_CONNECTIONS,   /* --max-connections reached (ours or MHD's) */
+  PX_CUT_PER_IP_LIMIT,      /* a direct client over its --per-ip-limit */
+  PX_CUT_REQUEST_DEADLINE,  /* a request not in within --timeout */
+  PX_CUT_TOO_MANY_REQUESTS, /* 429: a proxied client over its allowance */
+  PX_CUT__COUNT
+} px_cut_reason_t;
+void px_metrics_connection_refused(px_cut_reason_t reason);
 /* A new measurement stored with its geo_mismatch flag set. */
 void px_metrics_geo_mismatch(void);
 /* A key rotation statement accepted (repeats included). */

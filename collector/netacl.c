@@ -100,3 +100,26 @@ void px_client_address(const struct sockaddr *peer, const char *xff,
     end = start > xff ? start - 1 : xff;
   }
 }
+
+void px_limit_key(const struct sockaddr *sa, unsigned v6_prefix, int *family,
+                  unsigned char key[16]) {
+  static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  memset(key, 0, 16);
+  if (sa->sa_family != AF_INET6) {
+    *family = AF_INET;
+    memcpy(key, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+    return;
+  }
+  const unsigned char *a = ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
+  if (memcmp(a, mapped, sizeof(mapped)) == 0) {
+    /* Masking these to /64 would put every IPv4 client in one bucket. */
+    *family = AF_INET;
+    memcpy(key, a + 12, 4);
+    return;
+  }
+  *family = AF_INET6;
+  unsigned bits = v6_prefix < 128 ? v6_prefix : 128, full = bits / 8, rest = bits % 8;
+  memcpy(key, a, full);
+  if (rest != 0)
+    key[full] = (unsigned char)(a[full] & (0xff << (8 - rest)));
+}

@@ -24,4 +24,14 @@ void px_client_address(const struct sockaddr *peer, const char *xff,
                        const px_cidr_t *trusted, size_t ntrusted,
                        struct sockaddr_storage *out);
 
+/* The key a client's allowance (--per-ip-limit) is counted under: an IPv4
+ * address whole, also when it comes IPv4-mapped (::ffff:192.0.2.1, a
+ * dual-stack listener's view of IPv4 clients); an IPv6 address cut to its
+ * first v6_prefix bits (1 to 128; larger is taken as 128), because one
+ * subscriber is routinely handed a whole /64 or more and would otherwise
+ * hold an allowance per address. *family is AF_INET or AF_INET6, key the
+ * (masked) address bytes, zero-padded to 16. */
+void px_limit_key(const struct sockaddr *sa, unsigned v6_prefix, int *family,
+                  unsigned char key[16]);
+
 #endif

@@ -2,9 +2,11 @@
 
 #include <errno.h>
 #include <netinet/in.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -25,7 +27,8 @@ static uint64_t px__now_ns(void) {
  * Per-client allowance: direct clients may hold --per-ip-limit connections;
  * requests arriving through a --trusted-proxy are counted per forwarded
  * address instead (concurrent requests), so one client behind nginx cannot
- * lock out the others. Counts live in a small hash table under c->mu. */
+ * lock out the others. An IPv6 client is its --ipv6-prefix-len prefix
+ * (px_limit_key). Counts live in a small hash table under c->mu. */
 
 struct px__ipcount {
   int family;
@@ -36,18 +39,10 @@ struct px__ipcount {
 
 #define PX__IP_BUCKETS 1024
 
-static void px__addr_key(const struct sockaddr *sa, int *family, unsigned char key[16]) {
-  memset(key, 0, 16);
-  *family = sa->sa_family;
-  if (sa->sa_family == AF_INET6)
-    memcpy(key, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
-  else
-    memcpy(key, &((const struct sockaddr_in *)sa)->sin_addr, 4);
-}
-
+/* The caller holds c->mu. */
 static px__ipcount_t **px__ip_slot(px_collector_t *c, const struct sockaddr *sa, int *family,
                                    unsigned char key[16]) {
-  px__addr_key(sa, family, key);
+  px_limit_key(sa, c->cfg.ipv6_prefix_len, family, key);
   unsigned h = 2166136261u;
   for (int i = 0; i < 16; i++)
     h = (h ^ key[i]) * 16777619u;
@@ -79,6 +74,14 @@ static bool px__ip_acquire(px_collector_t *c, const struct sockaddr *sa) {
   return ok;
 }
 
+/* Whether sa has an allowance left; the caller holds c->mu. */
+static bool px__ip_room_locked(px_collector_t *c, const struct sockaddr *sa) {
+  int family;
+  unsigned char key[16];
+  px__ipcount_t **pp = px__ip_slot(c, sa, &family, key);
+  return *pp == NULL || (*pp)->count < c->cfg.per_ip_limit;
+}
+
 static void px__ip_release(px_collector_t *c, const struct sockaddr *sa) {
   int family;
   unsigned char key[16];
@@ -106,10 +109,51 @@ struct px__conn {
   int fd;
   uint64_t receiving_since; /* 0 while a response is being sent */
   bool counted;             /* holds one unit of its peer's allowance */
+  bool admitted;            /* counts in c->nconns */
   bool cut;
   struct sockaddr_storage peer;
   px__conn_t *prev, *next;
 };
+
+/* MHD's accept policy: called in MHD's listening thread for every
+ * accepted socket before MHD makes a connection of it, so a refusal here
+ * costs no thread. MHD checks its own limit before calling this, and
+ * refuses silently, so the real cap, --max-connections, is enforced here,
+ * MHD's limit being PX_SERVER_CONN_SLACK higher. c->nconns moves only in
+ * this same thread (the STARTED and CLOSED notifications), so what is
+ * checked here still holds when the connection starts. The per-address
+ * check here is the cheap early one; the allowance itself is taken when
+ * the connection starts. */
+static enum MHD_Result px__accept_policy(void *cls, const struct sockaddr *addr, socklen_t addrlen) {
+  px_collector_t *c = cls;
+  (void)addrlen;
+  bool trusted = px__trusted_peer(c, addr);
+  pthread_mutex_lock(&c->mu);
+  bool full = c->nconns >= c->cfg.max_connections;
+  bool over = !full && !trusted && !px__ip_room_locked(c, addr);
+  pthread_mutex_unlock(&c->mu);
+  if (full)
+    px_metrics_connection_refused(PX_CUT_MAX_CONNECTIONS);
+  else if (over)
+    px_metrics_connection_refused(PX_CUT_PER_IP_LIMIT);
+  return full || over ? MHD_NO : MHD_YES;
+}
+
+/* The text MHD 0.9.75 logs each time it refuses a connection at its own
+ * limit; there is no other way to learn of those refusals. */
+#define PX__MHD_AT_LIMIT "Server reached connection limit"
+
+/* MHD's messages go to stderr, as they did without a logger, except the
+ * refusals at MHD's own limit: those are counted (a flood would fill the
+ * journal with them). */
+static void px__mhd_log(void *cls, const char *fmt, va_list ap) {
+  (void)cls;
+  if (strncmp(fmt, PX__MHD_AT_LIMIT, sizeof(PX__MHD_AT_LIMIT) - 1) == 0) {
+    px_metrics_connection_refused(PX_CUT_MAX_CONNECTIONS);
+    return;
+  }
+  vfprintf(stderr, fmt, ap);
+}
 
 static void px__notify_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
                                   enum MHD_ConnectionNotificationCode code) {
@@ -134,12 +178,19 @@ static void px__notify_connection(void *cls, struct MHD_Connection *conn, void *
     if (c->conns != NULL)
       c->conns->prev = e;
     c->conns = e;
-    if (refuse) {
-      /* Over its allowance: the connection thread sees end of file and
-       * closes; the socket itself stays MHD's to close. */
+    /* The accept policy looked already; this is the authoritative count
+     * (the per-address one can have moved since: a proxied client's
+     * requests share the table). */
+    bool full = !refuse && c->nconns >= c->cfg.max_connections;
+    if (refuse || full) {
+      /* The connection thread sees end of file and closes; the socket
+       * itself stays MHD's to close. */
       e->cut = true;
       shutdown(e->fd, SHUT_RDWR);
-      px_metrics_connection_refused();
+      px_metrics_connection_refused(full ? PX_CUT_MAX_CONNECTIONS : PX_CUT_PER_IP_LIMIT);
+    } else {
+      e->admitted = true;
+      c->nconns++;
     }
     pthread_mutex_unlock(&c->mu);
   } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
@@ -155,6 +206,8 @@ static void px__notify_connection(void *cls, struct MHD_Connection *conn, void *
       c->conns = e->next;
     if (e->next != NULL)
       e->next->prev = e->prev;
+    if (e->admitted)
+      c->nconns--;
     pthread_mutex_unlock(&c->mu);
     if (e->counted)
       px__ip_release(c, (struct sockaddr *)&e->peer);
@@ -190,12 +243,16 @@ static void *px__watchdog_main(void *arg) {
       ts.tv_nsec -= 1000000000L;
     }
     pthread_cond_timedwait(&c->watchdog_cv, &c->mu, &ts);
-    uint64_t now = px__now_ns(), limit = (uint64_t)c->cfg.timeout_s * 1000000000ull;
+    /* Half a second of grace: a connection that sends nothing at all is
+     * MHD's idle timeout's, which fires at the limit itself; what is left
+     * here are the clients that keep dribbling bytes. */
+    uint64_t now = px__now_ns(),
+             limit = (uint64_t)c->cfg.timeout_s * 1000000000ull + 500000000ull;
     for (px__conn_t *e = c->conns; e != NULL; e = e->next) {
       if (!e->cut && e->receiving_since != 0 && now - e->receiving_since > limit) {
         e->cut = true;
         shutdown(e->fd, SHUT_RDWR);
-        px_metrics_connection_refused();
+        px_metrics_connection_refused(PX_CUT_REQUEST_DEADLINE);
       }
     }
   }
@@ -203,18 +260,35 @@ static void *px__watchdog_main(void *arg) {
   return NULL;
 }
 
-enum MHD_Result px_respond(px_request_t *r, unsigned status, const char *content_type,
-                           const void *body, size_t len) {
+void px_response_headers(px_request_t *r, struct MHD_Response *resp, const char *content_type) {
+  r->answered = true;
+  MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+  /* Browsers must not guess another type (a measurement's bytes taken
+   * for HTML, an export for a script). */
+  MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+  MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+  /* MHD ends the connection after an answer that says so. */
+  if (r->close)
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+}
+
+enum MHD_Result px_respond_with(px_request_t *r, unsigned status, const char *content_type,
+                                const void *body, size_t len, const char *const *extra) {
   struct MHD_Response *resp =
       MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
   if (resp == NULL)
     return MHD_NO;
-  MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
-  MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
-  MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+  px_response_headers(r, resp, content_type);
+  for (size_t i = 0; extra != NULL && extra[i] != NULL && extra[i + 1] != NULL; i += 2)
+    MHD_add_response_header(resp, extra[i], extra[i + 1]);
   enum MHD_Result ret = MHD_queue_response(r->conn, status, resp);
   MHD_destroy_response(resp);
   return ret;
+}
+
+enum MHD_Result px_respond(px_request_t *r, unsigned status, const char *content_type,
+                           const void *body, size_t len) {
+  return px_respond_with(r, status, content_type, body, len, NULL);
 }
 
 enum MHD_Result px_respond_json(px_request_t *r, unsigned status, json_t *body) {
@@ -290,11 +364,15 @@ static void px__completed_cb(void *cls, struct MHD_Connection *conn, void **req_
                              enum MHD_RequestTerminationCode toe) {
   px_collector_t *c = cls;
   px_request_t *r = *req_cls;
-  (void)conn;
-  (void)toe;
   px__set_receiving(c, conn, true); /* a keep-alive connection waits for the next */
   if (r == NULL)
     return;
+  /* MHD's idle timeout ended a request that had begun (its request line
+   * was in) and never fully arrived: a cut at the request deadline, like
+   * the watchdog's. (An idle connection between requests has no request,
+   * and its closing is no refusal.) */
+  if (toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED && !r->answered)
+    px_metrics_connection_refused(PX_CUT_REQUEST_DEADLINE);
   if (r->counted)
     px__ip_release(c, (struct sockaddr *)&r->client);
   free(r->body);
@@ -304,13 +382,19 @@ static void px__completed_cb(void *cls, struct MHD_Connection *conn, void **req_
   atomic_fetch_sub(&c->active, 1);
 }
 
-/* Accumulates the body, refusing it beyond r->max_body. Returns false when
- * the request was answered (413) and must not be processed. */
-static bool px__take_body(px_request_t *r, const char *data, size_t *size) {
+/* Accumulates the body. Beyond r->max_body it drops what it has and the
+ * rest as it comes (r->too_large): MHD 0.9.75 cannot queue an answer
+ * while a body is arriving, only before (Content-Length) or after it, so
+ * a chunked body that grows too large is read to its end, or to the
+ * request deadline, and then answered 413. */
+static void px__take_body(px_request_t *r, const char *data, size_t *size) {
   if (r->too_large || r->body_len + *size > r->max_body) {
     r->too_large = true;
+    free(r->body);
+    r->body = NULL;
+    r->body_len = r->body_cap = 0;
     *size = 0;
-    return true;
+    return;
   }
   /* (No body yet means no capacity either, whatever body_cap says.) */
   if (r->body == NULL || r->body_len + *size + 1 > r->body_cap) {
@@ -320,8 +404,11 @@ static bool px__take_body(px_request_t *r, const char *data, size_t *size) {
     char *b = realloc(r->body, cap);
     if (b == NULL) {
       r->too_large = true;
+      free(r->body);
+      r->body = NULL;
+      r->body_len = r->body_cap = 0;
       *size = 0;
-      return true;
+      return;
     }
     r->body = b;
     r->body_cap = cap;
@@ -330,11 +417,13 @@ static bool px__take_body(px_request_t *r, const char *data, size_t *size) {
   r->body_len += *size;
   r->body[r->body_len] = '\0';
   *size = 0;
-  return true;
 }
 
+/* 413, and the connection ends: what was not read of the body must not
+ * be taken for the next request. */
 static enum MHD_Result px__too_large(px_request_t *r) {
   char detail[96];
+  r->close = true;
   px_metrics_rejected("too_large");
   snprintf(detail, sizeof(detail), "request bodies are limited to %zu bytes", r->max_body);
   return px_respond_error(r, MHD_HTTP_CONTENT_TOO_LARGE, "too_large", detail);
@@ -372,11 +461,63 @@ static enum MHD_Result px__get(px_request_t *r) {
     free(text);
   } else if (strcmp(p, "/") == 0) {
     ret = px_web_page(r);
+  } else if (strncmp(p, "/static/", 8) == 0) {
+    ret = px_web_static(r);
   } else {
     ret = px_respond_error(r, MHD_HTTP_NOT_FOUND, "not_found", "no such endpoint");
   }
   px_query_free(&q);
   return ret;
+}
+
+/* The headers that frame a request's body, counted. */
+typedef struct {
+  unsigned cl, te;
+  const char *cl_value, *te_value;
+} px__framing_t;
+
+static enum MHD_Result px__framing_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                          const char *value) {
+  px__framing_t *f = cls;
+  (void)kind;
+  if (key == NULL)
+    return MHD_YES;
+  if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
+    f->cl++;
+    f->cl_value = value;
+  } else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
+    f->te++;
+    f->te_value = value;
+  }
+  return MHD_YES;
+}
+
+/* NULL when the request's body has one unambiguous length, else why not.
+ * A proxy in front may read such a request differently from MHD (which
+ * takes chunked over Content-Length, and the first Content-Length), and
+ * what one of them takes for the body the other takes for a next request:
+ * request smuggling. So these are refused outright. (A Content-Length MHD
+ * cannot parse at all never gets here: MHD answers it 400 itself.) */
+static const char *px__bad_framing(struct MHD_Connection *conn) {
+  px__framing_t f = {0};
+  MHD_get_connection_values(conn, MHD_HEADER_KIND, px__framing_header, &f);
+  if (f.cl > 0 && f.te > 0)
+    return "both Content-Length and Transfer-Encoding";
+  if (f.cl > 1)
+    return "more than one Content-Length";
+  if (f.te > 1)
+    return "more than one Transfer-Encoding";
+  if (f.cl == 1 && (f.cl_value == NULL || f.cl_value[0] == '\0' ||
+                    strspn(f.cl_value, "0123456789") != strlen(f.cl_value)))
+    return "Content-Length is not a decimal number";
+  if (f.te == 1 && (f.te_value == NULL || strcasecmp(f.te_value, "chunked") != 0))
+    return "the only Transfer-Encoding accepted is chunked";
+  return NULL;
+}
+
+static bool px__upload_path(const char *path) {
+  return strcmp(path, "/api/v1/submit_measurement") == 0 || strcmp(path, "/api/v1/check-in") == 0 ||
+         strcmp(path, "/api/v1/key_rotation") == 0;
 }
 
 static enum MHD_Result px__access_cb(void *cls, struct MHD_Connection *conn, const char *url,
@@ -392,6 +533,17 @@ static enum MHD_Result px__access_cb(void *cls, struct MHD_Connection *conn, con
   bool first = r->conn == NULL;
   if (first) {
     r->conn = conn;
+    const char *framing = px__bad_framing(conn);
+    if (framing != NULL) {
+      /* Answered before the body is read, and the connection closes:
+       * nothing after these headers is read as a request. */
+      char detail[128];
+      r->close = true;
+      if (strcmp(method, MHD_HTTP_METHOD_POST) == 0 && px__upload_path(r->path))
+        px_metrics_rejected("malformed_request");
+      snprintf(detail, sizeof(detail), "ambiguous request framing: %s", framing);
+      return px_respond_error(r, MHD_HTTP_BAD_REQUEST, "malformed_request", detail);
+    }
     /* First call: headers are in. Behind a trusted proxy, the client is
      * the forwarded address, and it has an allowance of its own. */
     const union MHD_ConnectionInfo *peer =
@@ -405,7 +557,7 @@ static enum MHD_Result px__access_cb(void *cls, struct MHD_Connection *conn, con
                         &r->client);
       if (!px__trusted_peer(r->c, (struct sockaddr *)&r->client)) {
         if (!px__ip_acquire(r->c, (struct sockaddr *)&r->client)) {
-          px_metrics_connection_refused();
+          px_metrics_connection_refused(PX_CUT_TOO_MANY_REQUESTS);
           return px_respond_error(r, MHD_HTTP_TOO_MANY_REQUESTS, "too_many_requests",
                                   "this client already has as many requests in flight as allowed");
         }
@@ -430,8 +582,10 @@ static enum MHD_Result px__access_cb(void *cls, struct MHD_Connection *conn, con
       const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
                                                    MHD_HTTP_HEADER_CONTENT_LENGTH);
       unsigned long long announced = cl != NULL ? strtoull(cl, NULL, 10) : 0;
-      if (announced > r->max_body)
+      if (announced > r->max_body) {
+        r->too_large = true;
         return px__too_large(r);
+      }
       /* Sized from Content-Length when given: no growing and copying. */
       r->body_cap = announced > 0 ? (size_t)announced + 1 : 8192;
       r->body = malloc(r->body_cap);
@@ -442,8 +596,6 @@ static enum MHD_Result px__access_cb(void *cls, struct MHD_Connection *conn, con
     }
     if (*upload_data_size > 0) {
       px__take_body(r, upload_data, upload_data_size);
-      if (r->too_large)
-        return px__too_large(r);
       return MHD_YES;
     }
     if (r->too_large)
@@ -488,12 +640,14 @@ int px_server_start(px_collector_t *c, char *err, size_t errlen) {
   if (c->cfg.listen.ss_family == AF_INET6)
     flags |= MHD_USE_IPv6;
   c->daemon = MHD_start_daemon(
-      flags, px_addr_port((struct sockaddr *)&c->cfg.listen), NULL, NULL, px__access_cb, c,
+      flags, px_addr_port((struct sockaddr *)&c->cfg.listen), px__accept_policy, c, px__access_cb, c,
+      /* First: MHD logs through the option in force when it logs. */
+      MHD_OPTION_EXTERNAL_LOGGER, px__mhd_log, c,
       MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&c->cfg.listen,
       MHD_OPTION_URI_LOG_CALLBACK, px__uri_cb, c,
       MHD_OPTION_NOTIFY_COMPLETED, px__completed_cb, c,
       MHD_OPTION_NOTIFY_CONNECTION, px__notify_connection, c,
-      MHD_OPTION_CONNECTION_LIMIT, c->cfg.max_connections,
+      MHD_OPTION_CONNECTION_LIMIT, c->cfg.max_connections + PX_SERVER_CONN_SLACK,
       MHD_OPTION_CONNECTION_TIMEOUT, c->cfg.timeout_s,
       MHD_OPTION_THREAD_STACK_SIZE, (size_t)(512 * 1024),
       MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,

@@ -19,6 +19,8 @@ typedef struct px_collector_config {
   size_t max_body;
   unsigned max_connections;
   unsigned per_ip_limit;
+  unsigned ipv6_prefix_len; /* IPv6 clients are counted by this prefix */
+  unsigned max_exports;     /* concurrent GET /api/v1/export.jsonl */
   unsigned timeout_s;
   px_cidr_t *trusted;
   size_t ntrusted;
@@ -48,8 +50,16 @@ typedef struct px_collector {
   pthread_t watchdog;
   bool watchdog_running, stopping;
   px__conn_t *conns;
+  unsigned nconns;          /* admitted connections (the --max-connections count) */
   px__ipcount_t **ipcounts; /* hash buckets */
+  atomic_uint exports;      /* exports being streamed (api_read.c) */
 } px_collector_t;
+
+/* MHD's own connection limit is --max-connections plus this: the cap is
+ * enforced (and counted) in server.c's accept policy, and MHD, which
+ * refuses silently, only ever sees the few connections a refusal keeps
+ * open for an instant. main.c leaves descriptors for them. */
+#define PX_SERVER_CONN_SLACK 16u
 
 /* One HTTP request; created by the URI callback (so the raw query string
  * is kept: MHD would turn '+' into ' '), freed when MHD completes it. */
@@ -65,7 +75,9 @@ typedef struct px_request {
   char *body;
   size_t body_len, body_cap;
   size_t max_body;     /* this request's limit (--max-body, less for some) */
-  bool too_large;
+  bool too_large;      /* the rest of the body is read and dropped, then 413 */
+  bool close;          /* the answer says Connection: close */
+  bool answered;       /* a response was made for it */
 } px_request_t;
 
 int px_server_start(px_collector_t *c, char *err, size_t errlen);
@@ -75,6 +87,12 @@ void px_server_stop(px_collector_t *c);
 /* Responses. Each returns the MHD result to return from the handler. */
 enum MHD_Result px_respond(px_request_t *r, unsigned status, const char *content_type,
                            const void *body, size_t len);
+/* px_respond with more headers: extra is name, value, ..., NULL. */
+enum MHD_Result px_respond_with(px_request_t *r, unsigned status, const char *content_type,
+                                const void *body, size_t len, const char *const *extra);
+/* The headers every answer of the collector carries, whoever builds it:
+ * its type, nosniff, no-store, and Connection: close when r->close. */
+void px_response_headers(px_request_t *r, struct MHD_Response *resp, const char *content_type);
 enum MHD_Result px_respond_json(px_request_t *r, unsigned status, json_t *body);
 enum MHD_Result px_respond_error(px_request_t *r, unsigned status, const char *code,
                                  const char *detail);
@@ -102,8 +120,10 @@ enum MHD_Result px_api_checkin(px_request_t *r);
  * PX_ROTATION_MAX_BODY (or --max-body, if smaller) get 413. */
 #define PX_ROTATION_MAX_BODY 16384
 enum MHD_Result px_api_key_rotation(px_request_t *r);
-/* The web view (collector/web.c). */
+/* The web view (collector/web.c): the page, and its script and style
+ * under /static/ (404 for any other name there). */
 enum MHD_Result px_web_page(px_request_t *r);
+enum MHD_Result px_web_static(px_request_t *r);
 
 /* The researcher API's filters from a parsed query (collector/api_read.c):
  * paged allows limit and cursor. The *_buf arguments hold normalised

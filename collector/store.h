@@ -117,7 +117,12 @@ typedef struct px_store_export px_store_export_t;
 /* -EBUSY when too many exports are open already (the caller answers 503). */
 int px_store_export_open(px_store_t *s, const px_filter_t *f, px_store_export_t **out);
 /* The next up to max rows, cb called for each; returns how many (0: the
- * end), or a negative error (cb's, or the store's). */
+ * end, and only 0), or a negative error (cb's, or the store's). A batch
+ * also ends after the row that brings its contents to
+ * PX_STORE_EXPORT_BATCH_BYTES, so that what a batch holds in memory (the
+ * store's result, the caller's copies) is bounded by bytes, not only by
+ * rows: about that much plus one row, however large the rows. */
+#define PX_STORE_EXPORT_BATCH_BYTES ((size_t)1 << 20)
 int px_store_export_next(px_store_export_t *e, unsigned max,
                          int (*cb)(void *data, const px_stored_row_t *row), void *data);
 void px_store_export_close(px_store_export_t *e);

@@ -233,16 +233,26 @@ int px__pg_export_next(px_store_export_t *base, unsigned max,
   char where[512], sql[2048], name[32];
   unsigned mask = px__pg_where(&e->f, where, sizeof(where), &a);
   int k = a.n;
+  /* libpq holds a whole result in memory, so the byte bound is applied
+   * by the server: the running total of the contents before each row
+   * (octet_length reads a TOASTed value's size, not the value), and only
+   * rows that start below the bound are sent. */
   snprintf(sql, sizeof(sql),
            "SELECT id, uid, key_id, content, signature, received_at, measurement_start_time, "
-           "geo_mismatch, uploader_cc, content_sha256 FROM measurements WHERE true%s "
+           "geo_mismatch, uploader_cc, content_sha256 FROM ("
+           "SELECT id, uid, key_id, content, signature, received_at, measurement_start_time, "
+           "geo_mismatch, uploader_cc, content_sha256, sum(octet_length(content)) OVER "
+           "(ORDER BY measurement_start_time, id ROWS UNBOUNDED PRECEDING) "
+           "- octet_length(content) AS before FROM measurements WHERE true%s "
            "AND measurement_start_time >= $%d AND (measurement_start_time, id) > ($%d, $%d) "
-           "ORDER BY measurement_start_time, id LIMIT $%d",
-           where, k + 1, k + 1, k + 2, k + 3);
+           "ORDER BY measurement_start_time, id LIMIT $%d) batch "
+           "WHERE before < $%d ORDER BY measurement_start_time, id",
+           where, k + 1, k + 1, k + 2, k + 3, k + 4);
   snprintf(name, sizeof(name), "export_%u", mask);
   px__pg_i64(&a, e->after_time);
   px__pg_i64(&a, e->after_id);
   px__pg_i64(&a, max);
+  px__pg_i64(&a, (int64_t)PX_STORE_EXPORT_BATCH_BYTES);
   int rc = px__pg_prepare_once(e->c, e->c->export_prepared, mask, name, sql);
   if (rc != 0)
     return rc;

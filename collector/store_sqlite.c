@@ -791,7 +791,11 @@ static int px__sq_export_next(px_store_export_t *base, unsigned max,
   sqlite3_bind_int64(st, 18, e->after_id);
   sqlite3_bind_int64(st, 19, max);
   int n = 0, step = SQLITE_DONE, rc = 0;
-  while (rc == 0 && (step = sqlite3_step(st)) == SQLITE_ROW) {
+  size_t bytes = 0;
+  /* Row by row off the statement: stopping at the byte bound leaves the
+   * rest unread, for the next batch to start after e->after_id. */
+  while (rc == 0 && bytes < PX_STORE_EXPORT_BATCH_BYTES &&
+         (step = sqlite3_step(st)) == SQLITE_ROW) {
     bool flagged = sqlite3_column_int(st, 7) != 0;
     px_stored_row_t row = {
         .id = sqlite3_column_int64(st, 0),
@@ -809,12 +813,13 @@ static int px__sq_export_next(px_store_export_t *base, unsigned max,
     static const uint8_t none[32];
     row.content_sha256 = sqlite3_column_bytes(st, 9) == 32 ? sqlite3_column_blob(st, 9) : none;
     e->after_id = row.id;
+    bytes += row.content_len;
     rc = cb(data, &row);
     n++;
   }
   /* A failed step (I/O error, busy) ends the loop like the last row;
    * the caller must not take a partial scan for a complete one. */
-  if (rc == 0 && step != SQLITE_DONE)
+  if (rc == 0 && step != SQLITE_DONE && step != SQLITE_ROW)
     rc = -EIO;
   sqlite3_finalize(st);
   px__store_reader_done(s, slot);

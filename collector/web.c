@@ -1,6 +1,9 @@
 /* GET /: the comparison for a chosen domain, as a page. Self-contained:
- * no script, style or font from anywhere else, so it works on an isolated
- * collector and leaks nothing about who looks at what. */
+ * its script and style come from the collector itself (/static/), nothing
+ * from anywhere else, so it works on an isolated collector and leaks
+ * nothing about who looks at what. Being separate files, not inline, lets
+ * the page's Content-Security-Policy forbid every script and style the
+ * collector did not serve, an injected one included. */
 #include <string.h>
 
 #include "collector/server.h"
@@ -10,17 +13,8 @@ static const char px__page[] =
     "<html lang=en><head><meta charset=utf-8>\n"
     "<meta name=viewport content='width=device-width,initial-scale=1'>\n"
     "<title>parallax: where does the view shift?</title>\n"
-    "<style>\n"
-    "body{font:15px/1.4 system-ui,sans-serif;margin:2em auto;max-width:72em;padding:0 1em;color:#222}\n"
-    "h1{font-size:1.4em;margin-bottom:.2em}p.lead{color:#555;margin-top:0}\n"
-    "form{margin:1em 0}input{font:inherit;padding:.3em;width:20em}button{font:inherit;padding:.3em .8em}\n"
-    "table{border-collapse:collapse;width:100%;margin-top:1em}\n"
-    "th,td{border-bottom:1px solid #ddd;padding:.35em .5em;text-align:left;vertical-align:top}\n"
-    "th{background:#f4f4f4}code{font-size:.9em}\n"
-    ".v-tls_interception{background:#fdd}.v-dns_inconsistent{background:#fec}\n"
-    ".v-tls_blocked{background:#ffd}.v-consistent{background:#efe}.v-insufficient_data{color:#777}\n"
-    ".verdict{font-weight:600}.evidence{font-size:.85em;color:#444}#status{color:#555}\n"
-    "</style></head><body>\n"
+    "<link rel=stylesheet href=/static/app.css>\n"
+    "</head><body>\n"
     "<h1>parallax</h1>\n"
     "<p class=lead>The same service, seen from many countries. A certificate only one "
     "country is shown, or an answer only one country gets, is where the view shifts.</p>\n"
@@ -30,7 +24,20 @@ static const char px__page[] =
     "<table id=results hidden><thead><tr><th>country</th><th>network</th><th>addresses</th>"
     "<th>leaf sha256</th><th>issuer</th><th>valid</th><th>verdict</th></tr></thead>"
     "<tbody></tbody></table>\n"
-    "<script>\n"
+    "<script src=/static/app.js></script></body></html>\n";
+
+static const char px__css[] =
+    "body{font:15px/1.4 system-ui,sans-serif;margin:2em auto;max-width:72em;padding:0 1em;color:#222}\n"
+    "h1{font-size:1.4em;margin-bottom:.2em}p.lead{color:#555;margin-top:0}\n"
+    "form{margin:1em 0}input{font:inherit;padding:.3em;width:20em}button{font:inherit;padding:.3em .8em}\n"
+    "table{border-collapse:collapse;width:100%;margin-top:1em}\n"
+    "th,td{border-bottom:1px solid #ddd;padding:.35em .5em;text-align:left;vertical-align:top}\n"
+    "th{background:#f4f4f4}code{font-size:.9em}\n"
+    ".v-tls_interception{background:#fdd}.v-dns_inconsistent{background:#fec}\n"
+    ".v-tls_blocked{background:#ffd}.v-consistent{background:#efe}.v-insufficient_data{color:#777}\n"
+    ".verdict{font-weight:600}.evidence{font-size:.85em;color:#444}#status{color:#555}\n";
+
+static const char px__js[] =
     "'use strict';\n"
     "function el(tag, text, cls){const e=document.createElement(tag);"
     "if(text!==undefined)e.textContent=text;if(cls)e.className=cls;return e;}\n"
@@ -63,9 +70,22 @@ static const char px__page[] =
     "const params=new URLSearchParams(location.search), input=document.getElementById('domain');\n"
     "document.getElementById('f').addEventListener('submit',e=>{e.preventDefault();"
     "history.replaceState(null,'','?domain='+encodeURIComponent(input.value));show(input.value);});\n"
-    "if(params.get('domain')){input.value=params.get('domain');show(input.value);}\n"
-    "</script></body></html>\n";
+    "if(params.get('domain')){input.value=params.get('domain');show(input.value);}\n";
+
+/* What / may load: the collector's own script, style and API, nothing
+ * inline, and no framing by another site (clickjacking). */
+#define PX__PAGE_CSP "default-src 'self'; frame-ancestors 'none'"
 
 enum MHD_Result px_web_page(px_request_t *r) {
-  return px_respond(r, MHD_HTTP_OK, "text/html; charset=utf-8", px__page, sizeof(px__page) - 1);
+  static const char *const extra[] = {"Content-Security-Policy", PX__PAGE_CSP, NULL};
+  return px_respond_with(r, MHD_HTTP_OK, "text/html; charset=utf-8", px__page,
+                         sizeof(px__page) - 1, extra);
+}
+
+enum MHD_Result px_web_static(px_request_t *r) {
+  if (strcmp(r->path, "/static/app.js") == 0)
+    return px_respond(r, MHD_HTTP_OK, "text/javascript; charset=utf-8", px__js, sizeof(px__js) - 1);
+  if (strcmp(r->path, "/static/app.css") == 0)
+    return px_respond(r, MHD_HTTP_OK, "text/css; charset=utf-8", px__css, sizeof(px__css) - 1);
+  return px_respond_error(r, MHD_HTTP_NOT_FOUND, "not_found", "no such file");
 }

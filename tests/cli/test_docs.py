@@ -26,7 +26,7 @@ PAGES = ("parallax.1", "parallax-collector.8", "parallax.conf.5")
 DOCS = ("volunteer.md", "researcher.md", "operator.md")
 COMMANDS = ("setup", "run", "measure", "compare", "submit", "upload", "status", "keygen",
             "verify")
-FLAG = re.compile(r"--[a-z][a-z-]*[a-z]")
+FLAG = re.compile(r"--[a-z][a-z0-9-]*[a-z0-9]")  # --ipv6-prefix-len has a digit
 
 
 def run(argv, **kw):

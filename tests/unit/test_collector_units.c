@@ -1,7 +1,9 @@
 /* The collector's pure parts: query strings, proxies, measurement rules. */
 #include <errno.h>
 #include <jansson.h>
+#include <stdbool.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "collector/netacl.h"
 #include "collector/query.h"
@@ -86,6 +88,48 @@ PX_TEST(trusted_proxy_client_address) {
   assert_string_equal(px__client("127.0.0.1", "not-an-ip", t, 2), "127.0.0.1");
   assert_string_equal(px__client("127.0.0.1", "", t, 2), "127.0.0.1");
   assert_string_equal(px__client("127.0.0.1", NULL, t, 2), "127.0.0.1");
+}
+
+/* Whether a and b share one allowance at prefix bits. */
+static bool px__same_key(const char *a, const char *b, unsigned bits) {
+  struct sockaddr_storage x, y;
+  int fx, fy;
+  unsigned char kx[16], ky[16];
+  px__peer(a, &x);
+  px__peer(b, &y);
+  px_limit_key((struct sockaddr *)&x, bits, &fx, kx);
+  px_limit_key((struct sockaddr *)&y, bits, &fy, ky);
+  return fx == fy && memcmp(kx, ky, 16) == 0;
+}
+
+PX_TEST(client_limit_key_prefix) {
+  (void)state;
+  /* /64: one subscriber's addresses share an allowance, the next /64 not. */
+  assert_true(px__same_key("2001:db8:1:2::1", "2001:db8:1:2:ffff:ffff:ffff:ffff", 64));
+  assert_false(px__same_key("2001:db8:1:2::1", "2001:db8:1:3::1", 64));
+  /* 128: every address on its own; 1: half the address space together. */
+  assert_false(px__same_key("2001:db8::1", "2001:db8::2", 128));
+  assert_true(px__same_key("2001:db8::1", "2001:db8::1", 128));
+  assert_true(px__same_key("2001:db8::1", "3fff::1", 1));
+  assert_false(px__same_key("2001:db8::1", "8000::1", 1));
+  /* A prefix that ends inside a byte: /60 keeps the top nibble of byte 7. */
+  assert_true(px__same_key("2001:db8:0:10::", "2001:db8:0:1f::", 60));
+  assert_false(px__same_key("2001:db8:0:10::", "2001:db8:0:20::", 60));
+  /* The masked bytes are zero whatever the address had there. */
+  struct sockaddr_storage ss;
+  int family;
+  unsigned char key[16], want[16] = {0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0x10};
+  px__peer("2001:db8:0:1f:aaaa:bbbb:cccc:dddd", &ss);
+  px_limit_key((struct sockaddr *)&ss, 60, &family, key);
+  assert_int_equal(family, AF_INET6);
+  assert_memory_equal(key, want, 16);
+  /* IPv4 whole, whatever the IPv6 prefix; IPv4-mapped is the same client
+   * (and not all of IPv4 in one ::ffff:0:0/64 bucket). */
+  assert_false(px__same_key("192.0.2.1", "192.0.2.2", 1));
+  assert_true(px__same_key("192.0.2.1", "::ffff:192.0.2.1", 64));
+  assert_false(px__same_key("::ffff:192.0.2.1", "::ffff:198.51.100.1", 64));
+  /* ::1 is not IPv4. */
+  assert_false(px__same_key("::1", "0.0.0.1", 128));
 }
 
 /* A small valid measurement, mutated by each case below. */
