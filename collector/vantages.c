@@ -15,10 +15,13 @@ typedef struct {
   time_t *times;
   char **uids;
   size_t ntimes, cap;
+  size_t index; /* in vs->v */
 } px__ventry_t;
 
+/* Entries are allocated one by one, so the map's values (the entries)
+ * stay put while the arrays grow. */
 struct px__vstore {
-  px__ventry_t *e;
+  px__ventry_t **e;
   size_t n, cap;
   px_strmap_t by_name;
 };
@@ -28,7 +31,7 @@ static int px__grow(px_vantages_t *vs) {
   if (st->n < st->cap)
     return 0;
   size_t cap = st->cap ? st->cap * 2 : 32;
-  px__ventry_t *e = realloc(st->e, cap * sizeof(*e));
+  px__ventry_t **e = realloc(st->e, cap * sizeof(px__ventry_t *));
   if (e == NULL)
     return -ENOMEM;
   st->e = e;
@@ -37,7 +40,6 @@ static int px__grow(px_vantages_t *vs) {
     return -ENOMEM;
   vs->v = v;
   st->cap = vs->cap = cap;
-  /* The map's values are indexes + 1 (stable across growth). */
   return 0;
 }
 
@@ -71,35 +73,37 @@ static int px__row(void *data, const px_summary_row_t *row) {
     snprintf(name, sizeof(name), "%s %s", row->key_id, row->digest);
   else
     snprintf(name, sizeof(name), "%s #%lld", row->key_id, (long long)row->measurement_id);
-  size_t idx = (size_t)(uintptr_t)px_strmap_get(&st->by_name, name);
-  px__ventry_t *e;
-  if (idx == 0) {
+  px__ventry_t *e = px_strmap_get(&st->by_name, name);
+  if (e == NULL) {
     if (px__grow(vs) != 0)
       return -ENOMEM;
-    idx = st->n + 1;
-    e = &st->e[st->n];
-    memset(e, 0, sizeof(*e));
+    e = calloc(1, sizeof(*e));
+    if (e == NULL)
+      return -ENOMEM;
+    e->index = st->n;
     e->name = strdup(name);
     e->key_id = strdup(row->key_id);
     e->probe_cc = strdup(row->probe_cc);
     e->probe_asn = strdup(row->probe_asn);
     bool added;
-    void **slot = e->name != NULL ? px_strmap_slot(&st->by_name, e->name, &added) : NULL;
-    if (slot == NULL || e->key_id == NULL || e->probe_cc == NULL || e->probe_asn == NULL) {
+    /* The map keeps e->name: it joins only with every string in place. */
+    bool copied = e->name != NULL && e->key_id != NULL && e->probe_cc != NULL && e->probe_asn != NULL;
+    void **slot = copied ? px_strmap_slot(&st->by_name, e->name, &added) : NULL;
+    if (slot == NULL) {
       free(e->name);
       free(e->key_id);
       free(e->probe_cc);
       free(e->probe_asn);
+      free(e);
       return -ENOMEM;
     }
-    *slot = (void *)(uintptr_t)idx;
-    px_vantage_t *v = &vs->v[st->n];
-    memset(v, 0, sizeof(*v));
+    *slot = e;
+    st->e[st->n] = e;
+    memset(&vs->v[st->n], 0, sizeof(vs->v[st->n]));
     st->n++;
     vs->n = st->n;
   }
-  e = &st->e[idx - 1];
-  px_vantage_t *v = &vs->v[idx - 1];
+  px_vantage_t *v = &vs->v[e->index];
   if (px__add_time(e, row->measurement_start_time, row->uid) != 0)
     return -ENOMEM;
   if (row->summary != NULL && v->summary == NULL) {
@@ -126,7 +130,7 @@ int px_vantages_load(px_store_t *s, const char *domain, time_t since, time_t unt
   size_t kept = 0;
   for (size_t i = 0; i < st->n; i++) {
     px_vantage_t *v = &out->v[i];
-    px__ventry_t *e = &st->e[i];
+    const px__ventry_t *e = st->e[i];
     if (v->summary == NULL || e->uid == NULL) {
       json_decref(v->summary);
       continue;
@@ -146,7 +150,7 @@ void px_vantages_free(px_vantages_t *vs) {
   for (size_t i = 0; i < vs->n; i++)
     json_decref(vs->v[i].summary);
   for (size_t i = 0; st != NULL && i < st->n; i++) {
-    px__ventry_t *e = &st->e[i];
+    px__ventry_t *e = st->e[i];
     free(e->key_id);
     free(e->probe_cc);
     free(e->probe_asn);
@@ -156,6 +160,7 @@ void px_vantages_free(px_vantages_t *vs) {
       free(e->uids[k]);
     free(e->uids);
     free(e->times);
+    free(e);
   }
   if (st != NULL) {
     free(st->e);

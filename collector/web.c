@@ -34,8 +34,10 @@ static const char px__css[] =
     "th,td{border-bottom:1px solid #ddd;padding:.35em .5em;text-align:left;vertical-align:top}\n"
     "th{background:#f4f4f4}code{font-size:.9em}\n"
     ".v-tls_interception{background:#fdd}.v-dns_inconsistent{background:#fec}\n"
-    ".v-tls_blocked{background:#ffd}.v-consistent{background:#efe}.v-insufficient_data{color:#777}\n"
-    ".verdict{font-weight:600}.evidence{font-size:.85em;color:#444}#status{color:#555}\n";
+    ".v-tls_blocked{background:#ffd}.v-tls_divergent{background:#f3e8ff}\n"
+    ".v-consistent{background:#efe}.v-insufficient_data{color:#777}\n"
+    ".verdict{font-weight:600}.evidence{font-size:.85em;color:#444}#status{color:#555}\n"
+    ".why{display:block;font-size:.85em;color:#333;max-width:40em}.observed{font-size:.85em}\n";
 
 static const char px__js[] =
     "'use strict';\n"
@@ -60,8 +62,13 @@ static const char px__js[] =
     "    cell(tr,g.addresses.map(a=>a.issuer||'-'));\n"
     "    cell(tr,g.addresses.map(a=>a.verified?'yes':'no'));\n"
     "    const v=[el('span',g.verdict,'verdict'),(Math.round(g.confidence*100))+'% of '+g.vantage_count+' vantage(s)'];\n"
+    "    const o=g.observed;\n"
+    "    if(o&&o.anomalous>0)v.push(el('span',o.ongoing?'ongoing: '+o.anomalous+' of '+o.measurements+' measurements, since '+o.first_seen"
+    ":'intermittent: '+o.anomalous+' of '+o.measurements+' measurements, last seen '+o.last_seen+', clean since '+o.clean_since,'observed'));\n"
+    "    if(g.verdict==='tls_divergent')v.push(el('span','a valid chain from a CA no other group sees here: a lead to check, not proof','why'));\n"
     "    for(const ev of g.evidence){v.push(el('span',ev.rule+(ev.address?' at '+ev.address:'')+"
-    "(ev.leaf_sha256?' leaf '+ev.leaf_sha256.slice(0,16):'')+(ev.self_signed?' (self-signed)':''),'evidence'));}\n"
+    "(ev.leaf_sha256?' leaf '+ev.leaf_sha256.slice(0,16):'')+(ev.self_signed?' (self-signed)':''),'evidence'));"
+    "if(ev.explanation)v.push(el('span',ev.explanation,'why'));}\n"
     "    cell(tr,v); body.appendChild(tr);\n"
     "  }\n"
     "  table.hidden=false;\n"

@@ -550,7 +550,14 @@ class Http(pxtest.TestCase):
             else:
                 os.environ["ASAN_OPTIONS"] = saved
         base = copy.deepcopy(self.base)
-        base["annotations"]["padding"] = base64.b64encode(os.urandom(pad * 3 // 4)).decode()
+        # The schema bounds each field, so the bulk goes where a real agent
+        # puts it: raw DNS responses (at most ~85 KiB of base64 each).
+        query = base["test_keys"]["queries"][0]
+        chunk = 64_000
+        for _ in range(pad // (chunk * 4 // 3) + 1):
+            q = copy.deepcopy(query)
+            q["raw_response"] = base64.b64encode(os.urandom(chunk)).decode()
+            base["test_keys"]["queries"].append(q)
         contents = [cl.variant(base, i) for i in range(rows)]
         self.assertGreater(min(len(x) for x in contents), pad)
         uids = set()

@@ -320,6 +320,60 @@ def generate(collector_bin, path, count, tampered=False, seed=7, days=DAYS):
             "ca": os.path.join(directory, "ca.pem")}
 
 
+def window(collector_bin, path, vantages=1000, hours=24, groups=200, seed=11):
+    """A day of hourly runs for one domain: `vantages` agent keys spread
+    over `groups` (country, network) groups, each measuring every hour;
+    five CN keys are intercepted in one run of the day. What a busy
+    collector's compare reads over its default window (bench/compare-window)."""
+    rnd = random.Random(seed)
+    directory = os.path.dirname(os.path.abspath(path))
+    make_schema(collector_bin, path)
+    now_dt = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    now = int(now_dt.timestamp())
+    real, mitm = chains(directory, now_dt)
+    pieces, fixed = _template(real, mitm)
+    raw = {t: base64.b64encode(rnd.randbytes(n)).decode() for t, n in (("A", 64), ("AAAA", 76))}
+    domain = "site0.example.test"
+    keys = [Key(rnd) for _ in range(vantages)]
+    letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    rows = []
+    start = now - hours * 3600 + 60
+    for k, key in enumerate(keys):
+        g = k % groups
+        cc = "CN" if g == 0 else letters[g // 26 % 26] + letters[g % 26]
+        asn = f"AS{64512 + g}"
+        for h in range(hours):
+            mst = start + h * 3600 + k % 600
+            intercepted = cc == "CN" and k < 5 * groups and h == hours // 2
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(mst))
+            content = _render(pieces, {
+                "MST": stamp, "CC": cc, "ASN": asn, "DOMAIN": domain,
+                "REPORT": time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(mst))
+                + f"_tlscertconsistency_{cc}_{asn[2:]}_w{seed}x{k}x{h}",
+                "ADDR": "198.51.100.7" if not intercepted else "198.51.100.66",
+                "RAWA": raw["A"], "RAWAAAA": raw["AAAA"],
+                "CHAIN": fixed["mitm" if intercepted else "real"],
+                "VERIFICATION": fixed["bad" if intercepted else "ok"],
+                "FAILURE": '"ssl_unknown_authority"' if intercepted else "null",
+            }).encode()
+            sha = hashlib.sha256(content).digest()
+            rows.append((uid_of(mst, cc, sha), sha, content, key.sign(content), key.key_id, cc, asn,
+                         "tls_cert_consistency", domain, domain, mst, mst + 30, 0, None))
+    con = sqlite3.connect(path)
+    con.execute("PRAGMA synchronous=OFF")
+    with con:
+        for key in keys:
+            con.execute("INSERT INTO keys (key_id, public_key, first_seen, last_seen) "
+                        "VALUES (?, ?, ?, ?)", (key.key_id, key.line, start, now))
+        con.executemany(
+            "INSERT INTO measurements (uid, content_sha256, content, signature, key_id, probe_cc, "
+            "probe_asn, test_name, input, domain, measurement_start_time, received_at, "
+            "geo_mismatch, uploader_cc) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+    con.close()
+    return {"rows": len(rows), "vantages": vantages, "groups": groups, "domain": domain,
+            "ca": os.path.join(directory, "ca.pem")}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--collector", required=True, help="the parallax-collector binary")
@@ -327,11 +381,16 @@ def main():
     ap.add_argument("--count", type=int, default=100000)
     ap.add_argument("--tampered", action="store_true")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--window", type=int, metavar="VANTAGES",
+                    help="instead: a day of hourly runs of one domain by this many keys")
     a = ap.parse_args()
     if os.path.exists(a.db):
         sys.exit(f"gen_store: {a.db} exists")
     t = time.monotonic()
-    info = generate(a.collector, a.db, a.count, a.tampered, a.seed)
+    if a.window:
+        info = window(a.collector, a.db, vantages=a.window)
+    else:
+        info = generate(a.collector, a.db, a.count, a.tampered, a.seed)
     info["seconds"] = round(time.monotonic() - t, 1)
     print(json.dumps(info, indent=1))
 

@@ -50,12 +50,13 @@ static json_t *px__observed(json_t *doc) {
   return json_object_get(px__group(doc, "CN"), "observed");
 }
 
-static void px__run(px_vantage_t *cn, size_t ncn, json_t **doc, px_compare_mode_t mode) {
+static void px__run(const px_vantage_t *cn, size_t ncn, json_t **doc, px_compare_mode_t mode) {
   px_vantage_t v[16];
+  memset(v, 0, sizeof(v));
+  assert_true(ncn <= 14);
   v[0] = px__steady("k-de", "DE", "AS3320");
   v[1] = px__steady("k-us", "US", "AS7922");
-  for (size_t i = 0; i < ncn; i++)
-    v[2 + i] = cn[i];
+  memcpy(&v[2], cn, ncn * sizeof(*cn));
   *doc = px_compare_mode("www.icloud.com", v, 2 + ncn, PX_QUORUM, mode);
   json_decref(v[0].summary);
   json_decref(v[1].summary);
@@ -114,7 +115,7 @@ PX_TEST(verdict_window_interception_latest_only) {
 PX_TEST(verdict_window_blocking_thresholds) {
   (void)state;
   for (int runs = 3; runs <= 5; runs += 2) {
-    px_vantage_t cn[5];
+    px_vantage_t cn[5] = {0};
     for (int h = 0; h < runs; h++)
       cn[h] = px__at(h, h == 1 ? px__reset() : px__clean());
     json_t *doc;
