@@ -58,6 +58,7 @@ bench: build
 	@scripts/install-deps.sh --bench
 	@bench/tls-throughput $(BUILD)
 	@bench/collector-ingest $(BUILD)
+	@bench/compare-window $(BUILD)
 
 # Load and faults at full size (tests/load): 1,000 concurrent clients,
 # hostile clients, 20 kill -9 cycles, a disk-full spool, a 20,000-target

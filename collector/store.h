@@ -215,9 +215,11 @@ typedef struct px_summary_row {
   int64_t measurement_id;
   const char *uid, *key_id, *probe_cc, *probe_asn, *domain;
   time_t measurement_start_time;
-  /* Two summaries with one digest are the same text. Listing a window,
-   * only the newest row of each (key, digest) carries the text; the
-   * others say summary NULL (a stable vantage's hourly runs are read once). */
+  /* Two summaries with one digest are the same text. A listing gives
+   * each digest's text once, on the first row with it; the others say
+   * summary NULL (a stable vantage's hourly runs, and vantages that see
+   * the same thing, are read once). A row without a digest ("": made
+   * before digests) always carries its own. */
   const char *digest;
   const char *summary; /* JSON, or NULL (see digest) */
 } px_summary_row_t;
@@ -272,7 +274,8 @@ int px_store_quarantined(px_store_t *s, unsigned limit,
 int px_store_analysis_mark(px_store_t *s, int64_t *mark);
 int px_store_analysis_reached(px_store_t *s, int64_t mark, bool *reached);
 /* Summaries of domain with since <= measurement_start_time < until, oldest
- * first; with latest_per_key, only each key's newest one. */
+ * first (then by measurement_id); with latest_per_key, only each key's
+ * newest one (ties: the higher id), by probe_cc, probe_asn, key_id. */
 int px_store_summaries(px_store_t *s, const char *domain, time_t since, time_t until,
                        bool latest_per_key,
                        int (*cb)(void *data, const px_summary_row_t *row), void *data);

@@ -89,21 +89,19 @@ static const char *const px__pg_stmts[PX__PG_NSTMT] = {
     [PX__PG_MARK] = "SELECT last_value FROM analysis_queue_seq_seq",
     [PX__PG_REACHED] = "SELECT NOT EXISTS (SELECT 1 FROM analysis_queue WHERE seq <= $1)",
     /* Only the newest row of each (key, digest) brings its text. */
+    /* The window's rows without their texts, from the covering index
+     * summaries_window (collector/summary_rows.h picks which need one). */
     [PX__PG_SUMMARIES] =
-        "SELECT measurement_id, uid, key_id, probe_cc, probe_asn, domain, "
-        "measurement_start_time, coalesce(digest, ''), CASE WHEN row_number() OVER (PARTITION "
-        "BY key_id, coalesce(digest, measurement_id::text) ORDER BY measurement_start_time "
-        "DESC, measurement_id DESC) = 1 THEN summary END FROM summaries WHERE domain = $1 AND "
+        "SELECT measurement_id, uid, key_id, probe_cc, probe_asn, "
+        "measurement_start_time, coalesce(digest, '') FROM summaries WHERE domain = $1 AND "
         "measurement_start_time >= $2 AND measurement_start_time < $3 "
-        "ORDER BY measurement_start_time, measurement_id",
-    /* Each key's newest (ties: the higher id), in the SQLite store's order. */
-    [PX__PG_LATEST] =
-        "SELECT * FROM (SELECT DISTINCT ON (key_id) measurement_id, uid, key_id, probe_cc, "
-        "probe_asn, domain, measurement_start_time, coalesce(digest, ''), summary FROM "
-        "summaries WHERE domain = $1 "
-        "AND measurement_start_time >= $2 AND measurement_start_time < $3 "
-        "ORDER BY key_id, measurement_start_time DESC, measurement_id DESC) s "
-        "ORDER BY probe_cc, probe_asn, key_id",
+        "ORDER BY measurement_start_time",
+    /* The texts of the rows that carry one, by primary key, in the order
+     * asked ($1 times, $2 ids: array literals). */
+    [PX__PG_SUMMARY_TEXTS] =
+        "SELECT u.ord, s.summary FROM unnest($1::bigint[], $2::bigint[]) WITH ORDINALITY "
+        "AS u(t, id, ord) JOIN summaries s ON s.measurement_start_time = u.t AND "
+        "s.measurement_id = u.id ORDER BY u.ord",
     [PX__PG_ENSURE_MONTH] = "SELECT px_ensure_month($1)",
     [PX__PG_MIG_START] = "INSERT INTO migrations (source, last_id, copied, present, started_at, "
                          "updated_at) VALUES ($1, 0, 0, 0, $2, $2) ON CONFLICT (source) DO NOTHING",

@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "collector/store_pg_internal.h"
+#include "collector/summary_rows.h"
 #include "collector/summary.h"
 
 /* Summarises what QUEUE_TAKE returned and writes it, inside the open
@@ -203,6 +204,33 @@ int px__pg_analysis_reached(px_store_t *base, int64_t mark, bool *reached) {
   return rc;
 }
 
+/* "{a,b,c}" of the carriers' times (times) or ids, malloc'ed. */
+static char *px__pg_carrier_array(const px_summary_rows_t *rows, bool times) {
+  size_t cap = 64, len = 0;
+  char *out = malloc(cap);
+  if (out == NULL)
+    return NULL;
+  out[len++] = '{';
+  px_summary_row_t *row;
+  for (size_t i = 0; px_summary_rows_next_carrier(rows, &i, &row);) {
+    if (cap - len < 32) {
+      char *bigger = realloc(out, cap *= 2);
+      if (bigger == NULL) {
+        free(out);
+        return NULL;
+      }
+      out = bigger;
+    }
+    len += (size_t)snprintf(out + len, cap - len, "%s%" PRId64, len > 1 ? "," : "",
+                            times ? (int64_t)row->measurement_start_time : row->measurement_id);
+  }
+  out[len++] = '}';
+  out[len] = '\0';
+  return out;
+}
+
+/* One read-only snapshot: the window's rows without texts, then the texts
+ * of just the rows that carry one (collector/summary_rows.h). */
 int px__pg_summaries(px_store_t *base, const char *domain, time_t since, time_t until,
                      bool latest_per_key, int (*cb)(void *data, const px_summary_row_t *row),
                      void *data) {
@@ -211,15 +239,18 @@ int px__pg_summaries(px_store_t *base, const char *domain, time_t since, time_t 
   px__pgconn_t *c = px__pg_checkout(s, &rc);
   if (c == NULL)
     return rc;
-  px__pg_args_t a = {0};
-  px__pg_text(&a, domain);
-  px__pg_i64(&a, since);
-  px__pg_i64(&a, until);
-  PGresult *r =
-      px__pg_run(c, latest_per_key ? PX__PG_LATEST : PX__PG_SUMMARIES, &a, false);
-  rc = px__pg_ok(c, r, PGRES_TUPLES_OK, "summaries") ? 0 : -EIO;
-  /* The rows are all in r: the connection goes back before the callbacks. */
-  px__pg_release(s, c);
+  px_summary_rows_t rows;
+  px_summary_rows_init(&rows, latest_per_key);
+  rc = px__pg_exec(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+  PGresult *r = NULL;
+  if (rc == 0) {
+    px__pg_args_t a = {0};
+    px__pg_text(&a, domain);
+    px__pg_i64(&a, since);
+    px__pg_i64(&a, until);
+    r = px__pg_run(c, PX__PG_SUMMARIES, &a, false);
+    rc = px__pg_ok(c, r, PGRES_TUPLES_OK, "summaries") ? 0 : -EIO;
+  }
   for (int i = 0; rc == 0 && i < PQntuples(r); i++) {
     px_summary_row_t row = {
         .measurement_id = px__pg_get_i64(r, i, 0),
@@ -227,14 +258,49 @@ int px__pg_summaries(px_store_t *base, const char *domain, time_t since, time_t 
         .key_id = PQgetvalue(r, i, 2),
         .probe_cc = PQgetvalue(r, i, 3),
         .probe_asn = PQgetvalue(r, i, 4),
-        .domain = PQgetvalue(r, i, 5),
-        .measurement_start_time = (time_t)px__pg_get_i64(r, i, 6),
-        .digest = PQgetvalue(r, i, 7),
-        .summary = PQgetisnull(r, i, 8) ? NULL : PQgetvalue(r, i, 8),
+        .domain = domain,
+        .measurement_start_time = (time_t)px__pg_get_i64(r, i, 5),
+        .digest = PQgetvalue(r, i, 6),
     };
-    rc = cb(data, &row);
+    rc = px_summary_rows_add(&rows, &row);
   }
   PQclear(r);
+  r = NULL;
+  if (rc == 0)
+    rc = px_summary_rows_pick(&rows);
+  char *times = NULL, *ids = NULL;
+  if (rc == 0) {
+    times = px__pg_carrier_array(&rows, true);
+    ids = px__pg_carrier_array(&rows, false);
+    rc = times != NULL && ids != NULL ? 0 : -ENOMEM;
+  }
+  if (rc == 0) {
+    px__pg_args_t a = {0};
+    px__pg_text(&a, times);
+    px__pg_text(&a, ids);
+    r = px__pg_run(c, PX__PG_SUMMARY_TEXTS, &a, false);
+    rc = px__pg_ok(c, r, PGRES_TUPLES_OK, "summary texts") ? 0 : -EIO;
+  }
+  /* Results come by ordinal (1-based, the carriers' order); a carrier
+   * whose row vanished (a newer analysis dropped it) keeps NULL. */
+  int next = 0;
+  px_summary_row_t *row;
+  for (size_t i = 0, k = 1; rc == 0 && px_summary_rows_next_carrier(&rows, &i, &row); k++)
+    if (next < PQntuples(r) && px__pg_get_i64(r, next, 0) == (int64_t)k) {
+      rc = px_summary_rows_set_text(&rows, row, PQgetvalue(r, next, 1),
+                                    (size_t)PQgetlength(r, next, 1));
+      next++;
+    }
+  PQclear(r);
+  free(times);
+  free(ids);
+  if (px__pg_exec(c, rc == 0 ? "COMMIT" : "ROLLBACK") != 0 && rc == 0)
+    rc = -EIO;
+  /* The connection goes back before the callbacks: they may be slow. */
+  px__pg_release(s, c);
+  if (rc == 0)
+    rc = px_summary_rows_emit(&rows, cb, data);
+  px_summary_rows_free(&rows);
   return rc;
 }
 

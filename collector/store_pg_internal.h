@@ -40,7 +40,7 @@ typedef enum {
   PX__PG_MARK,         /* the newest queue entry */
   PX__PG_REACHED,      /* whether none at or below a mark is left */
   PX__PG_SUMMARIES,    /* every summary of a domain in a window */
-  PX__PG_LATEST,       /* each key's latest summary of a domain in a window */
+  PX__PG_SUMMARY_TEXTS, /* the texts of some of them */
   PX__PG_ENSURE_MONTH, /* the partitions of a time's month */
   PX__PG_MIG_START,    /* a migration's record, unless there */
   PX__PG_MIG_GET,      /* a migration's progress */

@@ -162,6 +162,11 @@ static const char *const px__pg_migrations[] = {
     "CREATE INDEX summaries_awaiting ON summaries (measurement_id) WHERE awaiting_issuer;",
     /* 5: a digest of each summary (the SQLite store's migration 7). */
     "ALTER TABLE summaries ADD COLUMN digest text;",
+    /* 6: what the window's listing reads, all but the texts, in one index
+     * (the SQLite store's migration 8): index-only scans. */
+    "CREATE INDEX summaries_window ON summaries (domain, measurement_start_time) "
+    "INCLUDE (measurement_id, key_id, digest, uid, probe_cc, probe_asn);"
+    "DROP INDEX summaries_domain;",
     NULL,
 };
 

@@ -11,6 +11,7 @@
 #include <openssl/evp.h>
 
 #include "collector/store_sqlite_internal.h"
+#include "collector/summary_rows.h"
 #include "collector/summary.h"
 #include "common/encoding.h"
 
@@ -327,35 +328,38 @@ int px__sq_analysis_reached(px_store_t *base, int64_t mark, bool *reached) {
   return rc;
 }
 
+/* One read transaction: the window's rows from the covering index
+ * summaries_window (no texts), then the texts of just the rows that carry
+ * one (collector/summary_rows.h), each by its primary key. */
 int px__sq_summaries(px_store_t *base, const char *domain, time_t since, time_t until,
                      bool latest_per_key, int (*cb)(void *data, const px_summary_row_t *row),
                      void *data) {
   px__sqlite_t *s = px__sq(base);
-  /* SQLite returns the other columns of the row that holds max() in an
-   * aggregate: exactly each key's newest summary. Over a window, only the
-   * newest row of each (key, digest) brings the text along. */
-  const char *sql = latest_per_key
-      ? "SELECT measurement_id, uid, key_id, probe_cc, probe_asn, domain, "
-        "max(measurement_start_time), coalesce(digest, ''), summary FROM summaries WHERE "
-        "domain = ?1 AND measurement_start_time >= ?2 AND measurement_start_time < ?3 "
-        "GROUP BY key_id ORDER BY probe_cc, probe_asn, key_id"
-      : "SELECT measurement_id, uid, key_id, probe_cc, probe_asn, domain, "
-        "measurement_start_time, coalesce(digest, ''), CASE WHEN row_number() OVER (PARTITION "
-        "BY key_id, coalesce(digest, measurement_id) ORDER BY measurement_start_time DESC, "
-        "measurement_id DESC) = 1 THEN summary END FROM summaries WHERE domain = ?1 AND "
-        "measurement_start_time >= ?2 AND measurement_start_time < ?3 "
-        "ORDER BY measurement_start_time, measurement_id";
   int slot;
   sqlite3 *db = px__store_reader(s, &slot);
-  sqlite3_stmt *st;
+  sqlite3_stmt *st = NULL, *text = NULL;
+  px_summary_rows_t rows;
+  px_summary_rows_init(&rows, latest_per_key);
   int rc = 0, step = SQLITE_DONE;
-  if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+  if (sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
     px__store_reader_done(s, slot);
     return -EIO;
   }
-  sqlite3_bind_text(st, 1, domain, -1, SQLITE_STATIC);
-  sqlite3_bind_int64(st, 2, since);
-  sqlite3_bind_int64(st, 3, until);
+  if (sqlite3_prepare_v2(db,
+                         "SELECT measurement_id, uid, key_id, probe_cc, probe_asn, "
+                         "measurement_start_time, coalesce(digest, '') FROM summaries "
+                         "INDEXED BY summaries_window WHERE domain = ?1 AND "
+                         "measurement_start_time >= ?2 AND measurement_start_time < ?3 "
+                         "ORDER BY measurement_start_time",
+                         -1, &st, NULL) != SQLITE_OK ||
+      sqlite3_prepare_v2(db, "SELECT summary FROM summaries WHERE measurement_id = ?1", -1, &text,
+                         NULL) != SQLITE_OK)
+    rc = -EIO;
+  if (rc == 0) {
+    sqlite3_bind_text(st, 1, domain, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, since);
+    sqlite3_bind_int64(st, 3, until);
+  }
   while (rc == 0 && (step = sqlite3_step(st)) == SQLITE_ROW) {
     px_summary_row_t r = {
         .measurement_id = sqlite3_column_int64(st, 0),
@@ -363,19 +367,37 @@ int px__sq_summaries(px_store_t *base, const char *domain, time_t since, time_t 
         .key_id = (const char *)sqlite3_column_text(st, 2),
         .probe_cc = (const char *)sqlite3_column_text(st, 3),
         .probe_asn = (const char *)sqlite3_column_text(st, 4),
-        .domain = (const char *)sqlite3_column_text(st, 5),
-        .measurement_start_time = (time_t)sqlite3_column_int64(st, 6),
-        .digest = (const char *)sqlite3_column_text(st, 7),
-        .summary = (const char *)sqlite3_column_text(st, 8),
+        .domain = domain,
+        .measurement_start_time = (time_t)sqlite3_column_int64(st, 5),
+        .digest = (const char *)sqlite3_column_text(st, 6),
     };
-    rc = cb(data, &r);
+    rc = px_summary_rows_add(&rows, &r);
   }
   /* A failed step (I/O error, busy) ends the loop like the last row;
    * the caller must not take a partial scan for a complete one. */
   if (rc == 0 && step != SQLITE_DONE)
     rc = -EIO;
+  if (rc == 0)
+    rc = px_summary_rows_pick(&rows);
+  px_summary_row_t *row;
+  for (size_t i = 0; rc == 0 && px_summary_rows_next_carrier(&rows, &i, &row);) {
+    sqlite3_reset(text);
+    sqlite3_bind_int64(text, 1, row->measurement_id);
+    step = sqlite3_step(text);
+    if (step == SQLITE_ROW)
+      rc = px_summary_rows_set_text(&rows, row, (const char *)sqlite3_column_text(text, 0),
+                                    (size_t)sqlite3_column_bytes(text, 0));
+    else if (step != SQLITE_DONE)
+      rc = -EIO;
+  }
   sqlite3_finalize(st);
+  sqlite3_finalize(text);
+  sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
   px__store_reader_done(s, slot);
+  /* The connection is back before the callbacks: they may be slow. */
+  if (rc == 0)
+    rc = px_summary_rows_emit(&rows, cb, data);
+  px_summary_rows_free(&rows);
   return rc;
 }
 

@@ -11,7 +11,7 @@
 /* What each entry owns: its strings, its measurement list, and the
  * entries' map (key "key_id digest"). */
 typedef struct {
-  char *key_id, *probe_cc, *probe_asn, *uid, *name;
+  char *key_id, *probe_cc, *probe_asn, *name;
   time_t *times;
   char **uids;
   size_t ntimes, cap;
@@ -24,6 +24,11 @@ struct px__vstore {
   px__ventry_t **e;
   size_t n, cap;
   px_strmap_t by_name;
+  /* digest (a copy in digests) -> its parsed summary (one reference),
+   * shared by every entry with that digest: the comparison only reads. */
+  px_strmap_t by_digest;
+  char **digests;
+  size_t ndigests, digests_cap;
 };
 
 static int px__grow(px_vantages_t *vs) {
@@ -66,13 +71,20 @@ static int px__add_time(px__ventry_t *e, time_t t, const char *uid) {
 static int px__row(void *data, const px_summary_row_t *row) {
   px_vantages_t *vs = data;
   struct px__vstore *st = vs->store;
-  char name[256];
+  char name[256], tail[32];
   vs->measurements++;
   /* Rows without a digest (none yet) stand alone. */
-  if (row->digest != NULL && row->digest[0] != '\0')
-    snprintf(name, sizeof(name), "%s %s", row->key_id, row->digest);
-  else
-    snprintf(name, sizeof(name), "%s #%lld", row->key_id, (long long)row->measurement_id);
+  const char *second = row->digest;
+  if (second == NULL || second[0] == '\0') {
+    snprintf(tail, sizeof(tail), "#%lld", (long long)row->measurement_id);
+    second = tail;
+  }
+  size_t lk = strlen(row->key_id), ls = strlen(second);
+  if (lk + ls + 2 > sizeof(name))
+    return -EINVAL; /* the schema bounds key ids far below this */
+  memcpy(name, row->key_id, lk);
+  name[lk] = ' ';
+  memcpy(name + lk + 1, second, ls + 1);
   px__ventry_t *e = px_strmap_get(&st->by_name, name);
   if (e == NULL) {
     if (px__grow(vs) != 0)
@@ -106,13 +118,40 @@ static int px__row(void *data, const px_summary_row_t *row) {
   px_vantage_t *v = &vs->v[e->index];
   if (px__add_time(e, row->measurement_start_time, row->uid) != 0)
     return -ENOMEM;
-  if (row->summary != NULL && v->summary == NULL) {
-    v->summary = json_loads(row->summary, 0, NULL);
-    /* The newest of the entry's measurements carries the text. */
-    free(e->uid);
-    e->uid = strdup(row->uid);
-    v->measurement_start_time = row->measurement_start_time;
+  if (v->summary != NULL)
+    return 0;
+  bool digest = row->digest != NULL && row->digest[0] != '\0';
+  if (row->summary == NULL) {
+    /* Its text came with an earlier row of the same digest. */
+    json_t *known = digest ? px_strmap_get(&st->by_digest, row->digest) : NULL;
+    v->summary = json_incref(known);
+    return 0;
   }
+  json_t *parsed = json_loads(row->summary, 0, NULL);
+  if (parsed == NULL || !digest) {
+    v->summary = parsed;
+    return 0;
+  }
+  v->summary = parsed;
+  if (px_strmap_has(&st->by_digest, row->digest))
+    return 0; /* the digest's text came twice: this entry keeps its own */
+  if (st->ndigests == st->digests_cap) {
+    size_t cap = st->digests_cap ? st->digests_cap * 2 : 16;
+    char **more = realloc(st->digests, cap * sizeof(*more));
+    if (more == NULL)
+      return -ENOMEM;
+    st->digests = more;
+    st->digests_cap = cap;
+  }
+  char *copy = strdup(row->digest);
+  if (copy == NULL)
+    return -ENOMEM;
+  st->digests[st->ndigests++] = copy;
+  bool added;
+  void **slot = px_strmap_slot(&st->by_digest, copy, &added);
+  if (slot == NULL)
+    return -ENOMEM;
+  *slot = json_incref(parsed);
   return 0;
 }
 
@@ -131,12 +170,14 @@ int px_vantages_load(px_store_t *s, const char *domain, time_t since, time_t unt
   for (size_t i = 0; i < st->n; i++) {
     px_vantage_t *v = &out->v[i];
     const px__ventry_t *e = st->e[i];
-    if (v->summary == NULL || e->uid == NULL) {
+    if (v->summary == NULL || e->ntimes == 0) {
       json_decref(v->summary);
       continue;
     }
+    /* Rows come oldest first: an entry's newest is its last. */
     px_vantage_t one = {.key_id = e->key_id, .probe_cc = e->probe_cc, .probe_asn = e->probe_asn,
-                        .uid = e->uid, .measurement_start_time = v->measurement_start_time,
+                        .uid = e->uids[e->ntimes - 1],
+                        .measurement_start_time = e->times[e->ntimes - 1],
                         .summary = v->summary, .times = e->times,
                         .uids = (const char *const *)e->uids, .ntimes = e->ntimes};
     out->v[kept++] = one;
@@ -154,7 +195,6 @@ void px_vantages_free(px_vantages_t *vs) {
     free(e->key_id);
     free(e->probe_cc);
     free(e->probe_asn);
-    free(e->uid);
     free(e->name);
     for (size_t k = 0; k < e->ntimes; k++)
       free(e->uids[k]);
@@ -165,6 +205,14 @@ void px_vantages_free(px_vantages_t *vs) {
   if (st != NULL) {
     free(st->e);
     px_strmap_free(&st->by_name);
+    const char *digest;
+    void *summary;
+    for (size_t it = 0; px_strmap_next(&st->by_digest, &it, &digest, &summary);)
+      json_decref(summary);
+    px_strmap_free(&st->by_digest);
+    for (size_t i = 0; i < st->ndigests; i++)
+      free(st->digests[i]);
+    free(st->digests);
     free(st);
   }
   free(vs->v);

@@ -188,18 +188,57 @@ static json_t *px__time_or_null(time_t t) {
   return json_string(buf);
 }
 
-/* The newest uids measured in a group are listed, at most this many. */
+/* A group lists the uids its verdict rests on, at most this many. */
 #define PX__GROUP_UIDS_MAX 256
 
 static int px__when_newest_first(const void *a, const void *b) {
   return -px__when_cmp(a, b);
 }
 
+static bool px__same(const char *a, const char *b) {
+  return a != NULL && b != NULL && strcmp(a, b) == 0;
+}
+
+/* What a group's "measurements" lists: every measurement that showed its
+ * verdict (newest first), then each key's latest; the rest of the window
+ * is counted (measurements_left_out) and paged by /api/v1/measurements.
+ * A thousand hourly vantages would otherwise put 24,000 uids in a page. */
+static json_t *px__group_uids(px__key_view_t *const *keys, size_t nk, const char *worst,
+                              const char *const *verdicts, bool anomaly, size_t *listed) {
+  json_t *uids = json_array();
+  size_t n = 0;
+  for (size_t i = 0; anomaly && i < nk; i++)
+    if (strcmp(keys[i]->verdict, worst) == 0)
+      n += keys[i]->anomalous;
+  px__when_t *shown = calloc(n + nk + 1, sizeof(*shown));
+  size_t ns = 0;
+  for (size_t i = 0; shown != NULL && anomaly && i < nk; i++)
+    for (size_t k = 0; px__same(keys[i]->verdict, worst) && k < keys[i]->measurements; k++)
+      if (px__same(verdicts[keys[i]->timeline[k].entry], worst))
+        shown[ns++] = keys[i]->timeline[k];
+  size_t anomalous = ns;
+  for (size_t i = 0; shown != NULL && i < nk; i++) {
+    const px__when_t *latest = &keys[i]->timeline[keys[i]->measurements - 1];
+    /* Listed already when it showed the verdict. */
+    if (!(anomaly && px__same(keys[i]->verdict, worst) && px__same(verdicts[latest->entry], worst)))
+      shown[ns++] = *latest;
+  }
+  if (shown != NULL) {
+    qsort(shown, anomalous, sizeof(*shown), px__when_newest_first);
+    qsort(shown + anomalous, ns - anomalous, sizeof(*shown), px__when_newest_first);
+  }
+  for (size_t i = 0; i < ns && i < PX__GROUP_UIDS_MAX; i++)
+    json_array_append_new(uids, px_json_string_or_null(shown[i].uid));
+  *listed = json_array_size(uids);
+  free(shown);
+  return uids;
+}
+
 /* One group's entry: its verdict is the most severe of its keys'; the
  * confidence is the share of its keys that earn it, weighed by how much of
  * the window showed it (documented in docs/analysis.md). */
 static json_t *px__group_doc(px__index_t *x, px__key_view_t *const *keys, size_t nk,
-                             json_t *const *evidence) {
+                             const char *const *verdicts, json_t *const *evidence) {
   const char *worst = "insufficient_data";
   for (size_t i = 0; i < nk; i++)
     if (px_verdict_rank(keys[i]->verdict) > px_verdict_rank(worst))
@@ -207,7 +246,7 @@ static json_t *px__group_doc(px__index_t *x, px__key_view_t *const *keys, size_t
   size_t agree = 0, total = 0, anomalous = 0, left_out = 0, nmembers = 0, nuids = 0;
   time_t first = 0, last = 0, clean = 0;
   bool ongoing = false;
-  json_t *ev = json_array(), *uids = json_array();
+  json_t *ev = json_array();
   for (size_t i = 0; i < nk; i++) {
     total += keys[i]->measurements;
     nmembers += keys[i]->measurements;
@@ -229,14 +268,12 @@ static json_t *px__group_doc(px__index_t *x, px__key_view_t *const *keys, size_t
       json_array_append_new(ev, copy);
     }
   }
-  /* The members' entries (addresses) and measurements (newest first). */
+  /* The members' entries (addresses). */
   const px__m_t **members = calloc(nmembers + 1, sizeof(px__m_t *));
-  px__when_t *all = calloc(nmembers + 1, sizeof(px__when_t));
-  size_t nm = 0, nw = 0;
-  for (size_t i = 0; members != NULL && all != NULL && i < nk; i++) {
+  size_t nm = 0;
+  for (size_t i = 0; members != NULL && i < nk; i++) {
     size_t from = nm;
     for (size_t k = 0; k < keys[i]->measurements; k++) {
-      all[nw++] = keys[i]->timeline[k];
       /* A key has few distinct entries: a short scan of its own. */
       const px__m_t *m = &x->m[keys[i]->timeline[k].entry];
       bool dup = false;
@@ -244,15 +281,6 @@ static json_t *px__group_doc(px__index_t *x, px__key_view_t *const *keys, size_t
         dup = members[j] == m;
       if (!dup)
         members[nm++] = m;
-    }
-  }
-  if (all != NULL) {
-    qsort(all, nw, sizeof(*all), px__when_newest_first);
-    for (size_t i = 0; i < nw; i++) {
-      if (nuids >= PX__GROUP_UIDS_MAX)
-        break;
-      json_array_append_new(uids, px_json_string_or_null(all[i].uid));
-      nuids++;
     }
   }
   const px_vantage_t *first_v = keys[0]->timeline[0].entry < x->n
@@ -272,6 +300,7 @@ static json_t *px__group_doc(px__index_t *x, px__key_view_t *const *keys, size_t
     if (strcmp(keys[i]->verdict, worst) == 0)
       their += keys[i]->measurements;
   bool anomaly = strcmp(worst, "consistent") != 0 && strcmp(worst, "insufficient_data") != 0;
+  json_t *uids = px__group_uids(keys, nk, worst, verdicts, anomaly, &nuids);
   if (anomaly && their > 0)
     share *= 0.5 + 0.5 * (double)anomalous / (double)their;
   if (strcmp(worst, "tls_divergent") == 0)
@@ -292,10 +321,9 @@ static json_t *px__group_doc(px__index_t *x, px__key_view_t *const *keys, size_t
     json_object_set_new(g, "addresses_left_out", json_integer((json_int_t)left_out));
   json_object_set_new(g, "evidence", ev);
   json_object_set_new(g, "measurements", uids);
-  if (nw > nuids)
-    json_object_set_new(g, "measurements_left_out", json_integer((json_int_t)(nw - nuids)));
+  if (total > nuids)
+    json_object_set_new(g, "measurements_left_out", json_integer((json_int_t)(total - nuids)));
   free(members);
-  free(all);
   return g;
 }
 
@@ -386,25 +414,43 @@ static json_t *px__compare(const char *domain, const px_vantage_t *v, size_t n, 
   ok = ok && px__timelines(&x, &by_key, &views, &nviews) == 0;
   for (size_t k = 0; ok && k < nviews; k++)
     px__key_view(&views[k], verdicts, mode);
-  /* Keys by group (a key's group is its newest entry's). */
+  /* Keys by group (a key's group is its newest entry's), in the order
+   * the groups are first met: each view's group number, then a counting
+   * sort into one members array. */
+  size_t *group_of = ok ? calloc(nviews + 1, sizeof(size_t)) : NULL;
+  size_t *starts = ok ? calloc(nviews + 2, sizeof(size_t)) : NULL;
   px__key_view_t **members = ok ? calloc(nviews + 1, sizeof(px__key_view_t *)) : NULL;
-  bool *done = ok ? calloc(nviews + 1, sizeof(bool)) : NULL;
-  for (size_t k = 0; members != NULL && done != NULL && k < nviews; k++) {
-    if (done[k])
-      continue;
+  size_t ngroups = 0;
+  ok = ok && group_of != NULL && starts != NULL && members != NULL;
+  for (size_t k = 0; ok && k < nviews; k++) {
     const char *group = x.m[views[k].timeline[views[k].measurements - 1].entry].group;
-    size_t nk = 0;
-    for (size_t j = k; j < nviews; j++) {
-      const char *gj = x.m[views[j].timeline[views[j].measurements - 1].entry].group;
-      if (!done[j] && strcmp(gj, group) == 0) {
-        done[j] = true;
-        members[nk++] = &views[j];
-      }
+    bool added;
+    void **slot = px_strmap_slot(&by_group, group, &added);
+    if (slot == NULL) {
+      ok = false;
+      break;
     }
-    json_array_append_new(groups, px__group_doc(&x, members, nk, evidence));
+    if (added)
+      *slot = &starts[ngroups++]; /* a stable address standing for the number */
+    group_of[k] = (size_t)((size_t *)*slot - starts);
   }
+  if (ok) {
+    size_t *fill = calloc(ngroups + 1, sizeof(size_t));
+    memset(starts, 0, (nviews + 2) * sizeof(size_t));
+    for (size_t k = 0; k < nviews; k++)
+      starts[group_of[k] + 1]++;
+    for (size_t g = 0; g < ngroups; g++)
+      starts[g + 1] += starts[g];
+    for (size_t k = 0; fill != NULL && k < nviews; k++)
+      members[starts[group_of[k]] + fill[group_of[k]]++] = &views[k];
+    for (size_t g = 0; fill != NULL && g < ngroups; g++)
+      json_array_append_new(groups, px__group_doc(&x, members + starts[g], starts[g + 1] - starts[g],
+                                                  verdicts, evidence));
+    free(fill);
+  }
+  free(group_of);
+  free(starts);
   free(members);
-  free(done);
 
   size_t ng = json_array_size(groups);
   json_t **sorted = calloc(ng ? ng : 1, sizeof(json_t *));

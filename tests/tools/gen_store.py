@@ -323,7 +323,8 @@ def generate(collector_bin, path, count, tampered=False, seed=7, days=DAYS):
 def window(collector_bin, path, vantages=1000, hours=24, groups=200, seed=11):
     """A day of hourly runs for one domain: `vantages` agent keys spread
     over `groups` (country, network) groups, each measuring every hour;
-    five CN keys are intercepted in one run of the day. What a busy
+    five CN keys are intercepted in one run of the day (the 2014 pattern:
+    Apple's address, a self-signed certificate). What a busy
     collector's compare reads over its default window (bench/compare-window)."""
     rnd = random.Random(seed)
     directory = os.path.dirname(os.path.abspath(path))
@@ -337,10 +338,12 @@ def window(collector_bin, path, vantages=1000, hours=24, groups=200, seed=11):
     keys = [Key(rnd) for _ in range(vantages)]
     letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
     rows = []
-    start = now - hours * 3600 + 60
+    start = now - hours * 3600 + 1800  # inside a 24-hour window for half an hour
     for k, key in enumerate(keys):
         g = k % groups
         cc = "CN" if g == 0 else letters[g // 26 % 26] + letters[g % 26]
+        if cc == "CN" and g != 0:
+            cc = "ZZ"  # one CN group: the intercepted one
         asn = f"AS{64512 + g}"
         for h in range(hours):
             mst = start + h * 3600 + k % 600
@@ -350,7 +353,7 @@ def window(collector_bin, path, vantages=1000, hours=24, groups=200, seed=11):
                 "MST": stamp, "CC": cc, "ASN": asn, "DOMAIN": domain,
                 "REPORT": time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(mst))
                 + f"_tlscertconsistency_{cc}_{asn[2:]}_w{seed}x{k}x{h}",
-                "ADDR": "198.51.100.7" if not intercepted else "198.51.100.66",
+                "ADDR": "198.51.100.7",
                 "RAWA": raw["A"], "RAWAAAA": raw["AAAA"],
                 "CHAIN": fixed["mitm" if intercepted else "real"],
                 "VERIFICATION": fixed["bad" if intercepted else "ok"],

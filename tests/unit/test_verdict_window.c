@@ -87,6 +87,14 @@ PX_TEST(verdict_window_intermittent_interception) {
   /* The evidence is the intercepted measurement's. */
   json_t *ev = json_array_get(json_object_get(px__group(doc, "CN"), "evidence"), 0);
   assert_string_equal(json_string_value(json_object_get(ev, "measurement_uid")), "cn-1");
+  /* The uids it rests on: the intercepted one, then the key's latest;
+   * the clean one before is counted, not listed. */
+  json_t *uids = json_object_get(px__group(doc, "CN"), "measurements");
+  assert_int_equal(json_array_size(uids), 2);
+  assert_string_equal(json_string_value(json_array_get(uids, 0)), "cn-1");
+  assert_string_equal(json_string_value(json_array_get(uids, 1)), "cn-2");
+  assert_int_equal(json_integer_value(json_object_get(px__group(doc, "CN"), "measurements_left_out")),
+                   1);
   json_decref(doc);
   /* Judged on the latest alone: clean. */
   px__run(cn, 3, &doc, PX_COMPARE_LATEST);
@@ -168,6 +176,9 @@ PX_TEST(verdict_window_rotation) {
   /* The steady groups: three measurements in one entry. */
   json_t *de = json_object_get(px__group(doc, "DE"), "observed");
   assert_int_equal(json_integer_value(json_object_get(de, "measurements")), 3);
-  assert_int_equal(json_array_size(json_object_get(px__group(doc, "DE"), "measurements")), 3);
+  /* Consistent: its latest listed, the others counted. */
+  assert_int_equal(json_array_size(json_object_get(px__group(doc, "DE"), "measurements")), 1);
+  assert_int_equal(
+      json_integer_value(json_object_get(px__group(doc, "DE"), "measurements_left_out")), 2);
   px__free_cn(cn, 3, doc);
 }
