@@ -146,6 +146,7 @@ static enum MHD_Result px__accept_policy(void *cls, const struct sockaddr *addr,
 /* MHD's messages go to stderr, as they did without a logger, except the
  * refusals at MHD's own limit: those are counted (a flood would fill the
  * journal with them). */
+static void px__mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 static void px__mhd_log(void *cls, const char *fmt, va_list ap) {
   (void)cls;
   if (strncmp(fmt, PX__MHD_AT_LIMIT, sizeof(PX__MHD_AT_LIMIT) - 1) == 0) {
