@@ -106,13 +106,13 @@ static bool px__trusted_peer(const px_collector_t *c, const struct sockaddr *sa)
  * counts idle time, so a client dribbling a byte at a time could hold a
  * connection thread forever. */
 struct px__conn {
+  px_conn_link_t link; /* first: the list's entries are these structs */
   int fd;
   uint64_t receiving_since; /* 0 while a response is being sent */
   bool counted;             /* holds one unit of its peer's allowance */
   bool admitted;            /* counts in c->nconns */
   bool cut;
   struct sockaddr_storage peer;
-  px__conn_t *prev, *next;
 };
 
 /* MHD's accept policy: called in MHD's listening thread for every
@@ -175,10 +175,7 @@ static void px__notify_connection(void *cls, struct MHD_Connection *conn, void *
       refuse = !e->counted;
     }
     pthread_mutex_lock(&c->mu);
-    e->next = c->conns;
-    if (c->conns != NULL)
-      c->conns->prev = e;
-    c->conns = e;
+    px_conn_list_push(&c->conns, &e->link);
     /* The accept policy looked already; this is the authoritative count
      * (the per-address one can have moved since: a proxied client's
      * requests share the table). */
@@ -201,12 +198,7 @@ static void px__notify_connection(void *cls, struct MHD_Connection *conn, void *
     /* MHD closes the socket only after this returns, so the watchdog,
      * which shuts sockets down under c->mu, never touches a reused fd. */
     pthread_mutex_lock(&c->mu);
-    if (e->prev != NULL)
-      e->prev->next = e->next;
-    else
-      c->conns = e->next;
-    if (e->next != NULL)
-      e->next->prev = e->prev;
+    px_conn_list_remove(&c->conns, &e->link);
     if (e->admitted)
       c->nconns--;
     pthread_mutex_unlock(&c->mu);
@@ -249,7 +241,8 @@ static void *px__watchdog_main(void *arg) {
      * here are the clients that keep dribbling bytes. */
     uint64_t now = px__now_ns(),
              limit = (uint64_t)c->cfg.timeout_s * 1000000000ull + 500000000ull;
-    for (px__conn_t *e = c->conns; e != NULL; e = e->next) {
+    for (px_conn_link_t *l = c->conns; l != NULL; l = l->next) {
+      px__conn_t *e = (px__conn_t *)l;
       if (!e->cut && e->receiving_since != 0 && now - e->receiving_since > limit) {
         e->cut = true;
         shutdown(e->fd, SHUT_RDWR);

@@ -12,6 +12,7 @@
 #include "collector/geoip.h"
 #include "collector/netacl.h"
 #include "collector/query.h"
+#include "collector/conn_list.h"
 #include "collector/store.h"
 
 typedef struct px_collector_config {
@@ -49,7 +50,7 @@ typedef struct px_collector {
   pthread_cond_t watchdog_cv;
   pthread_t watchdog;
   bool watchdog_running, stopping;
-  px__conn_t *conns;
+  px_conn_link_t *conns;    /* px__conn_t entries (conn_list.h) */
   unsigned nconns;          /* admitted connections (the --max-connections count) */
   px__ipcount_t **ipcounts; /* hash buckets */
   atomic_uint exports;      /* exports being streamed (api_read.c) */
