@@ -200,6 +200,27 @@ def proc_sample(pid):
         return None
 
 
+def descriptors(pid):
+    """What pid's open descriptors are (for a failure's message)."""
+    out = []
+    try:
+        for fd in sorted(os.listdir(f"/proc/{pid}/fd"), key=int):
+            try:
+                out.append(f"{fd}->{os.readlink(f'/proc/{pid}/fd/{fd}')}")
+            except OSError:
+                pass
+    except OSError:
+        pass
+    return " ".join(out)
+
+
+def sockets(pid):
+    """How many of pid's descriptors are sockets (what a connection leak
+    leaves behind; files come and go with the store's own connections:
+    each SQLite reader opens the WAL on its first read)."""
+    return descriptors(pid).count("->socket:")
+
+
 def wait_for(predicate, timeout, what, interval=0.02):
     return cl.wait_until(predicate, timeout, what, interval)
 
