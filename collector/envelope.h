@@ -4,9 +4,10 @@
 #include <stddef.h>
 
 /* The submit request {"format": "json", "content": "…", "signature": "…"}
- * parsed without building a JSON tree: the content string (several KB of
- * escaped JSON) is unescaped once, straight into its own buffer. Jansson
- * spent as long on this envelope as on the measurement itself. */
+ * read with the collector's own tokenizer (collector/jsontok.h) instead of
+ * a JSON tree: the content string (several KB of escaped JSON) is
+ * unescaped once, straight into its own buffer. Jansson spent as long on
+ * this envelope as on the measurement itself. */
 typedef struct px_envelope {
   char *content;   /* unescaped, NUL-terminated; content_len excludes NUL */
   size_t content_len;
