@@ -11,12 +11,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "collector/analysis.h"
-#include "collector/geoip.h"
-#include "collector/analysis_worker.h"
-#include "collector/migrate.h"
-#include "collector/sdnotify.h"
-#include "collector/server.h"
+#include "collector/analysis/analysis.h"
+#include "collector/ingest/geoip.h"
+#include "collector/analysis/analysis_worker.h"
+#include "collector/tools/migrate.h"
+#include "collector/http/sdnotify.h"
+#include "collector/http/server.h"
 #include "common/target.h"
 #include "common/encoding.h"
 #include "common/netaddr.h"

@@ -304,7 +304,7 @@ class Migration(pxtest.TestCase):
     """A database written by the previous collector (schema version 2) opens
     and migrates: every old row stays, unflagged, and rotation works on it."""
 
-    # Migrations 1 and 2 as they shipped (collector/store_sqlite.c never
+    # Migrations 1 and 2 as they shipped (collector/store/store_sqlite.c never
     # edits a shipped migration).
     V2 = """
     CREATE TABLE schema_version (version INTEGER NOT NULL);

@@ -1,6 +1,6 @@
 """A poison row must cost one measurement's analysis, never the collector.
 
-The analysis runs in a worker process (collector/analysis_worker.c). Test
+The analysis runs in a worker process (collector/analysis/analysis_worker.c). Test
 builds honour PX_TEST_ANALYSIS_CRASH / _STALL: the worker really crashes
 (SIGSEGV) or hangs on a measurement holding the marker. Each such
 measurement is quarantined with its reason (GET /api/v1/quarantine, the

@@ -8,10 +8,10 @@
 #include <sqlite3.h>
 
 #include "agent/scrub.h"
-#include "collector/store.h"
+#include "collector/store/store.h"
 #include "common/sshsig.h"
-#include "collector/analysis.h"
-#include "collector/validate.h"
+#include "collector/analysis/analysis.h"
+#include "collector/ingest/validate.h"
 #include "common/json_util.h"
 #include "common/measurement.h"
 

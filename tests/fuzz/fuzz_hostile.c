@@ -17,11 +17,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "collector/analysis.h"
-#include "collector/jsontok.h"
-#include "collector/schema.h"
-#include "collector/server.h"
-#include "collector/verdict.h"
+#include "collector/analysis/analysis.h"
+#include "collector/ingest/jsontok.h"
+#include "collector/ingest/schema.h"
+#include "collector/ingest/submit.h"
+#include "collector/analysis/verdict.h"
 #include "common/json_util.h"
 #include "tests/fuzz/fuzz_common.h"
 

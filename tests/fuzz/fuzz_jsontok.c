@@ -1,4 +1,4 @@
-/* collector/jsontok.c, the hand-written strict JSON tokenizer the
+/* collector/ingest/jsontok.c, the hand-written strict JSON tokenizer the
  * collector runs on every uploaded measurement before anything else.
  * Besides not crashing: every accessor is exercised on every token, and
  * what it accepts Jansson (the analysis' reader) must read too, with the
@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "collector/analysis.h"
-#include "collector/jsontok.h"
+#include "collector/analysis/analysis.h"
+#include "collector/ingest/jsontok.h"
 #include "tests/fuzz/fuzz_common.h"
 
 /* Walks the tree below idx in document order, checking each accessor

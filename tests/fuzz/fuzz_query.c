@@ -7,8 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "collector/query.h"
-#include "collector/server.h"
+#include "collector/http/query.h"
+#include "collector/http/request.h"
+#include "collector/ingest/submit.h"
 #include "common/json_util.h"
 #include "common/target.h"
 #include "common/timeutil.h"

@@ -19,11 +19,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "collector/analysis.h"
-#include "collector/envelope.h"
-#include "collector/server.h"
-#include "collector/validate.h"
-#include "collector/verdict.h"
+#include "collector/analysis/analysis.h"
+#include "collector/ingest/envelope.h"
+#include "collector/ingest/submit.h"
+#include "collector/ingest/validate.h"
+#include "collector/analysis/verdict.h"
 #include "common/json_util.h"
 #include "common/sshsig.h"
 #include "tests/fuzz/fuzz_common.h"
@@ -34,7 +34,7 @@ static EVP_PKEY *px__key_a, *px__key_b;
 static px_ssh_pubkey_t px__pub_b, px__pub_c;
 
 /* Three other vantage groups that saw www.example.test verify at
- * 127.80.1.1:8443 (summaries as collector/analysis.c writes them). */
+ * 127.80.1.1:8443 (summaries as collector/analysis/analysis.c writes them). */
 #define PX__OTHER(cc, asn, key)                                                    \
   {.key_id = key, .probe_cc = cc, .probe_asn = asn,                              \
    .uid = "20270101000000_" cc "_tlscertconsistency_0000000000000000",           \

@@ -8,7 +8,7 @@
 #include <openssl/err.h>
 #include <string.h>
 
-#include "collector/analysis.h"
+#include "collector/analysis/analysis.h"
 #include "common/json_util.h"
 #include "common/x509_fields.h"
 #include "common/x509_judge.h"

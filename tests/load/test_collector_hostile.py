@@ -36,7 +36,7 @@ FLOOD = loadlib.size(160, 400)         # from ONE address, allowance 64
 TIMEOUT_S = 3
 PER_IP = 64
 MAX_BODY = 65536
-STORE_READERS = 4  # collector/store_sqlite_internal.h: each may open the WAL once
+STORE_READERS = 4  # collector/store/store_sqlite_internal.h: each may open the WAL once
 # A liveness bound, not a speed target: a well-behaved request that takes
 # this long means the collector stopped serving it.
 BOUND_S = 5 * cl.SLOW

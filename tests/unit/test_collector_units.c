@@ -5,10 +5,10 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "collector/netacl.h"
-#include "collector/query.h"
-#include "collector/store.h"
-#include "collector/validate.h"
+#include "collector/http/netacl.h"
+#include "collector/http/query.h"
+#include "collector/store/store.h"
+#include "collector/ingest/validate.h"
 #include "common/netaddr.h"
 #include "tests/runner.h"
 

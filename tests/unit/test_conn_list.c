@@ -1,7 +1,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "collector/conn_list.h"
+#include "collector/http/conn_list.h"
 #include "tests/runner.h"
 
 static size_t px__length(const px_conn_link_t *head) {

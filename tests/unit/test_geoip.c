@@ -1,4 +1,4 @@
-/* collector/geoip.c against small MaxMind DB files written by
+/* collector/ingest/geoip.c against small MaxMind DB files written by
  * tests/tools/make-mmdb.pl (libmaxmind-db-writer-perl): what each file is
  * recognised as, every way a file is refused, and the lookups. */
 #include <errno.h>
@@ -8,7 +8,7 @@
 #include <string.h>
 #include <sys/un.h>
 
-#include "collector/geoip.h"
+#include "collector/ingest/geoip.h"
 #include "common/netaddr.h"
 #include "tests/runner.h"
 

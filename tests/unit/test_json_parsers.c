@@ -4,8 +4,8 @@
 #include <jansson.h>
 #include <string.h>
 
-#include "collector/envelope.h"
-#include "collector/jsontok.h"
+#include "collector/ingest/envelope.h"
+#include "collector/ingest/jsontok.h"
 #include "tests/runner.h"
 
 PX_TEST(envelope_parsing) {

@@ -1,5 +1,5 @@
-/* The collector's JSON Schema interpreter (collector/schema.c) and its
- * pattern matcher (collector/pattern.c): the built-in schemas compile,
+/* The collector's JSON Schema interpreter (collector/ingest/schema.c) and its
+ * pattern matcher (collector/ingest/pattern.c): the built-in schemas compile,
  * every keyword does what JSON Schema 2020-12 says, and the matcher
  * agrees with POSIX regexec on every pattern the schemas use. */
 #include <errno.h>
@@ -8,9 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "collector/jsontok.h"
-#include "collector/pattern.h"
-#include "collector/schema.h"
+#include "collector/ingest/jsontok.h"
+#include "collector/ingest/pattern.h"
+#include "collector/ingest/schema.h"
 #include "tests/runner.h"
 
 static px_schema_t *px__compile(const char *text) {

@@ -1,4 +1,4 @@
-/* The store interface (collector/store.h), one contract for both
+/* The store interface (collector/store/store.h), one contract for both
  * implementations: SQLite in a temporary file, PostgreSQL in a schema of
  * its own in the test cluster (tests/pg/pg.sh, PX_PG_DIR). And what only
  * PostgreSQL has: several stores ("nodes") on one database at once. */
@@ -11,7 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "collector/store.h"
+#include "collector/store/store.h"
+#include "collector/store/store_migrate.h"
 #include "common/timeutil.h"
 #include "tests/runner.h"
 

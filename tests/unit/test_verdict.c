@@ -3,7 +3,7 @@
  * a country, a target down everywhere. */
 #include <string.h>
 
-#include "collector/verdict.h"
+#include "collector/analysis/verdict.h"
 #include "tests/runner.h"
 
 #include "tests/unit/verdict_fixtures.h"

@@ -2,7 +2,7 @@
 #include <openssl/x509v3.h>
 #include <string.h>
 
-#include "collector/summary.h"
+#include "collector/analysis/summary.h"
 #include "common/encoding.h"
 #include "common/x509_fields.h"
 #include "common/x509_judge.h"

@@ -1,12 +1,12 @@
 #ifndef PX_TESTS_VERDICT_FIXTURES_H
 #define PX_TESTS_VERDICT_FIXTURES_H
 
-/* Summaries as collector/summary.c writes them, built by hand for the
+/* Summaries as collector/analysis/summary.c writes them, built by hand for the
  * verdict tests (test_verdict*.c). */
 #include <stdio.h>
 #include <string.h>
 
-#include "collector/verdict.h"
+#include "collector/analysis/verdict.h"
 #include "tests/runner.h"
 
 #define GOOD "aa00000000000000000000000000000000000000000000000000000000000000"
@@ -14,7 +14,7 @@
 #define CDNA "ca00000000000000000000000000000000000000000000000000000000000000"
 #define CDNB "cb00000000000000000000000000000000000000000000000000000000000000"
 
-/* A summary, as collector/analysis.c writes it. */
+/* A summary, as collector/analysis/analysis.c writes it. */
 static inline json_t *px__sum(const char *answers /* "ip ip" or NULL: no answer */) {
   json_t *s = json_object(), *dns = json_object(), *addrs = json_array();
   if (answers != NULL) {

@@ -1,0 +1,76 @@
+#ifndef PX_STORE_SQLITE_INTERNAL_H
+#define PX_STORE_SQLITE_INTERNAL_H
+
+/* Shared by store_sqlite.c (submissions, the researcher API) and
+ * store_sqlite_analysis.c (summaries for the comparison). */
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdbool.h>
+
+#include "collector/store/store.h"
+#include "collector/store/store_migrate.h"
+
+#define PX__READERS 4
+#define PX__BATCH_MAX 512
+
+struct px__sqlite;
+
+/* A write for the writer thread: write() runs inside the shared
+ * transaction; the job's submitter sleeps on cv until it is committed. */
+typedef struct px__job {
+  int (*write)(struct px__sqlite *s, struct px__job *j);
+  void *arg;
+  px_submission_t *sub;
+  bool done, duplicate;
+  int rc;
+  pthread_cond_t cv; /* its own: a commit wakes exactly the requests it covered */
+  struct px__job *next;
+} px__job_t;
+
+/* The SQLite implementation of px_store_t (collector/store/store.h). */
+typedef struct px__sqlite {
+  px_store_t base; /* first: a px_store_t * is a px__sqlite_t * */
+  char path[4096];
+  sqlite3 *writer;
+  sqlite3_stmt *ins_key, *ins_m, *find, *key_vb, *ins_summary, *set_analyzed;
+  pthread_t thread;
+  pthread_mutex_t mu;
+  pthread_cond_t work_cv;
+  px__job_t *head, *tail;
+  bool stopping;
+  void (*on_commit)(void *data);
+  void *on_commit_data;
+  bool readonly; /* a migration's source: no writer, no writer thread */
+
+  pthread_mutex_t rmu;
+  pthread_cond_t rcv;
+  sqlite3 *readers[PX__READERS];
+  bool reader_busy[PX__READERS];
+} px__sqlite_t;
+
+static inline px__sqlite_t *px__sq(px_store_t *s) {
+  return (px__sqlite_t *)s;
+}
+
+/* Queues j and sleeps until it is committed; returns its rc. */
+int px__store_run(px__sqlite_t *s, px__job_t *j);
+sqlite3 *px__store_reader(px__sqlite_t *s, int *slot);
+void px__store_reader_done(px__sqlite_t *s, int slot);
+
+/* store_sqlite_analysis.c's side of the ops table. */
+int px__sq_analyze(px_store_t *base, unsigned max,
+                   int (*summarize)(void *data, const px_stored_t *m, px_analysis_out_t *out),
+                   void *data);
+int px__sq_analysis_version(px_store_t *base, int version, bool *requeued);
+int px__sq_pool(px_store_t *base, int (*cb)(void *data, const uint8_t *der, size_t n), void *data);
+int px__sq_pool_add(px_store_t *base, const px_blob_t *certs, size_t n);
+int px__sq_quarantined(px_store_t *base, unsigned limit,
+                       int (*cb)(void *data, const char *uid, const char *reason, time_t at),
+                       void *data, int64_t *total);
+int px__sq_analysis_mark(px_store_t *base, int64_t *mark);
+int px__sq_analysis_reached(px_store_t *base, int64_t mark, bool *reached);
+int px__sq_summaries(px_store_t *base, const char *domain, time_t since, time_t until,
+                     bool latest_per_key, int (*cb)(void *data, const px_summary_row_t *row),
+                     void *data);
+
+#endif
