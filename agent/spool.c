@@ -41,7 +41,10 @@ int px_spool_add(px_spool_t *sp, const char *content, size_t n, const char *sign
   uint8_t md[32];
   unsigned md_len;
   char hex[65], stamp[PX_TIME_COMPACT_LEN], dir[4200], file[128];
-  EVP_Digest(content, n, md, &md_len, EVP_sha256(), NULL);
+  /* Without SHA-256 (no provider for it, out of memory) there is no name
+   * to give the entry: say so rather than name it after a stack buffer. */
+  if (EVP_Digest(content, n, md, &md_len, EVP_sha256(), NULL) != 1 || md_len != sizeof(md))
+    return -EIO;
   px_hex_encode(md, 32, hex);
   px_time_format_compact(time(NULL), stamp);
   snprintf(dir, sizeof(dir), "%s/pending", sp->root);

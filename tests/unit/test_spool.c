@@ -7,6 +7,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+#include <openssl/provider.h>
+
 #include "agent/signer.h"
 #include "agent/spool.h"
 #include "common/sshsig.h"
@@ -174,6 +177,32 @@ PX_TEST(signer_process_signs_and_holds_the_key) {
   assert_int_equal(px_signer_start(&s, key, true, err, sizeof(err)), 0);
   assert_string_equal(s.pub.key_id, first.key_id);
   px_signer_stop(&s);
+  px_test_rmrf(d);
+  free(d);
+}
+
+PX_TEST(spool_without_sha256_refuses_cleanly) {
+  (void)state;
+  /* Only the null provider in the default library context: OpenSSL then
+   * loads no default provider, SHA-256 cannot be fetched and EVP_Digest
+   * fails, as it would in a broken or FIPS-misconfigured installation.
+   * Each test runs in its own child, so nothing else sees this. */
+  OSSL_PROVIDER *null = OSSL_PROVIDER_load(NULL, "null");
+  assert_non_null(null);
+  unsigned char md[32];
+  if (EVP_Digest("x", 1, md, NULL, EVP_sha256(), NULL) == 1)
+    px_test_skip("SHA-256 is still available with only the null provider loaded");
+  char *d = px_test_tmpdir(), err[256], name[128], dir[600];
+  px_spool_t sp;
+  assert_int_equal(px_spool_open(&sp, d, err, sizeof(err)), 0);
+  assert_int_equal(px_spool_add(&sp, "{\"n\":1}", 7, "SIG\n", name, sizeof(name)), -EIO);
+  snprintf(dir, sizeof(dir), "%s/spool/pending", d);
+  DIR *dh = opendir(dir);
+  assert_non_null(dh);
+  for (struct dirent *e; (e = readdir(dh)) != NULL;)
+    assert_true(e->d_name[0] == '.' && (e->d_name[1] == '\0' || strcmp(e->d_name, "..") == 0));
+  closedir(dh);
+  OSSL_PROVIDER_unload(null);
   px_test_rmrf(d);
   free(d);
 }
