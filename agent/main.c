@@ -47,6 +47,10 @@ int main(int argc, char **argv) {
   if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
     printf("parallax %s (libuv %s, %s, c-ares %s)\n", PX_SOFTWARE_VERSION,
            uv_version_string(), OpenSSL_version(OPENSSL_VERSION), ares_version(NULL));
+#ifdef PX_TEST_HOOKS
+    /* Said, so that nobody ships a test build by mistake. */
+    puts("test build: PX_TEST_* hooks honoured");
+#endif
     return PX_EXIT_OK;
   }
 

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "common/timeutil.h"
+
 int px_write_all(int fd, const void *data, size_t n) {
   const char *p = data;
   while (n > 0) {
@@ -39,6 +41,19 @@ int px_read_all(int fd, void *data, size_t n) {
   return 0;
 }
 
+int px_fsync(int fd) {
+#ifdef PX_TEST_HOOKS
+  /* Test builds only: PX_TEST_FSYNC_DELAY_MS makes every fsync as slow as
+   * an SD card's, so tests can show that no fsync runs on the agent's
+   * loop. */
+  const char *delay = getenv("PX_TEST_FSYNC_DELAY_MS");
+  long ms = delay != NULL ? strtol(delay, NULL, 10) : 0;
+  if (ms > 0 && ms <= 10000)
+    px_sleep_ms((unsigned)ms);
+#endif
+  return fsync(fd) == 0 ? 0 : -errno;
+}
+
 /* Writes data to a new temporary file beside final and fsyncs it. */
 static int px__write_tmp(const char *tmp, const void *data, size_t n, unsigned mode) {
   int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, (mode_t)mode);
@@ -47,8 +62,8 @@ static int px__write_tmp(const char *tmp, const void *data, size_t n, unsigned m
   int rc = px_write_all(fd, data, n);
   if (rc == 0 && fchmod(fd, (mode_t)mode) != 0) /* whatever the umask said */
     rc = -errno;
-  if (rc == 0 && fsync(fd) != 0)
-    rc = -errno;
+  if (rc == 0)
+    rc = px_fsync(fd);
   if (close(fd) != 0 && rc == 0)
     rc = -errno;
   if (rc != 0)
@@ -60,7 +75,7 @@ int px_fsync_dir(const char *dir) {
   int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0)
     return -errno;
-  int rc = fsync(fd) == 0 ? 0 : -errno;
+  int rc = px_fsync(fd);
   close(fd);
   return rc;
 }

@@ -18,6 +18,10 @@ int px_write_file_atomic(const char *dir, const char *name, const void *data, si
  * file, fsync, link(2). */
 int px_write_file_new(const char *path, const void *data, size_t n, unsigned mode);
 
+/* fsync(2), 0 or -errno. Every fsync of parallax goes through here (test
+ * builds delay it when PX_TEST_FSYNC_DELAY_MS is set). */
+int px_fsync(int fd);
+
 /* fsync(2) of a directory, so renames and links in it are durable. */
 int px_fsync_dir(const char *dir);
 
