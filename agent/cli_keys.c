@@ -231,7 +231,8 @@ int px_cmd_verify(int argc, char **argv) {
     if (c == 'h') {
       puts("Usage: parallax verify [--allowed-signers FILE] FILE...\n"
            "Verify the OpenSSH signatures of measurements: M.json with M.json.sig beside\n"
-           "it (as spooled or downloaded), or a collector export (.jsonl, one\n"
+           "it (downloaded, or as older versions spooled), a spool entry (NAME.jsonl,\n"
+           "one {\"content\", \"signature\"} line) or a collector export (.jsonl, one\n"
            "{\"content\", \"signature\", \"key_id\"} per line). With --allowed-signers, the\n"
            "signing key must also be listed there for namespace parallax-measurement-v1,\n"
            "at the measurement's time. Exit status 1 if anything fails to verify.");

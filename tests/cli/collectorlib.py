@@ -517,6 +517,29 @@ def key_id_of_pub(pub_line):
     return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
 
 
+def spool_entries(d):
+    """{NAME: (content bytes, signature text)} of one spool directory (see
+    Agent.entries); a half pair of an older version is not an entry."""
+    out = {}
+    if not os.path.isdir(d):
+        return out
+    for f in sorted(os.listdir(d)):
+        path = os.path.join(d, f)
+        if f.startswith("."):
+            continue
+        if f.endswith(".jsonl"):
+            with open(path, encoding="utf-8") as fh:
+                e = json.loads(fh.read())
+            out[f[:-len(".jsonl")]] = (e["content"].encode("utf-8"), e["signature"])
+        elif f.endswith(".json") and os.path.exists(path + ".sig") and \
+                f[:-len(".json")] not in out and not os.path.exists(path + "l"):
+            with open(path, "rb") as fh:
+                content = fh.read()
+            with open(path + ".sig") as fh:
+                out[f[:-len(".json")]] = (content, fh.read())
+    return out
+
+
 class Agent:
     """An agent state directory: `parallax submit --state-dir D` signs and
     spools; sign() returns the spooled (content bytes, signature text)
@@ -541,15 +564,16 @@ class Agent:
             raise AssertionError(f"parallax submit: exit {p.returncode}: {p.stderr}")
         return p
 
+    def entries(self, sub="pending"):
+        """{NAME: (content bytes, signature text)} of the spool's sub
+        directory, read independently of parallax: NAME.jsonl entries (one
+        {"content", "signature"} line) and the NAME.json + NAME.json.sig
+        pairs of older versions."""
+        return spool_entries(os.path.join(self.dir, "spool", sub))
+
     def pairs(self, sub="pending"):
         """{content bytes: signature text} of the spool's sub directory."""
-        out = {}
-        for j in sorted(glob.glob(os.path.join(self.dir, "spool", sub, "*.json"))):
-            with open(j, "rb") as f:
-                content = f.read()
-            with open(j + ".sig") as f:
-                out[content] = f.read()
-        return out
+        return dict(self.entries(sub).values())
 
     def sign(self, lines):
         """[(content bytes, signature)] in the order of lines."""
@@ -578,10 +602,7 @@ class Agent:
         return out
 
     def counts(self):
-        def n(sub):
-            d = os.path.join(self.dir, "spool", sub)
-            return len([x for x in os.listdir(d) if x.endswith(".json")]) if os.path.isdir(d) else 0
-        return {"pending": n("pending"), "sent": n("sent"), "rejected": n("rejected")}
+        return {sub: len(self.entries(sub)) for sub in ("pending", "sent", "rejected")}
 
 
 class SSHKey:

@@ -71,10 +71,8 @@ class Volunteer(pxtest.TestCase):
         return [json.loads(l) for l in read(path).splitlines()] if os.path.exists(path) else []
 
     def spooled_inputs(self, sub="pending"):
-        out = []
-        for j in sorted(glob.glob(os.path.join(self.state, "spool", sub, "*.json"))):
-            out.append(json.loads(read(j))["input"])
-        return out
+        entries = cl.spool_entries(os.path.join(self.state, "spool", sub))
+        return [json.loads(content)["input"] for content, _ in entries.values()]
 
     # ---- setup and consent ----------------------------------------------
 

@@ -7,6 +7,7 @@ measurement signed by `parallax submit` (and refuses a tampered one).
 
 Needs no network, no root and no test peers: everything runs on files in a
 temporary directory."""
+import json
 import os
 import re
 import shutil
@@ -244,12 +245,19 @@ class ResearcherScript(unittest.TestCase):
             f.write(line + "\n")
         p = run([BIN, "submit", "--state-dir", state, jsonl])  # no --collector: spool only
         self.assertEqual(p.returncode, 0, p.stderr)
+        # The spool entry holds both; the script takes them as two files,
+        # as a researcher gets them (an export line split in two).
         pending = os.path.join(state, "spool", "pending")
-        names = [n for n in os.listdir(pending) if n.endswith(".json")]
+        names = [n for n in os.listdir(pending) if n.endswith(".jsonl")]
         self.assertEqual(len(names), 1, names)
-        m = os.path.join(pending, names[0])
-        with open(m, "rb") as f:
-            self.assertEqual(f.read(), line.encode("utf-8"))
+        with open(os.path.join(pending, names[0]), encoding="utf-8") as f:
+            entry = json.loads(f.read())
+        self.assertEqual(entry["content"].encode("utf-8"), line.encode("utf-8"))
+        m = os.path.join(d, "m.json")
+        with open(m, "wb") as f:
+            f.write(entry["content"].encode("utf-8"))
+        with open(m + ".sig", "w") as f:
+            f.write(entry["signature"])
 
         def verify(message, key=key_id):
             return run([sys.executable, script, message, m + ".sig", key])

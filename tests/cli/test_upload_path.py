@@ -136,11 +136,13 @@ class UploadPath(pxtest.TestCase):
         self.assertIn("last error", st, st)
         self.assertTrue(st["last error"], st)
         self.assertIn("pending 3", p.stderr)
-        # The spool holds exactly the measurements written, each a pair that
-        # parallax verify and OpenSSH accept.
+        # The spool holds exactly the measurements written, each one entry
+        # (line and signature in one file) that parallax verify and OpenSSH
+        # accept.
         pairs = self.agent.pairs()
         self.assertEqual(sorted(pairs), sorted(line.encode() for line in out))
-        files = sorted(glob.glob(os.path.join(self.agent.pending, "*.json")))
+        files = sorted(glob.glob(os.path.join(self.agent.pending, "*.jsonl")))
+        self.assertEqual(len(files), 3, os.listdir(self.agent.pending))
         v = pxtest.run(["verify"] + files)
         self.assertEqual(v.returncode, 0, v.stdout + v.stderr)
         self.assertIn("3 verified, 0 failed", v.stdout)
@@ -161,9 +163,10 @@ class UploadPath(pxtest.TestCase):
         for r in glob.glob(os.path.join(self.agent.dir, "spool", "sent", "*.receipt")):
             receipts[r] = json.loads(read(r))["measurement_uid"]
         self.assertEqual(sorted(receipts.values()), sorted(x["measurement_uid"] for x in stored))
+        sent = self.agent.entries("sent")
         for r, uid in receipts.items():
             st_, _, body = c.raw(uid)
-            self.assertEqual((st_, body), (200, read(r[:-len(".receipt")] + ".json", "rb")))
+            self.assertEqual((st_, body), (200, sent[os.path.basename(r)[:-len(".receipt")]][0]))
         # Again: nothing new is sent.
         p = self.upload(url)
         self.assertEqual(c.count(), 3)
@@ -186,8 +189,9 @@ class UploadPath(pxtest.TestCase):
         reason = json.loads(read(reasons[0]))
         self.assertEqual(reason["http_status"], 422, reason)
         self.assertIn("invalid_measurement", reason["reason"])
-        self.assertEqual(read(reasons[0][:-len(".reason")] + ".json"), '{"hello":"not a measurement"}')
-        self.assertTrue(os.path.exists(reasons[0][:-len(".reason")] + ".json.sig"))
+        content, sig = self.agent.entries("rejected")[os.path.basename(reasons[0])[:-len(".reason")]]
+        self.assertEqual(content, b'{"hello":"not a measurement"}')
+        self.assertIn("BEGIN SSH SIGNATURE", sig)
         self.assertIn("422", st.get("last error", "") + read(reasons[0]))
         self.assertEqual(c.count(), 1)
         # Nothing pending: upload succeeds and sends nothing.

@@ -84,18 +84,15 @@ class DiskFull(pxtest.TestCase):
         return sorted(os.listdir(os.path.join(self.state, "spool", "pending")))
 
     def assert_spool_intact(self):
-        """Only complete pairs in pending/, no temporary files, and every
-        pair verifies with parallax verify."""
+        """Only whole entries in pending/, no temporary files, and every
+        entry verifies with parallax verify."""
         names = self.pending_files()
-        stray = [n for n in names if not (n.endswith(".json") or n.endswith(".json.sig"))]
+        stray = [n for n in names if not n.endswith(".jsonl")]
         self.assertEqual(stray, [], "a temporary or partial file was left in the spool")
-        jsons = [n for n in names if n.endswith(".json")]
-        self.assertEqual(sorted(n + ".sig" for n in jsons),
-                         sorted(n for n in names if n.endswith(".sig")), "a half pair")
-        if jsons:
-            v = self.px("verify", *[os.path.join(self.state, "spool", "pending", n) for n in jsons])
-            self.assertIn(f"{len(jsons)} verified, 0 failed", v.stdout)
-        return len(jsons)
+        if names:
+            v = self.px("verify", *[os.path.join(self.state, "spool", "pending", n) for n in names])
+            self.assertIn(f"{len(names)} verified, 0 failed", v.stdout)
+        return len(names)
 
     def test_measure_runs_out_of_space_and_recovers(self):
         down = f"http://127.0.0.1:{cl.free_port()}"

@@ -11,7 +11,9 @@
 #include <openssl/provider.h>
 
 #include "agent/signer.h"
+#include "agent/keyfile.h"
 #include "agent/spool.h"
+#include "common/fileio.h"
 #include "common/sshsig.h"
 #include "tests/runner.h"
 
@@ -66,8 +68,14 @@ PX_TEST(spool_lifecycle) {
   snprintf(dir, sizeof(dir), "%s/spool/rejected", d);
   assert_int_equal(px__count(dir, ".reason"), 1);
   snprintf(dir, sizeof(dir), "%s/spool/pending", d);
-  assert_int_equal(px__count(dir, ".json"), 1);
-  /* A half-written entry (no .sig) is not listed as pending. */
+  assert_int_equal(px__count(dir, ".jsonl"), 1);
+  /* Line and signature in one file, in the shape of an export line. */
+  char entry[700], *text;
+  snprintf(entry, sizeof(entry), "%s/%s.jsonl", dir, name[2]);
+  assert_int_equal(px_read_file(entry, &text, NULL), 0);
+  assert_string_equal(text, "{\"content\":\"{\\\"n\\\":3}\",\"signature\":\"SIG\\n\"}\n");
+  free(text);
+  /* A half pair of an older version (no .sig) is not listed as pending. */
   char orphan[600];
   snprintf(orphan, sizeof(orphan), "%s/spool/pending/20990101T000000Z_x.json", d);
   FILE *f = fopen(orphan, "w");
@@ -129,9 +137,9 @@ PX_TEST(spool_full_disk_keeps_what_it_had) {
   assert_int_equal((int)p, stored);
   char dir[600];
   snprintf(dir, sizeof(dir), "%s/spool/pending", d);
-  /* Complete pairs only, no temporary files left behind. */
-  assert_int_equal(px__count(dir, ".json"), stored);
-  assert_int_equal(px__count(dir, ".json.sig"), stored);
+  /* Complete entries only, no temporary files left behind. */
+  assert_int_equal(px__count(dir, ".jsonl"), stored);
+  assert_int_equal(px__count(dir, ".json"), 0);
   free(big);
   snprintf(cmd, sizeof(cmd), "umount '%s'", d);
   assert_int_equal(system(cmd), 0);
