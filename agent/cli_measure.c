@@ -13,6 +13,7 @@
 #include "agent/cli_common.h"
 #include "agent/engine.h"
 #include "agent/held.h"
+#include "agent/outbox.h"
 #include "agent/progress.h"
 #include "agent/scrub.h"
 #include "agent/sysresolver.h"
@@ -284,14 +285,12 @@ typedef struct px__summary_row {
 typedef struct px__writer {
   FILE *out;
   const char *path;
-  int write_errno;
-  size_t written;
-  /* With --collector: every line is also signed and spooled. */
+  size_t written; /* handed to the outbox */
+  /* With --collector: every line is also signed and spooled, off the
+   * loop (see agent/outbox.h). */
   px_signer_t *signer;
-  px_spool_t *spool;
-  char spool_err[512];
+  px_outbox_t *outbox;
   const px_exec_t *x;
-  size_t held;
   bool summary;
   px__summary_row_t *rows;
   size_t nrows;
@@ -362,6 +361,8 @@ static int px__keep_local(px__writer_t *w, json_t *m, char *why, size_t whylen) 
   return rc;
 }
 
+/* Runs on the loop: judges and hands over, and must never wait
+ * for a signature or a disk (see agent/outbox.h). */
 static int px__emit(void *data, json_t *m) {
   px__writer_t *w = data;
   char why[256];
@@ -371,34 +372,11 @@ static int px__emit(void *data, json_t *m) {
   char *line = px_json_dump(m);
   if (line == NULL)
     return -ENOMEM;
-  size_t n = strlen(line);
-  if (local == 1) {
-    /* Not signed: nothing about it should be easy to pass on by mistake. */
-    int rc = px_held_add(w->x->held_dir, line, n, why);
-    if (rc != 0) {
-      snprintf(w->spool_err, sizeof(w->spool_err), "cannot keep a measurement in %s: %s",
-               w->x->held_dir, strerror(-rc));
-      free(line);
-      return -ENOSPC;
-    }
-    w->held++;
-  } else if (w->signer != NULL &&
-             /* The signed bytes are the compact JSON without the newline. */
-             px_agent_sign_and_spool(w->signer, w->spool, line, n, w->spool_err,
-                                     sizeof(w->spool_err)) != 0) {
-    free(line);
-    return -ENOSPC;
-  }
-  line[n] = '\n'; /* replaces the NUL: we write n + 1 bytes, no C string */
-  if (w->out != NULL) {
-    size_t put = fwrite(line, 1, n + 1, w->out);
-    if (put != n + 1 || fflush(w->out) != 0) {
-      free(line);
-      w->write_errno = errno ? errno : EIO;
-      return -EIO;
-    }
-  }
-  free(line);
+  /* The signed bytes are the compact JSON without the newline; one not
+   * signed at all (local) has nothing about it easy to pass on. */
+  int rc = px_outbox_put(w->outbox, line, strlen(line), local == 1 ? why : NULL);
+  if (rc != 0)
+    return rc;
   w->written++;
   if (w->summary)
     px__summarise(w, m);
@@ -484,7 +462,6 @@ int px_measure_execute(px_measure_opts_t *o, const px_exec_t *x, const char *pro
   if (x == NULL)
     x = &plain;
   w.signer = x->signer;
-  w.spool = x->spool;
   w.x = x;
   rc = px__resolvers(o, &used_system, err, sizeof(err));
   if (rc != 0) {
@@ -546,16 +523,26 @@ int px_measure_execute(px_measure_opts_t *o, const px_exec_t *x, const char *pro
       .max_bytes = x->max_bytes,
       .stats = x->stats,
   };
+  px_outbox_report_t kept = {0};
+  if ((rc = px_outbox_start(&w.outbox, w.out, w.signer, x->spool, x->held_dir)) != 0) {
+    fprintf(stderr, "%s: cannot start the output's writer: %s\n", prog, strerror(-rc));
+    exit_code = PX_EXIT_RUNTIME;
+    goto done;
+  }
   uv_loop_init(&loop);
   rc = px_engine_run(&loop, &cfg, o->targets, o->ntargets);
   int close_rc = uv_loop_close(&loop);
+  /* The engine is done; what it handed over is kept now (or was lost to
+   * the first failure, which outranks how the run ended). */
+  if (px_outbox_finish(w.outbox, &kept) != 0)
+    rc = kept.error;
   px_progress_finish(&progress);
   if (x->held != NULL)
-    *x->held = w.held;
+    *x->held = kept.held;
 
   if (rc == -EIO) {
     fprintf(stderr, "%s: cannot write measurements to %s: %s\n", prog,
-            w.path ? w.path : "standard output", strerror(w.write_errno));
+            w.path ? w.path : "standard output", strerror(kept.write_errno));
     exit_code = PX_EXIT_RUNTIME;
   } else if (rc == -ENOSPC) {
     /* What the full disk cost, so the volunteer knows what to free and
@@ -563,7 +550,8 @@ int px_measure_execute(px_measure_opts_t *o, const px_exec_t *x, const char *pro
     fprintf(stderr, "%s: %s\n%s: %zu measurement(s) of this run kept; %zu of %zu target(s) not "
                     "measured or not kept. Free space, then `parallax upload` sends what is "
                     "kept.\n",
-            prog, w.spool_err, prog, w.written, o->ntargets - w.written, o->ntargets);
+            prog, kept.err, prog, kept.spooled + kept.held,
+            o->ntargets - kept.spooled - kept.held, o->ntargets);
     exit_code = PX_EXIT_RUNTIME;
   } else if (rc == -EINTR) {
     fprintf(stderr, "%s: interrupted after %zu measurement(s)\n", prog, w.written);

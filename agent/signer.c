@@ -15,6 +15,7 @@
 #include "agent/keyfile.h"
 #include "common/fileio.h"
 #include "common/leakcheck.h"
+#include "common/timeutil.h"
 
 #define PX__MAX_FRAME (16u << 20)
 #define PX__SIGNER_FD 3
@@ -165,6 +166,15 @@ int px_signer_sign(px_signer_t *s, const void *msg, size_t n, char **armored,
                    char *err, size_t errlen) {
   char *reply = NULL;
   size_t len;
+#ifdef PX_TEST_HOOKS
+  /* Test builds only: PX_TEST_SIGN_DELAY_MS makes every signature as slow
+   * as a busy Raspberry Pi's, so tests can show that none is waited for
+   * on the agent's loop. */
+  const char *delay = getenv("PX_TEST_SIGN_DELAY_MS");
+  long ms = delay != NULL ? strtol(delay, NULL, 10) : 0;
+  if (ms > 0 && ms <= 10000)
+    px_sleep_ms((unsigned)ms);
+#endif
   int rc = px__send_frame(s->fd, 0, msg, n);
   if (rc == 0)
     rc = px__recv_frame(s->fd, &reply, &len);
