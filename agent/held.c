@@ -9,7 +9,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "agent/cli_common.h"
+#include "agent/outbox.h"
+#include "agent/signer.h"
+#include "agent/spool.h"
 #include "agent/scrub.h"
 #include "common/encoding.h"
 #include "common/fileio.h"
@@ -125,7 +127,7 @@ int px_held_release(const char *dir, const px_scrub_t *s, px_signer_t *signer, p
     if (local == 1)
       rc = px_held_add(dir, line, strlen(line), why);
     else
-      rc = px_agent_sign_and_spool(signer, spool, line, strlen(line), err, errlen);
+      rc = px_sign_and_spool(signer, spool, line, strlen(line), err, errlen);
     free(line);
     if (rc == 0) {
       px__forget(dir, names[i]);

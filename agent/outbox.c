@@ -277,3 +277,17 @@ int px_outbox_finish(px_outbox_t *ob, px_outbox_report_t *rep) {
   free(ob);
   return rep->error;
 }
+
+int px_sign_and_spool(px_signer_t *signer, px_spool_t *spool, const char *content, size_t n,
+                      char *err, size_t errlen) {
+  char *sig = NULL, name[128];
+  int rc = px_signer_sign(signer, content, n, &sig, err, errlen);
+  if (rc != 0)
+    return rc;
+  rc = px_spool_add(spool, content, n, sig, name, sizeof(name));
+  free(sig);
+  if (rc != 0)
+    snprintf(err, errlen, "cannot spool the measurement in %s: %s (measurements "
+                          "already spooled are kept)", spool->root, strerror(-rc));
+  return rc;
+}

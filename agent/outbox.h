@@ -59,4 +59,9 @@ size_t px_outbox_kept(px_outbox_t *ob);
  * stops the worker and frees the outbox. Returns rep->error. */
 int px_outbox_finish(px_outbox_t *ob, px_outbox_report_t *rep);
 
+/* Without a loop to keep free (`submit`, releasing held measurements):
+ * signs one measurement (its exact bytes) and spools it durably, now. */
+int px_sign_and_spool(struct px_signer *signer, struct px_spool *spool, const char *content,
+                      size_t n, char *err, size_t errlen);
+
 #endif

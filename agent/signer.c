@@ -13,11 +13,12 @@
 #include <unistd.h>
 
 #include "agent/keyfile.h"
+#include "agent/signer_policy.h"
 #include "common/fileio.h"
 #include "common/leakcheck.h"
 #include "common/timeutil.h"
 
-#define PX__MAX_FRAME (16u << 20)
+#define PX__MAX_FRAME (PX_SIGNER_MAX_LINE + 1024u)
 #define PX__SIGNER_FD 3
 
 /* A frame: 4-byte big-endian length, then that many bytes; replies start
@@ -77,6 +78,10 @@ static void px__signer_main(const char *key_path, bool create) {
     snprintf(err, sizeof(err), "cannot read the public half of %s", key_path);
     rc = -EINVAL;
   }
+  /* The key is in memory: from here on the process needs nothing but
+   * its socket (see agent/signer_policy.h). */
+  if (rc == 0 && (rc = px_signer_sandbox()) != 0)
+    snprintf(err, sizeof(err), "cannot confine the signer process: %s", strerror(-rc));
   if (rc != 0) {
     px__send_frame(PX__SIGNER_FD, 'E', err, strlen(err));
     _exit(1);
@@ -88,11 +93,16 @@ static void px__signer_main(const char *key_path, bool create) {
     size_t n;
     if (px__recv_frame(PX__SIGNER_FD, &msg, &n) != 0)
       break; /* parent gone or closed: done */
-    rc = px_sshsig_sign(key, PX_SSHSIG_NAMESPACE, (const uint8_t *)msg, n, &sig);
+    /* The parent parses the network and may be an attacker's now: the
+     * key vouches only for what is shaped like our own measurement. */
+    rc = px_signer_frame_check(msg, n, err, sizeof(err));
+    if (rc == 0 && px_sshsig_sign(key, PX_SSHSIG_NAMESPACE, (const uint8_t *)msg, n, &sig) != 0) {
+      snprintf(err, sizeof(err), "signing failed");
+      rc = -EIO;
+    }
     free(msg);
     if (rc != 0) {
-      const char *e = "signing failed";
-      if (px__send_frame(PX__SIGNER_FD, 'E', e, strlen(e)) != 0)
+      if (px__send_frame(PX__SIGNER_FD, 'E', err, strlen(err)) != 0)
         break;
       continue;
     }
@@ -175,13 +185,19 @@ int px_signer_sign(px_signer_t *s, const void *msg, size_t n, char **armored,
   if (ms > 0 && ms <= 10000)
     px_sleep_ms((unsigned)ms);
 #endif
+  if (n > PX_SIGNER_MAX_LINE) {
+    snprintf(err, errlen, "signer: a measurement of %zu bytes is larger than 8 MiB", n);
+    return -EMSGSIZE;
+  }
   int rc = px__send_frame(s->fd, 0, msg, n);
   if (rc == 0)
     rc = px__recv_frame(s->fd, &reply, &len);
   if (rc != 0 || len < 1 || reply[0] != 'K') {
     snprintf(err, errlen, "signer: %s", rc != 0 ? strerror(-rc) : len > 1 ? reply + 1 : "no reply");
     free(reply);
-    return rc != 0 ? rc : -EIO;
+    /* A refusal (the frame is not our measurement) is the frame's fault;
+     * anything else, the signer's. */
+    return rc != 0 ? rc : strstr(err, "not a measurement line") != NULL ? -EINVAL : -EIO;
   }
   memmove(reply, reply + 1, len); /* drop the status, keep the NUL */
   *armored = reply;

@@ -74,10 +74,13 @@ class Crash(pxtest.TestCase):
         """{uid: content bytes} of every receipt in the agents' sent/."""
         out = {}
         for a in agents:
+            sent = a.entries("sent")
             for r in glob.glob(os.path.join(a.dir, "spool", "sent", "*.receipt")):
                 uid = json.loads(read(r))["measurement_uid"]
                 self.assertTrue(uid, r)
-                content = read(r[:-len(".receipt")] + ".json", "rb")
+                name = os.path.basename(r)[:-len(".receipt")]
+                self.assertIn(name, sent, f"a receipt without its entry: {r}")
+                content = sent[name][0]
                 self.assertNotIn(uid, out, "two receipts with one uid")
                 out[uid] = content
         return out

@@ -235,10 +235,13 @@ class ResearcherScript(unittest.TestCase):
         self.assertEqual(p.returncode, 0, p.stderr)
         key_id = re.search(r"^key id: (SHA256:\S+)$", p.stdout, re.M).group(1)
 
-        # Not a measurement the collector would take, but signed bytes all
-        # the same: compact JSON with characters beyond ASCII.
-        line = ('{"measurement_start_time":"2014-10-20 12:00:00","input":"www.icloud.com",'
-                '"probe_cc":"CN","probe_network_name":"Chinanet \u2014 \u4e2d\u56fd\u7535\u4fe1",'
+        # Not a measurement the collector would take, but one the agent's
+        # signer signs (its software, test and probe_ip), with characters
+        # beyond ASCII.
+        line = ('{"software_name":"parallax","test_name":"tls_cert_consistency",'
+                '"probe_ip":"127.0.0.1","measurement_start_time":"2014-10-20 12:00:00",'
+                '"input":"www.icloud.com","probe_cc":"CN",'
+                '"probe_network_name":"Chinanet \u2014 \u4e2d\u56fd\u7535\u4fe1",'
                 '"subject":"CN=www.icloud.com,O=www.icloud.com,C=cn"}')
         jsonl = os.path.join(d, "in.jsonl")
         with open(jsonl, "w", encoding="utf-8") as f:

@@ -158,7 +158,8 @@ PX_TEST(signer_process_signs_and_holds_the_key) {
   assert_int_equal(px_signer_start(&s, key, true, err, sizeof(err)), 0);
   assert_true(s.pid > 0);
   assert_int_equal(strncmp(s.pub.key_id, "SHA256:", 7), 0);
-  const char *msg = "{\"x\":1}";
+  const char *msg = "{\"software_name\":\"parallax\",\"test_name\":\"tls_cert_consistency\","
+                    "\"probe_ip\":\"127.0.0.1\",\"x\":1}";
   for (int i = 0; i < 3; i++) {
     char *sig = NULL;
     px_ssh_pubkey_t who;

@@ -9,9 +9,9 @@
 #include <sys/file.h>
 #include <unistd.h>
 
-#include "agent/cli_common.h"
-#include "agent/cli_measure.h"
-#include "agent/config.h"
+#include "agent/cli/common.h"
+#include "agent/cli/measure.h"
+#include "agent/cli/config.h"
 #include "agent/held.h"
 #include "agent/runstate.h"
 #include "agent/scrub.h"

@@ -3,7 +3,7 @@
 
 #include <stddef.h>
 
-#include "agent/cli_common.h"
+#include "agent/cli/common.h"
 
 /* A new identity for the agent (`parallax keygen --rotate`). The key id
  * links every measurement of one agent; a volunteer who wants a fresh

@@ -1,4 +1,4 @@
-#include "agent/config.h"
+#include "agent/cli/config.h"
 
 #include <ctype.h>
 #include <errno.h>

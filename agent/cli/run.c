@@ -10,10 +10,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "agent/cli_common.h"
-#include "agent/cli_measure.h"
-#include "agent/cli_run.h"
-#include "agent/config.h"
+#include "agent/cli/common.h"
+#include "agent/cli/measure.h"
+#include "agent/cli/run.h"
+#include "agent/cli/config.h"
 #include "agent/engine.h"
 #include "agent/held.h"
 #include "agent/runstate.h"

@@ -13,12 +13,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "agent/cli_common.h"
-#include "agent/cli_keys.h"
-#include "agent/cli_measure.h"
-#include "agent/cli_run.h"
-#include "agent/config.h"
-#include "agent/consent.h"
+#include "agent/cli/common.h"
+#include "agent/cli/keys.h"
+#include "agent/cli/measure.h"
+#include "agent/cli/run.h"
+#include "agent/cli/config.h"
+#include "agent/cli/consent.h"
 #include "agent/keyfile.h"
 #include "agent/runstate.h"
 #include "common/fileio.h"

@@ -9,6 +9,8 @@
 
 #include "agent/signer.h"
 #include "agent/spool.h"
+#include "agent/drain.h"
+#include "agent/outbox.h"
 #include "collector-client/upload.h"
 
 /* Flags every agent command shares: where its state lives and how it
@@ -74,10 +76,6 @@ struct px_scrub;
  * a collector: its interfaces', the public ones earlier check-ins reported
  * and --public-address. Call after px_agent_state. */
 void px_agent_known_addresses(const px_agent_opts_t *o, struct px_scrub *s);
-
-/* Signs one measurement (its exact bytes) and spools it. */
-int px_agent_sign_and_spool(px_signer_t *signer, px_spool_t *spool, const char *content,
-                            size_t n, char *err, size_t errlen);
 
 /* Drains the spool to o->collector and then, while measurements are still
  * pending because a collector could not be reached, to the fallbacks in

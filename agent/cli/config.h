@@ -5,8 +5,8 @@
 #include <stddef.h>
 #include <stdio.h>
 
-#include "agent/cli_common.h"
-#include "agent/cli_measure.h"
+#include "agent/cli/common.h"
+#include "agent/cli/measure.h"
 
 /* The volunteer's INI file (/etc/parallax/parallax.conf, libinih). Keys are
  * the long flags of the agent commands, '-' or '_' alike, in no section or

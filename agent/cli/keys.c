@@ -6,11 +6,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "agent/cli_common.h"
-#include "agent/cli_measure.h"
-#include "agent/cli_keys.h"
+#include "agent/cli/common.h"
+#include "agent/cli/measure.h"
+#include "agent/cli/keys.h"
 #include "agent/keyfile.h"
-#include "agent/rotate.h"
+#include "agent/cli/rotate.h"
 #include "common/allowed_signers.h"
 #include "common/fileio.h"
 #include "common/sshsig.h"

@@ -1,4 +1,4 @@
-#include "agent/cli_measure.h"
+#include "agent/cli/measure.h"
 
 #include <ares.h>
 #include <errno.h>
@@ -10,11 +10,11 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "agent/cli_common.h"
+#include "agent/cli/common.h"
 #include "agent/engine.h"
 #include "agent/held.h"
 #include "agent/outbox.h"
-#include "agent/progress.h"
+#include "agent/cli/progress.h"
 #include "agent/scrub.h"
 #include "agent/sysresolver.h"
 #include "common/encoding.h"

@@ -1,4 +1,4 @@
-#include "agent/cli_common.h"
+#include "agent/cli/common.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -6,8 +6,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "agent/cli_measure.h"
-#include "agent/rotate.h"
+#include "agent/cli/measure.h"
+#include "agent/cli/rotate.h"
 #include "agent/runstate.h"
 #include "agent/scrub.h"
 #include "common/encoding.h"
@@ -204,20 +204,6 @@ int px_agent_signing(px_agent_opts_t *o, px_signer_t *signer, px_spool_t *spool,
   return px_signer_start(signer, key, true, err, errlen);
 }
 
-int px_agent_sign_and_spool(px_signer_t *signer, px_spool_t *spool, const char *content,
-                            size_t n, char *err, size_t errlen) {
-  char *sig = NULL, name[128];
-  int rc = px_signer_sign(signer, content, n, &sig, err, errlen);
-  if (rc != 0)
-    return rc;
-  rc = px_spool_add(spool, content, n, sig, name, sizeof(name));
-  free(sig);
-  if (rc != 0)
-    snprintf(err, errlen, "cannot spool the measurement in %s: %s (measurements "
-                          "already spooled are kept)", spool->root, strerror(-rc));
-  return rc;
-}
-
 /* One collector: 0 when nothing is left pending, -EAGAIN when some is,
  * -ECONNREFUSED when the drain was deferred by the backoff. */
 static int px__upload_one(px_agent_opts_t *o, const char *url, px_spool_t *spool,
@@ -230,7 +216,7 @@ static int px__upload_one(px_agent_opts_t *o, const char *url, px_spool_t *spool
     return -EINVAL;
   }
   px_drain_report_t rep;
-  int rc = px_upload_drain(u, spool, respect_backoff, &rep);
+  int rc = px_drain(u, spool, respect_backoff, &rep);
   px_uploader_free(u);
   if (rc != 0) {
     px_log(PX_LOG_ERR, "upload: %s", strerror(-rc));

@@ -6,11 +6,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "agent/cli_common.h"
+#include "agent/cli/common.h"
 #include "agent/held.h"
 #include "agent/runstate.h"
-#include "agent/cli_keys.h"
-#include "agent/cli_measure.h"
+#include "agent/signer_policy.h"
+#include "agent/cli/keys.h"
+#include "agent/cli/measure.h"
 #include "common/sshsig.h"
 #include "common/termsafe.h"
 #include "common/timeutil.h"
@@ -54,7 +55,10 @@ int px_cmd_submit(int argc, char **argv) {
                        "Usage: parallax submit [FLAG]... [FILE|-]\n"
                        "Sign each measurement of a JSONL file (one compact JSON object per line;\n"
                        "the signed bytes are the line without its newline), spool it, and\n"
-                       "upload the spool when --collector is given.\n\n",
+                       "upload the spool when --collector is given. Only this agent's own\n"
+                       "measurements are signed (software_name \"parallax\", test_name\n"
+                       "\"tls_cert_consistency\", probe_ip \"127.0.0.1\"); other lines are\n"
+                       "skipped, and the exit status is then 1.\n\n",
                        argc, argv, &agent);
   if (code >= 0)
     return code;
@@ -99,7 +103,14 @@ int px_cmd_submit(int argc, char **argv) {
       continue;
     }
     json_decref(m);
-    if (px_agent_sign_and_spool(&signer, &spool, line, (size_t)n, err, sizeof(err)) != 0) {
+    /* The signer refuses what is not a measurement of this agent; say
+     * which line and why, and go on with the rest. */
+    if (px_signer_frame_check(line, (size_t)n, err, sizeof(err)) != 0) {
+      fprintf(stderr, "%s: %s:%zu: %s; skipped\n", prog, path, lineno, err);
+      bad++;
+      continue;
+    }
+    if (px_sign_and_spool(&signer, &spool, line, (size_t)n, err, sizeof(err)) != 0) {
       fprintf(stderr, "%s: %s:%zu: %s\n", prog, path, lineno, err);
       code = PX_EXIT_RUNTIME;
       break;

@@ -1,4 +1,4 @@
-#include "agent/consent.h"
+#include "agent/cli/consent.h"
 
 void px_consent_print(FILE *out, const char *const *collectors, size_t ncollectors) {
   fputs("parallax measures how this network sees a list of internet services, so that\n"

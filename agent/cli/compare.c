@@ -5,9 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent/cli_common.h"
-#include "agent/cli_measure.h"
-#include "agent/cli_run.h"
+#include "agent/cli/common.h"
+#include "agent/cli/measure.h"
+#include "agent/cli/run.h"
 #include "collector-client/http.h"
 #include "common/encoding.h"
 #include "common/json_util.h"

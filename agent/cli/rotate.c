@@ -1,4 +1,4 @@
-#include "agent/rotate.h"
+#include "agent/cli/rotate.h"
 
 #include <errno.h>
 #include <jansson.h>

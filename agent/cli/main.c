@@ -7,9 +7,9 @@
 #include <openssl/crypto.h>
 #include <uv.h>
 
-#include "agent/cli_keys.h"
-#include "agent/cli_measure.h"
-#include "agent/cli_run.h"
+#include "agent/cli/keys.h"
+#include "agent/cli/measure.h"
+#include "agent/cli/run.h"
 #include "px_version.h"
 
 static void px__usage(FILE *out) {

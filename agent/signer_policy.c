@@ -1,0 +1,162 @@
+#include "agent/signer_policy.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+
+#include "common/leakcheck.h"
+#include "px_version.h"
+
+/* Valgrind runs the program on a synthetic CPU and makes its own system
+ * calls for it: it refuses a descriptor limit below its own, dies at a
+ * file size limit (its logs) and cannot run under the filter. */
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#define PX__UNDER_VALGRIND() (RUNNING_ON_VALGRIND != 0)
+#endif
+#endif
+#ifndef PX__UNDER_VALGRIND
+#define PX__UNDER_VALGRIND() 0
+#endif
+
+static int px__refuse(char *why, size_t whylen, int rc, const char *what) {
+  snprintf(why, whylen, "not a measurement line of this agent: %s", what);
+  return rc;
+}
+
+static int px__member_is(json_t *m, const char *key, const char *want) {
+  const char *v = json_string_value(json_object_get(m, key));
+  return v != NULL && strcmp(v, want) == 0;
+}
+
+int px_signer_frame_check(const char *msg, size_t n, char *why, size_t whylen) {
+  if (n == 0)
+    return px__refuse(why, whylen, -EINVAL, "empty");
+  if (n > PX_SIGNER_MAX_LINE)
+    return px__refuse(why, whylen, -EMSGSIZE, "larger than 8 MiB");
+  /* One JSONL line: what is signed is exactly what a line holds. */
+  if (memchr(msg, '\n', n) != NULL || memchr(msg, '\r', n) != NULL)
+    return px__refuse(why, whylen, -EINVAL, "more than one line");
+  json_t *m = json_loadb(msg, n, JSON_REJECT_DUPLICATES, NULL);
+  int rc = 0;
+  if (!json_is_object(m))
+    rc = px__refuse(why, whylen, -EINVAL, "not one JSON object (without duplicate members)");
+  else if (!px__member_is(m, "software_name", PX_SOFTWARE_NAME))
+    rc = px__refuse(why, whylen, -EINVAL, "software_name is not \"" PX_SOFTWARE_NAME "\"");
+  else if (!px__member_is(m, "test_name", PX_TEST_NAME))
+    rc = px__refuse(why, whylen, -EINVAL, "test_name is not \"" PX_TEST_NAME "\"");
+  else if (!px__member_is(m, "probe_ip", "127.0.0.1"))
+    rc = px__refuse(why, whylen, -EINVAL, "probe_ip is not \"127.0.0.1\"");
+  json_decref(m);
+  return rc;
+}
+
+/* ---- the box ------------------------------------------------------------ */
+
+#if defined(__x86_64__)
+#define PX__AUDIT_ARCH AUDIT_ARCH_X86_64
+#elif defined(__aarch64__)
+#define PX__AUDIT_ARCH AUDIT_ARCH_AARCH64
+#elif defined(__arm__)
+#define PX__AUDIT_ARCH AUDIT_ARCH_ARM
+#endif
+
+#ifdef PX__AUDIT_ARCH
+/* What signing frames needs: the frames' descriptors, the allocator,
+ * OpenSSL's clock, randomness and locks, signals' return, and the end. */
+static const long px__allowed[] = {
+    SYS_read, SYS_write, SYS_close, SYS_exit, SYS_exit_group, SYS_brk, SYS_mmap, SYS_munmap,
+    SYS_mremap, SYS_madvise, SYS_mprotect, SYS_futex, SYS_getrandom, SYS_clock_gettime,
+    SYS_gettimeofday, SYS_getpid, SYS_gettid, SYS_rt_sigreturn, SYS_rt_sigprocmask,
+    SYS_restart_syscall, SYS_sched_yield,
+#ifdef SYS_mmap2
+    SYS_mmap2,
+#endif
+#ifdef SYS_clock_gettime64
+    SYS_clock_gettime64,
+#endif
+#ifdef SYS_futex_time64
+    SYS_futex_time64,
+#endif
+#ifdef PX__HAVE_LSAN
+    /* Sanitizer builds only: LeakSanitizer's check at the signer's end
+     * stops the world from a cloned thread that ptraces this one and
+     * reads /proc/self/maps, and writes its report to a file. */
+    SYS_clone, SYS_ptrace, SYS_wait4, SYS_openat, SYS_getdents64, SYS_prctl,
+    SYS_sched_getaffinity, SYS_sigaltstack, SYS_rt_sigaction, SYS_readlinkat, SYS_lseek,
+    SYS_newfstatat, SYS_fstat, SYS_tgkill, SYS_kill, SYS_getppid, SYS_pread64, SYS_getrlimit,
+    SYS_prlimit64, SYS_uname, SYS_set_robust_list,
+#ifdef SYS_clone3
+    SYS_clone3,
+#endif
+#ifdef SYS_open
+    SYS_open, SYS_readlink, SYS_stat,
+#endif
+#endif
+};
+
+static int px__seccomp(void) {
+  enum { N = sizeof(px__allowed) / sizeof(px__allowed[0]) };
+  struct sock_filter prog[N + 8];
+  unsigned k = 0;
+  /* A call made for another ABI (i386 on x86_64, …) has other numbers:
+   * never allowed. */
+  prog[k++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+                                           offsetof(struct seccomp_data, arch));
+  prog[k++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, PX__AUDIT_ARCH, 1, 0);
+  prog[k++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS);
+  prog[k++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+                                           offsetof(struct seccomp_data, nr));
+#ifdef __x86_64__
+  /* x32 calls share the architecture and set bit 30. */
+  prog[k++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 0x40000000u, 0, 1);
+  prog[k++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS);
+#endif
+  for (unsigned i = 0; i < N; i++) {
+    /* Matched: jump to the ALLOW at the end; else try the next. */
+    prog[k] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)px__allowed[i],
+                                           (unsigned char)(N - i), 0);
+    k++;
+  }
+  prog[k++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA));
+  prog[k++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+  struct sock_fprog fprog = {.len = (unsigned short)k, .filter = prog};
+  if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &fprog, 0, 0) != 0)
+    return -errno;
+  return 0;
+}
+#endif
+
+int px_signer_sandbox(void) {
+  /* Nothing this process runs from now on gains privileges (setuid
+   * binaries, file capabilities); also what lets it install the filter. */
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+    return -errno;
+  struct rlimit zero = {0, 0};
+  if (setrlimit(RLIMIT_CORE, &zero) != 0)
+    return -errno;
+  if (PX__UNDER_VALGRIND())
+    return 0; /* the memory check's run: the box is tested without it */
+#ifndef PX__HAVE_LSAN
+  /* No new descriptor, no byte written to a file, no new process (the
+   * filter says so too; these hold wherever it cannot be installed).
+   * LeakSanitizer needs all three for its final check. */
+  if (setrlimit(RLIMIT_NOFILE, &zero) != 0 || setrlimit(RLIMIT_FSIZE, &zero) != 0 ||
+      setrlimit(RLIMIT_NPROC, &zero) != 0)
+    return -errno;
+#endif
+#ifdef PX__AUDIT_ARCH
+  return px__seccomp();
+#else
+  return 0;
+#endif
+}

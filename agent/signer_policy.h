@@ -1,0 +1,38 @@
+#ifndef PX_SIGNER_POLICY_H
+#define PX_SIGNER_POLICY_H
+
+#include <stddef.h>
+
+/* What the signer process (agent/signer.c) will sign, and the box it
+ * signs in. The parent that parses DNS answers and TLS peers from the
+ * network may be owned by an attacker; the key must then still only ever
+ * vouch for what looks like this agent's own measurements. See
+ * docs/architecture.md, "The signer's boundary". */
+
+/* The largest line the signer signs: far above any measurement the probe
+ * writes (bounded by --max-bytes), far below what could exhaust the
+ * signer's memory. */
+#define PX_SIGNER_MAX_LINE (8u << 20)
+
+/* 0 when msg[0..n) is one measurement line of this agent: at most
+ * PX_SIGNER_MAX_LINE bytes, one line (no CR or LF), one JSON object
+ * without duplicate members whose software_name is "parallax", test_name
+ * this agent's test and probe_ip "127.0.0.1" (an agent never records its
+ * own address). Otherwise -EMSGSIZE or -EINVAL, with the reason in why.
+ * The signer enforces it; `parallax submit` calls it first to explain a
+ * refusal per line. */
+int px_signer_frame_check(const char *msg, size_t n, char *why, size_t whylen);
+
+/* Confines the calling process, which holds its key already and from now
+ * on only reads frames from and writes replies to descriptors it has:
+ * PR_SET_NO_NEW_PRIVS, rlimits that forbid new files, processes and core
+ * dumps, and (on x86_64, aarch64 and arm) a seccomp filter that allows
+ * reading, writing, memory management, time, randomness and exit, and
+ * fails every other system call with EPERM (opening files, sockets,
+ * exec, ptrace, fork). Sanitizer builds allow what LeakSanitizer's final
+ * check needs; under valgrind only the first two steps apply. Returns 0,
+ * or a negative errno when a step could not be applied (the caller
+ * refuses to sign then). */
+int px_signer_sandbox(void);
+
+#endif
