@@ -27,7 +27,9 @@ int px_held_add(const char *dir, const char *content, size_t n, const char *reas
   char hex[65], name[128], stamp[32];
   time_t now = time(NULL);
   struct tm tm;
-  SHA256((const unsigned char *)content, n, digest);
+  /* Without SHA-256 there is no name to give it (see the spool). */
+  if (SHA256((const unsigned char *)content, n, digest) == NULL)
+    return -EIO;
   px_hex_encode(digest, 8, hex);
   strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", gmtime_r(&now, &tm));
   snprintf(name, sizeof(name), "%s_%s.reason", stamp, hex);

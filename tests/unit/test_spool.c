@@ -11,6 +11,7 @@
 #include <openssl/provider.h>
 
 #include "agent/signer.h"
+#include "agent/held.h"
 #include "agent/keyfile.h"
 #include "agent/spool.h"
 #include "common/fileio.h"
@@ -211,6 +212,11 @@ PX_TEST(spool_without_sha256_refuses_cleanly) {
   for (struct dirent *e; (e = readdir(dh)) != NULL;)
     assert_true(e->d_name[0] == '.' && (e->d_name[1] == '\0' || strcmp(e->d_name, "..") == 0));
   closedir(dh);
+  /* The held directory names its files the same way: refused too, and
+   * nothing written. */
+  snprintf(dir, sizeof(dir), "%s/held", d);
+  assert_int_equal(px_held_add(dir, "{\"n\":1}", 7, "about this machine"), -EIO);
+  assert_int_equal(px_held_count(dir), 0);
   OSSL_PROVIDER_unload(null);
   px_test_rmrf(d);
   free(d);
