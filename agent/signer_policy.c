@@ -12,7 +12,6 @@
 #include <sys/resource.h>
 #include <sys/syscall.h>
 
-#include "common/leakcheck.h"
 #include "px_version.h"
 
 /* Valgrind runs the program on a synthetic CPU and makes its own system
@@ -77,7 +76,7 @@ static const long px__allowed[] = {
     SYS_read, SYS_write, SYS_close, SYS_exit, SYS_exit_group, SYS_brk, SYS_mmap, SYS_munmap,
     SYS_mremap, SYS_madvise, SYS_mprotect, SYS_futex, SYS_getrandom, SYS_clock_gettime,
     SYS_gettimeofday, SYS_getpid, SYS_gettid, SYS_rt_sigreturn, SYS_rt_sigprocmask,
-    SYS_restart_syscall, SYS_sched_yield,
+    SYS_restart_syscall, SYS_sched_yield, SYS_sigaltstack,
 #ifdef SYS_mmap2
     SYS_mmap2,
 #endif
@@ -86,21 +85,6 @@ static const long px__allowed[] = {
 #endif
 #ifdef SYS_futex_time64
     SYS_futex_time64,
-#endif
-#ifdef PX__HAVE_LSAN
-    /* Sanitizer builds only: LeakSanitizer's check at the signer's end
-     * stops the world from a cloned thread that ptraces this one and
-     * reads /proc/self/maps, and writes its report to a file. */
-    SYS_clone, SYS_ptrace, SYS_wait4, SYS_openat, SYS_getdents64, SYS_prctl,
-    SYS_sched_getaffinity, SYS_sigaltstack, SYS_rt_sigaction, SYS_readlinkat, SYS_lseek,
-    SYS_newfstatat, SYS_fstat, SYS_tgkill, SYS_kill, SYS_getppid, SYS_pread64, SYS_getrlimit,
-    SYS_prlimit64, SYS_uname, SYS_set_robust_list,
-#ifdef SYS_clone3
-    SYS_clone3,
-#endif
-#ifdef SYS_open
-    SYS_open, SYS_readlink, SYS_stat,
-#endif
 #endif
 };
 
@@ -146,14 +130,11 @@ int px_signer_sandbox(void) {
     return -errno;
   if (PX__UNDER_VALGRIND())
     return 0; /* the memory check's run: the box is tested without it */
-#ifndef PX__HAVE_LSAN
   /* No new descriptor, no byte written to a file, no new process (the
-   * filter says so too; these hold wherever it cannot be installed).
-   * LeakSanitizer needs all three for its final check. */
+   * filter says so too; these hold wherever it cannot be installed). */
   if (setrlimit(RLIMIT_NOFILE, &zero) != 0 || setrlimit(RLIMIT_FSIZE, &zero) != 0 ||
       setrlimit(RLIMIT_NPROC, &zero) != 0)
     return -errno;
-#endif
 #ifdef PX__AUDIT_ARCH
   return px__seccomp();
 #else

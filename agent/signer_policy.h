@@ -29,8 +29,8 @@ int px_signer_frame_check(const char *msg, size_t n, char *why, size_t whylen);
  * dumps, and (on x86_64, aarch64 and arm) a seccomp filter that allows
  * reading, writing, memory management, time, randomness and exit, and
  * fails every other system call with EPERM (opening files, sockets,
- * exec, ptrace, fork). Sanitizer builds allow what LeakSanitizer's final
- * check needs; under valgrind only the first two steps apply. Returns 0,
+ * exec, ptrace, fork). The same box in every build, sanitizers included;
+ * under valgrind only the first two steps apply. Returns 0,
  * or a negative errno when a step could not be applied (the caller
  * refuses to sign then). */
 int px_signer_sandbox(void);
