@@ -25,9 +25,28 @@ typedef struct {
 static char *px__reader(char *str, int num, void *stream) {
   px__load_t *l = stream;
   char *r = fgets(str, num, l->f);
-  if (r != NULL)
+  if (r != NULL) {
     l->line++;
+    px_config_strip_comment(str);
+  }
   return r;
+}
+
+void px_config_strip_comment(char *line) {
+  const char *start = line + strspn(line, " \t");
+  if (*start == '#' || *start == ';')
+    return; /* a whole comment line: libinih skips it */
+  /* "# …" or "; …" after a value, as people write them; never a '#'
+   * inside a value (a URL's fragment), which has no blank before it. */
+  for (char *p = line + 1; *p != '\0'; p++) {
+    if ((*p == '#' || *p == ';') && (p[-1] == ' ' || p[-1] == '\t')) {
+      bool newline = strchr(p, '\n') != NULL;
+      p[0] = newline ? '\n' : '\0';
+      if (newline)
+        p[1] = '\0';
+      return;
+    }
+  }
 }
 
 static int px__bool(const char *v, bool *out) {

@@ -11,14 +11,19 @@
 /* The volunteer's INI file (/etc/parallax/parallax.conf, libinih). Keys are
  * the long flags of the agent commands, '-' or '_' alike, in no section or
  * in [parallax]; lists (resolver, address, targets) are space-separated or
- * repeated. Flags given on the command line are applied after the file,
- * so they win (lists add up). Documented in parallax.conf(5). */
+ * repeated; '#' or ';' after whitespace starts a comment. A flag given on
+ * the command line replaces the file's value for its key, lists included
+ * (agent/cli/run.c). Documented in parallax.conf(5). */
 typedef struct px_config {
   char **strings; /* values the options point into, freed with the config */
   size_t nstrings;
   char **targets; /* "targets = …" (none: the collector's list) */
   size_t ntargets;
 } px_config_t;
+
+/* Cuts an inline comment off a line read from a config: whitespace, then
+ * '#' or ';', to the end of the line (the newline kept). */
+void px_config_strip_comment(char *line);
 
 /* Applies path to o and agent. An unknown section or key, or a bad value,
  * is -EINVAL with "PATH:LINE: reason" in err. */

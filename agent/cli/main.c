@@ -23,6 +23,7 @@ static void px__usage(FILE *out) {
         "  submit     sign measurements from a JSONL file, spool and upload them\n"
         "  upload     send the spooled measurements to a collector now\n"
         "  status     key id, recent runs, pending uploads, the next timer firing\n"
+        "  config     config check [FILE]: is a config file one `run` accepts?\n"
         "  keygen     create the agent's Ed25519 signing key\n"
         "  verify     verify the signatures of measurements or collector exports\n\n"
         "Run 'parallax COMMAND --help' for the flags of a command.\n"
@@ -67,6 +68,7 @@ int main(int argc, char **argv) {
       {"setup", px_cmd_setup},     {"run", px_cmd_run},         {"compare", px_cmd_compare},
       {"measure", px_cmd_measure}, {"submit", px_cmd_submit}, {"upload", px_cmd_upload},
       {"status", px_cmd_status},   {"keygen", px_cmd_keygen}, {"verify", px_cmd_verify},
+      {"config", px_cmd_config},
   };
   exit_code = -1;
   for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)

@@ -38,8 +38,9 @@ static void px__usage(FILE *out) {
         "run at a time (a second one exits 0 at once).\n\n"
         "  --config FILE               an INI file of these flags (default " PX_DEFAULT_CONFIG
         "\n"
-        "                              when it exists; see parallax.conf(5)); flags on\n"
-        "                              the command line win\n",
+        "                              when it exists; see parallax.conf(5)); a flag\n"
+        "                              replaces the file's value for its key, lists\n"
+        "                              (--collector, --resolver, --address) included\n",
         out);
   px_agent_flags_usage(out, true);
   px_measure_flags_usage(out);
@@ -91,8 +92,27 @@ static int px__parse(px__round_t *r, int argc, char **argv, const char *prog) {
     code = PX_EXIT_USAGE;
     goto done;
   }
+  /* One rule for every key, lists included: a flag replaces the file's
+   * value. A list flag empties the file's list the first time it is met
+   * (repeating it on the command line still builds a list). */
+  bool flag_seen[3] = {false, false, false};
+  bool flag_targets = false;
   optind = 1;
   while (code < 0 && (c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+    int list = c == PX_OPT_COLLECTOR ? 0 : c == PX_OPT_RESOLVER ? 1 : c == PX_OPT_ADDRESS ? 2 : -1;
+    if (list >= 0 && !flag_seen[list]) {
+      flag_seen[list] = true;
+      if (list == 0) {
+        r->agent.ncollectors = 0;
+        r->agent.collector = NULL;
+      } else if (list == 1) {
+        r->o.nresolvers = 0;
+      } else {
+        r->o.naddresses = 0;
+      }
+    }
+    if (c == PX_OPT_TARGETS_FILE)
+      flag_targets = true;
     if (c == 'h') {
       px__usage(stdout);
       code = PX_EXIT_OK;
@@ -114,8 +134,10 @@ static int px__parse(px__round_t *r, int argc, char **argv, const char *prog) {
   }
   if (code < 0 &&
       (px_measure_add_targets(&r->o, argc - optind, argv + optind, err, sizeof(err)) != 0 ||
-       px_measure_push_targets(&r->o, r->config.ntargets, r->config.targets, err,
-                               sizeof(err)) != 0)) {
+       /* Targets on the command line replace the file's, like any key. */
+       (!flag_targets && optind == argc &&
+        px_measure_push_targets(&r->o, r->config.ntargets, r->config.targets, err,
+                                sizeof(err)) != 0))) {
     fprintf(stderr, "%s: %s\n", prog, px_term_str(err, shown, sizeof(shown)));
     code = PX_EXIT_USAGE;
   }

@@ -208,6 +208,27 @@ class Volunteer(pxtest.TestCase):
                          (1, 2, "max_bytes"), p.stderr)
         self.assertEqual(rec["exit_code"], 0)
 
+    def test_a_flag_replaces_the_configs_list(self):
+        """run --help, parallax(1) and parallax.conf(5) say a flag wins;
+        for a list key that means the file's list is replaced, not added
+        to."""
+        a, b = self.collector(), self.collector()
+        dead_dns = "127.0.0.1:9"  # the config's resolver: nothing answers there
+        self.setup("--collector", a.url, "--resolver", dead_dns, "--no-system-resolver",
+                   *[x for x in self.world() if x not in ("--resolver", pxtest.DNS,
+                                                         "--no-system-resolver")])
+        self.assertIn(f"collector = {a.url}\n", read(self.config))
+        p = self.run_round("--collector", b.url, "--resolver", pxtest.DNS, "www.example.test")
+        self.assertNotIn(a.url, p.stderr)
+        self.assertEqual(self.records()[-1]["collector"], b.url)
+        self.assertEqual(cl.get(a.api("/api/v1/measurements"))[2].count(b"measurement_uid"), 0)
+        listing = json.loads(cl.get(b.api("/api/v1/measurements"))[2])
+        [row] = listing["results"]
+        m = json.loads(cl.get(b.api("/api/v1/raw_measurement",
+                                    measurement_uid=row["measurement_uid"]))[2])
+        used = {q["resolver_address"] for q in m["test_keys"]["queries"]}
+        self.assertEqual(used, {pxtest.DNS}, used)
+
     def test_fallback_collector_and_held_until_the_address_is_known(self):
         down = f"http://127.0.0.1:{cl.free_port()}"
         self.setup("--collector", down, *self.world())

@@ -25,7 +25,7 @@ COLLECTOR_BIN = os.environ.get("PX_COLLECTOR_BIN",
 MAN = os.path.join(SOURCE, "docs", "man")
 PAGES = ("parallax.1", "parallax-collector.8", "parallax.conf.5")
 DOCS = ("volunteer.md", "researcher.md", "operator.md")
-COMMANDS = ("setup", "run", "measure", "compare", "submit", "upload", "status", "keygen",
+COMMANDS = ("setup", "run", "measure", "compare", "submit", "upload", "status", "config", "keygen",
             "verify")
 FLAG = re.compile(r"--[a-z][a-z0-9-]*[a-z0-9]")  # --ipv6-prefix-len has a digit
 
