@@ -68,6 +68,10 @@ int px_drain(px_uploader_t *u, px_spool_t *sp, bool respect_backoff, px_drain_re
       st.failures = 0;
       st.next_attempt = 0;
       st.last_success = time(NULL);
+      /* What went wrong before is resolved: status must not keep showing
+       * it (a later failure in this drain records its own). */
+      st.last_error[0] = '\0';
+      st.last_error_at = 0;
     } else if (o.result == PX_UPLOAD_REJECTED) {
       if (px_spool_mark_rejected(sp, l.names[i], o.http_status, o.error) == 0) {
         rep->rejected++;

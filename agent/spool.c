@@ -583,6 +583,15 @@ int px_spool_open(px_spool_t *sp, const char *state_dir, char *err, size_t errle
   return 0;
 }
 
+int px_spool_open_readonly(px_spool_t *sp, const char *state_dir, char *err, size_t errlen) {
+  sp->orphaned = 0;
+  if (snprintf(sp->root, sizeof(sp->root), "%s/spool", state_dir) >= (int)sizeof(sp->root)) {
+    snprintf(err, errlen, "state directory path too long");
+    return -ENAMETOOLONG;
+  }
+  return 0;
+}
+
 int px_spool_counts(px_spool_t *sp, size_t *pending, size_t *sent, size_t *rejected) {
   size_t *out[3] = {pending, sent, rejected};
   for (size_t i = 0; i < 3; i++) {
@@ -590,6 +599,10 @@ int px_spool_counts(px_spool_t *sp, size_t *pending, size_t *sent, size_t *rejec
     px_spool_list_t l;
     snprintf(dir, sizeof(dir), "%s/%s", sp->root, px__dirs[i]);
     int rc = px__list(dir, &l);
+    if (rc == -ENOENT) {
+      *out[i] = 0; /* opened read-only before anything was spooled */
+      continue;
+    }
     if (rc != 0)
       return rc;
     *out[i] = l.n;

@@ -54,6 +54,10 @@ typedef struct px_upload_state {
  * logged. Recovery never deletes the only copy of anything. */
 int px_spool_open(px_spool_t *sp, const char *state_dir, char *err, size_t errlen);
 
+/* For readers (`status`): names the spool of state_dir and neither
+ * creates nor recovers anything; counts of a directory not there are 0. */
+int px_spool_open_readonly(px_spool_t *sp, const char *state_dir, char *err, size_t errlen);
+
 /* Spools one signed measurement and makes it durable (px_spool_write,
  * then px_spool_sync). name (>= 64 bytes) receives its name, "<UTC
  * time>_<content hash>". The same content spooled twice in one second is

@@ -31,32 +31,51 @@ const struct option px_agent_long_options[] = {
     {NULL, 0, NULL, 0},
 };
 
+/* The help line(s) of each agent flag, in the order --help shows them. */
+static const struct {
+  int code;
+  const char *text;
+} px__agent_help[] = {
+    {PX_OPT_STATE_DIR, "  --state-dir DIR             key, spool and run records (default\n"
+                       "                              $STATE_DIRECTORY, /var/lib/parallax for root,\n"
+                       "                              else ~/.local/state/parallax)\n"},
+    {PX_OPT_LOG_LEVEL, "  --log-level LEVEL           error, warning, notice, info (default) or debug\n"},
+    {PX_OPT_COLLECTOR, "  --collector URL             the collector to upload to (http:// or https://);\n"
+                       "                              repeat for fallbacks, tried in order\n"},
+    {PX_OPT_PROXY, "  --proxy URL                 upload through this proxy; socks5h://127.0.0.1:9050\n"
+                   "                              for Tor (names resolved by the proxy)\n"},
+    {PX_OPT_COLLECTOR_CA, "  --collector-ca PEM          trust only these CAs for the collector\n"},
+    {PX_OPT_COLLECTOR_PIN, "  --collector-pin sha256//B64 also require this public key (curl pinning)\n"},
+    {PX_OPT_NO_UPLOAD, "  --no-upload                 sign and spool, but leave uploading to\n"
+                       "                              `parallax upload` (--upload undoes it)\n"},
+    {PX_OPT_MAX_TARGETS, "  --max-targets N             run budget: measure at most N targets a run\n"
+                         "                              (the next run continues down the list)\n"},
+    {PX_OPT_MAX_RUNTIME, "  --max-runtime TIME          run budget: start no target after TIME (90s,\n"
+                         "                              15m, 1h); those in flight finish\n"},
+    {PX_OPT_MAX_BYTES, "  --max-bytes SIZE            run budget: start no target once this much\n"
+                       "                              DNS and TLS traffic is spent (500k, 20M, 1G)\n"},
+    {PX_OPT_PUBLIC_ADDRESS, "  --public-address IP         also scrub this address of ours from\n"
+                            "                              measurements; 'unknown' uploads without\n"
+                            "                              knowing it (e.g. through a proxy)\n"},
+};
+
+void px_agent_flags_usage_for(FILE *out, bool (*takes)(int code)) {
+  for (size_t i = 0; i < sizeof(px__agent_help) / sizeof(px__agent_help[0]); i++)
+    if (takes(px__agent_help[i].code))
+      fputs(px__agent_help[i].text, out);
+}
+
+static bool px__takes_base(int code) {
+  return code == PX_OPT_STATE_DIR || code == PX_OPT_LOG_LEVEL;
+}
+
+static bool px__takes_all(int code) {
+  (void)code;
+  return true;
+}
+
 void px_agent_flags_usage(FILE *out, bool with_collector) {
-  fputs("  --state-dir DIR             key, spool and run records (default\n"
-        "                              $STATE_DIRECTORY, /var/lib/parallax for root,\n"
-        "                              else ~/.local/state/parallax)\n",
-        out);
-  fputs("  --log-level LEVEL           error, warning, notice, info (default) or debug\n",
-        out);
-  if (with_collector)
-    fputs("  --collector URL             the collector to upload to (http:// or https://);\n"
-          "                              repeat for fallbacks, tried in order\n"
-          "  --proxy URL                 upload through this proxy; socks5h://127.0.0.1:9050\n"
-          "                              for Tor (names resolved by the proxy)\n"
-          "  --collector-ca PEM          trust only these CAs for the collector\n"
-          "  --collector-pin sha256//B64 also require this public key (curl pinning)\n"
-          "  --no-upload                 sign and spool, but leave uploading to\n"
-          "                              `parallax upload` (--upload undoes it)\n"
-          "  --max-targets N             run budget: measure at most N targets a run\n"
-          "                              (the next run continues down the list)\n"
-          "  --max-runtime TIME          run budget: start no target after TIME (90s,\n"
-          "                              15m, 1h); those in flight finish\n"
-          "  --max-bytes SIZE            run budget: start no target once this much\n"
-          "                              DNS and TLS traffic is spent (500k, 20M, 1G)\n"
-          "  --public-address IP         also scrub this address of ours from\n"
-          "                              measurements; 'unknown' uploads without\n"
-          "                              knowing it (e.g. through a proxy)\n",
-          out);
+  px_agent_flags_usage_for(out, with_collector ? px__takes_all : px__takes_base);
 }
 
 int px_agent_apply(px_agent_opts_t *o, int code, const char *arg, char *err, size_t errlen) {
@@ -156,7 +175,21 @@ int px_agent_state(px_agent_opts_t *o, char *err, size_t errlen) {
                                 sizeof(o->state_dir), err, errlen);
   if (rc != 0)
     return rc;
-  rc = px_mkdirs(o->state_dir, 0700);
+  if (o->state_must_exist) {
+    /* A reader never creates it: a mistyped --state-dir is an error,
+     * not an empty agent. */
+    struct stat sst;
+    int e = stat(o->state_dir, &sst) != 0 ? errno : S_ISDIR(sst.st_mode) ? 0 : ENOTDIR;
+    if (e != 0) {
+      snprintf(err, errlen,
+               "no state directory %s (%s): check --state-dir (or the config's state_dir); "
+               "`parallax setup` or a first run creates it",
+               o->state_dir, strerror(e));
+      return -e;
+    }
+  } else {
+    rc = px_mkdirs(o->state_dir, 0700);
+  }
   if (rc != 0) {
     snprintf(err, errlen, "cannot create state directory %s: %s", o->state_dir, strerror(-rc));
     return rc;

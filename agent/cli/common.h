@@ -32,6 +32,7 @@ typedef struct px_agent_opts {
   int log_level;             /* PX_LOG_*, 0 for the default */
   const char *public_address; /* scrubbed like the check-in's echo; "unknown" */
   bool state_read_only;      /* the command only reads the state (status) */
+  bool state_must_exist;     /* and must not create it: a missing one is an error */
   char state_dir[4096]; /* resolved by px_agent_state() */
 } px_agent_opts_t;
 
@@ -58,6 +59,8 @@ extern const struct option px_agent_long_options[]; /* zero-terminated */
  * when code is not one of them. */
 int px_agent_apply(px_agent_opts_t *o, int code, const char *arg, char *err, size_t errlen);
 void px_agent_flags_usage(FILE *out, bool with_collector);
+/* The help of the agent flags a command takes (takes(PX_OPT_…) true). */
+void px_agent_flags_usage_for(FILE *out, bool (*takes)(int code));
 
 /* Resolves and creates (0700) the state directory. Root is refused a
  * directory that belongs to another user (the service's dynamic user)

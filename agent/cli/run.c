@@ -4,6 +4,7 @@
  * answers AND the control addresses within the volunteer's budget, scrub
  * our own addresses, sign, spool, upload, and leave a run record. */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,7 +65,23 @@ typedef struct px__round {
   size_t held, released, skipped_by_budget;
   px_engine_stats_t stats;
   json_t *record;
+  char why[768]; /* a run that failed before measuring: the reason */
 } px__round_t;
+
+/* Says why the round cannot go on (on stderr, or in the journal) and
+ * keeps the reason for its run record. */
+static void px__fail(px__round_t *r, const char *prog, bool log, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void px__fail(px__round_t *r, const char *prog, bool log, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(r->why, sizeof(r->why), fmt, ap);
+  va_end(ap);
+  if (log)
+    px_log(PX_LOG_ERR, "%s", r->why);
+  else
+    fprintf(stderr, "%s: %s\n", prog, r->why);
+}
 
 /* The config file first (given, or the default one when present), then
  * the flags: what the volunteer types wins. Returns -1 to go on, else the
@@ -88,7 +105,7 @@ static int px__parse(px__round_t *r, int argc, char **argv, const char *prog) {
     config = PX_DEFAULT_CONFIG;
   char shown[PX_TERM_ESCAPED_MAX(sizeof(err))]; /* messages that quote files */
   if (config != NULL && px_config_load(config, &r->config, &r->o, &r->agent, err, sizeof(err)) != 0) {
-    fprintf(stderr, "%s: %s\n", prog, px_term_str(err, shown, sizeof(shown)));
+    px__fail(r, prog, false, "%s", px_term_str(err, shown, sizeof(shown)));
     code = PX_EXIT_USAGE;
     goto done;
   }
@@ -118,16 +135,16 @@ static int px__parse(px__round_t *r, int argc, char **argv, const char *prog) {
       code = PX_EXIT_OK;
     } else if (c == '?' || c == ':') {
       char shortopt[3] = {'-', (char)optopt, '\0'};
-      fprintf(stderr, "%s: %s '%s' (see --help)\n", prog,
-              c == ':' ? "missing value for" : "unknown option",
-              optopt > 0 && optopt < 256 ? shortopt : argv[optind - 1]);
+      px__fail(r, prog, false, "%s '%s' (see --help)",
+               c == ':' ? "missing value for" : "unknown option",
+               optopt > 0 && optopt < 256 ? shortopt : argv[optind - 1]);
       code = PX_EXIT_USAGE;
     } else if (c != 'c') {
       int rc = px_measure_apply(&r->o, c, optarg, err, sizeof(err));
       if (rc == -ENOENT)
         rc = px_agent_apply(&r->agent, c, optarg, err, sizeof(err));
       if (rc != 0) {
-        fprintf(stderr, "%s: %s\n", prog, err);
+        px__fail(r, prog, false, "%s", err);
         code = PX_EXIT_USAGE;
       }
     }
@@ -138,12 +155,12 @@ static int px__parse(px__round_t *r, int argc, char **argv, const char *prog) {
        (!flag_targets && optind == argc &&
         px_measure_push_targets(&r->o, r->config.ntargets, r->config.targets, err,
                                 sizeof(err)) != 0))) {
-    fprintf(stderr, "%s: %s\n", prog, px_term_str(err, shown, sizeof(shown)));
+    px__fail(r, prog, false, "%s", px_term_str(err, shown, sizeof(shown)));
     code = PX_EXIT_USAGE;
   }
   if (code < 0 && r->agent.collector == NULL) {
-    fprintf(stderr, "%s: no collector: give --collector URL or set collector = in the config "
-                    "(`parallax setup` writes one)\n", prog);
+    px__fail(r, prog, false, "no collector: give --collector URL or set collector = in the "
+                             "config (`parallax setup` writes one)");
     code = PX_EXIT_USAGE;
   }
 done:
@@ -304,6 +321,7 @@ int px_cmd_run(int argc, char **argv) {
   char err[512];
   int lock = -1;
   time_t started = time(NULL);
+  bool have_state = false, recorded = false;
 
   memset(&r, 0, sizeof(r));
   px_measure_opts_init(&r.o);
@@ -318,9 +336,10 @@ int px_cmd_run(int argc, char **argv) {
     code = PX_EXIT_RUNTIME;
     goto done;
   }
+  have_state = true;
   if (px_consent_load(r.agent.state_dir, NULL) != 0) {
-    px_log(PX_LOG_ERR, "no consent recorded in %s: run `parallax setup` first (it explains "
-                       "what is measured and published)", r.agent.state_dir);
+    px__fail(&r, prog, true, "no consent recorded in %s: run `parallax setup` first (it "
+                             "explains what is measured and published)", r.agent.state_dir);
     code = PX_EXIT_USAGE;
     goto done;
   }
@@ -335,7 +354,7 @@ int px_cmd_run(int argc, char **argv) {
     goto done; /* not a failure: the timer fired while a long round ran */
   }
   if (rc != 0) {
-    px_log(PX_LOG_ERR, "%s", err);
+    px__fail(&r, prog, true, "%s", err);
     code = PX_EXIT_RUNTIME;
     goto done;
   }
@@ -343,7 +362,7 @@ int px_cmd_run(int argc, char **argv) {
 
   /* The signer forks before anything touches the network. */
   if (px_agent_signing(&r.agent, &signer, &spool, err, sizeof(err)) != 0) {
-    px_log(PX_LOG_ERR, "%s", err);
+    px__fail(&r, prog, true, "%s", err);
     code = PX_EXIT_RUNTIME;
     goto done;
   }
@@ -359,13 +378,15 @@ int px_cmd_run(int argc, char **argv) {
                           "unknown", r.released);
   }
   if (px__targets(&r) != 0) {
+    snprintf(r.why, sizeof(r.why), "cannot build the list of targets");
     code = PX_EXIT_RUNTIME;
   } else if (r.o.ntargets == 0) {
-    px_log(PX_LOG_ERR, "no targets: the collector gave none and none are configured");
+    px__fail(&r, prog, true, "no targets: the collector gave none and none are configured");
     code = PX_EXIT_RUNTIME;
   } else if (r.o.system_resolver == 0 && r.o.nresolvers == 0 && r.o.naddresses == 0 &&
              r.o.targets[0].ncontrols == 0) {
-    px_log(PX_LOG_ERR, "nothing to probe: --no-system-resolver needs --resolver or --address");
+    px__fail(&r, prog, true, "nothing to probe: --no-system-resolver needs --resolver or "
+                             "--address");
     code = PX_EXIT_USAGE;
   } else {
     code = px__measure(&r, &signer, &spool, prog);
@@ -386,7 +407,20 @@ int px_cmd_run(int argc, char **argv) {
   px__record(&r, started, code);
   if (r.record == NULL || px_runs_append(r.agent.state_dir, r.record) != 0)
     px_log(PX_LOG_WARNING, "cannot write the run record in %s", r.agent.state_dir);
+  recorded = true;
 done:
+  /* A round that failed before it measured leaves a record too, so that
+   * `parallax status` shows the failure rather than the last good run. */
+  if (!recorded && code != PX_EXIT_OK && r.why[0] != '\0' &&
+      (have_state ||
+       /* never created for this: only an agent that has one hears of it */
+       (r.agent.state_must_exist = true, px_agent_state(&r.agent, err, sizeof(err)) == 0))) {
+    px__record(&r, started, code);
+    if (r.record != NULL)
+      json_object_set_new(r.record, "error", json_string(r.why));
+    if (r.record == NULL || px_runs_append(r.agent.state_dir, r.record) != 0)
+      px_log(PX_LOG_WARNING, "cannot write the run record in %s", r.agent.state_dir);
+  }
   json_decref(r.record);
   px_run_unlock(lock);
   free(r.raw);

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "agent/cli/common.h"
+#include "agent/cli/config.h"
 #include "agent/held.h"
 #include "agent/runstate.h"
 #include "agent/signer_policy.h"
@@ -15,23 +16,71 @@
 #include "common/sshsig.h"
 #include "common/termsafe.h"
 #include "common/timeutil.h"
+#include "px_version.h"
 
-/* Parses the agent flags of a small command. Returns -1 to go on, or the
- * exit code to return. */
+/* Which agent flags each small command takes; the others are refused,
+ * not silently ignored, and --help lists only these. */
+static bool px__takes_transfer(int code) {
+  return code != PX_OPT_MAX_TARGETS && code != PX_OPT_MAX_RUNTIME && code != PX_OPT_MAX_BYTES &&
+         code != PX_OPT_PUBLIC_ADDRESS && code != PX_OPT_UPLOAD;
+}
+
+static bool px__takes_upload(int code) {
+  return px__takes_transfer(code) && code != PX_OPT_NO_UPLOAD;
+}
+
+static bool px__takes_submit(int code) {
+  return px__takes_transfer(code) || code == PX_OPT_UPLOAD;
+}
+
+static bool px__takes_status(int code) {
+  return code == PX_OPT_STATE_DIR;
+}
+
+/* What --config loaded: the options point into it until the process
+ * ends (each of these commands parses once). */
+static px_config_t px__config;
+static px_measure_opts_t px__config_measure;
+
+/* Parses the agent flags of a small command: --config FILE (default
+ * PX_DEFAULT_CONFIG when it exists) first, then the flags, which replace
+ * the file's values (lists included), as in `run`. The file's keys that
+ * the command does not use are read (and checked) but have no effect.
+ * Returns -1 to go on, or the exit code to return. */
 static int px__parse(const char *prog, const char *usage, int argc, char **argv,
-                     px_agent_opts_t *agent) {
-  struct option *opts = px_agent_options(NULL, false);
-  char err[512];
+                     px_agent_opts_t *agent, bool (*takes)(int code)) {
+  static const struct option own[] = {{"config", required_argument, NULL, 'c'},
+                                      {NULL, 0, NULL, 0}};
+  struct option *opts = px_agent_options(own, false);
+  char err[512], shown[PX_TERM_ESCAPED_MAX(sizeof(err))];
   int c, code = -1;
+  const char *config = NULL;
   if (opts == NULL)
     return PX_EXIT_RUNTIME;
   memset(agent, 0, sizeof(*agent));
   opterr = 0;
   optind = 1;
+  while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1)
+    if (c == 'c')
+      config = optarg;
+  if (config == NULL && access(PX_DEFAULT_CONFIG, F_OK) == 0)
+    config = PX_DEFAULT_CONFIG;
+  px_measure_opts_init(&px__config_measure);
+  if (config != NULL &&
+      px_config_load(config, &px__config, &px__config_measure, agent, err, sizeof(err)) != 0) {
+    fprintf(stderr, "%s: %s\n", prog, px_term_str(err, shown, sizeof(shown)));
+    free(opts);
+    return PX_EXIT_USAGE;
+  }
+  bool collectors_from_flags = false;
+  optind = 1;
   while (code < 0 && (c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
     if (c == 'h') {
       fputs(usage, stdout);
-      px_agent_flags_usage(stdout, true);
+      fputs("  --config FILE               read these flags from an INI file first (default\n"
+            "                              " PX_DEFAULT_CONFIG " when it exists)\n",
+            stdout);
+      px_agent_flags_usage_for(stdout, takes);
       code = PX_EXIT_OK;
     } else if (c == '?' || c == ':') {
       char shortopt[3] = {'-', (char)optopt, '\0'};
@@ -39,9 +88,25 @@ static int px__parse(const char *prog, const char *usage, int argc, char **argv,
               c == ':' ? "missing value for" : "unknown option",
               optopt > 0 && optopt < 256 ? shortopt : argv[optind - 1]);
       code = PX_EXIT_USAGE;
-    } else if (px_agent_apply(agent, c, optarg, err, sizeof(err)) != 0) {
-      fprintf(stderr, "%s: %s\n", prog, err);
+    } else if (c == 'c') {
+      continue;
+    } else if (!takes(c)) {
+      const char *name = "?";
+      for (const struct option *o = opts; o->name != NULL; o++)
+        if (o->val == c)
+          name = o->name;
+      fprintf(stderr, "%s: --%s does not apply to this command (see --help)\n", prog, name);
       code = PX_EXIT_USAGE;
+    } else {
+      if (c == PX_OPT_COLLECTOR && !collectors_from_flags) {
+        collectors_from_flags = true; /* the flags' list replaces the file's */
+        agent->ncollectors = 0;
+        agent->collector = NULL;
+      }
+      if (px_agent_apply(agent, c, optarg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "%s: %s\n", prog, err);
+        code = PX_EXIT_USAGE;
+      }
     }
   }
   free(opts);
@@ -59,7 +124,7 @@ int px_cmd_submit(int argc, char **argv) {
                        "measurements are signed (software_name \"parallax\", test_name\n"
                        "\"tls_cert_consistency\", probe_ip \"127.0.0.1\"); other lines are\n"
                        "skipped, and the exit status is then 1.\n\n",
-                       argc, argv, &agent);
+                       argc, argv, &agent, px__takes_submit);
   if (code >= 0)
     return code;
   if (argc - optind > 1) {
@@ -137,11 +202,11 @@ int px_cmd_upload(int argc, char **argv) {
   px_agent_opts_t agent;
   char err[512];
   int code = px__parse(prog,
-                       "Usage: parallax upload --collector URL [FLAG]...\n"
+                       "Usage: parallax upload [--collector URL | --config FILE] [FLAG]...\n"
                        "Send every pending measurement of the spool now (ignoring the backoff\n"
-                       "that automatic uploads keep after failures). Exit status 1 while\n"
-                       "measurements remain pending.\n\n",
-                       argc, argv, &agent);
+                       "that automatic uploads keep after failures) to the collector(s) given\n"
+                       "or configured. Exit status 1 while measurements remain pending.\n\n",
+                       argc, argv, &agent, px__takes_upload);
   if (code >= 0)
     return code;
   if (optind < argc) {
@@ -149,7 +214,8 @@ int px_cmd_upload(int argc, char **argv) {
     return PX_EXIT_USAGE;
   }
   if (agent.collector == NULL) {
-    fprintf(stderr, "%s: --collector URL is required\n", prog);
+    fprintf(stderr, "%s: no collector: give --collector URL, or --config FILE with collector = "
+                    "in it\n", prog);
     return PX_EXIT_USAGE;
   }
   px_spool_t spool;
@@ -235,6 +301,9 @@ static void px__status_more(px_agent_opts_t *agent) {
            json_integer_value(json_object_get(r, "bytes")),
            px__str(r, "check_in", "?", check_in, sizeof(check_in)),
            stopped ? "  stopped by " : "", px_term_str(stopped, stopped_by, sizeof(stopped_by)));
+    char error[PX_TERM_ESCAPED_MAX(768)];
+    if (json_string_value(json_object_get(r, "error")) != NULL)
+      printf("      failed: %s\n", px__str(r, "error", "?", error, sizeof(error)));
   }
   json_decref(runs);
   px__timer("NextElapseUSecRealtime", when, sizeof(when));
@@ -244,26 +313,45 @@ static void px__status_more(px_agent_opts_t *agent) {
     printf("next run: unknown (parallax.timer is not active, or there is no systemd)\n");
 }
 
+/* A failed last run is the first thing a volunteer must see: every
+ * later line is about an agent that is not working. */
+static void px__last_run_first(const px_agent_opts_t *agent) {
+  json_t *runs = px_runs_load(agent->state_dir);
+  json_t *last = json_array_get(runs, json_array_size(runs) - 1);
+  if (last != NULL && json_integer_value(json_object_get(last, "exit_code")) != 0) {
+    char when[256], error[PX_TERM_ESCAPED_MAX(768)];
+    printf("last run FAILED at %s (exit %lld): %s\n",
+           px__str(last, "started", "?", when, sizeof(when)),
+           json_integer_value(json_object_get(last, "exit_code")),
+           px__str(last, "error", "see the journal (journalctl -u parallax)", error,
+                   sizeof(error)));
+  }
+  json_decref(runs);
+}
+
 int px_cmd_status(int argc, char **argv) {
   const char *prog = "parallax status";
   px_agent_opts_t agent;
   char err[512], key[4200], when[64];
   int code = px__parse(prog,
-                       "Usage: parallax status [--state-dir DIR]\n"
+                       "Usage: parallax status [--state-dir DIR | --config FILE]\n"
                        "The agent's identity, its upload spool (pending, sent, rejected, the\n"
                        "last success and the last error), consent, measurements kept local,\n"
-                       "the last runs and when the systemd timer fires next.\n\n",
-                       argc, argv, &agent);
+                       "the last runs and when the systemd timer fires next. It only reads:\n"
+                       "a state directory that is not there is an error.\n\n",
+                       argc, argv, &agent, px__takes_status);
   if (code >= 0)
     return code;
   agent.state_read_only = true;
+  agent.state_must_exist = true;
   px_spool_t spool;
   if (px_agent_state(&agent, err, sizeof(err)) != 0 ||
-      px_spool_open(&spool, agent.state_dir, err, sizeof(err)) != 0) {
+      px_spool_open_readonly(&spool, agent.state_dir, err, sizeof(err)) != 0) {
     fprintf(stderr, "%s: %s\n", prog, err);
     return PX_EXIT_RUNTIME;
   }
   printf("state directory: %s\n", agent.state_dir);
+  px__last_run_first(&agent);
   /* The public half only: status never touches the private key. */
   px_agent_key_path(&agent, key, sizeof(key));
   strncat(key, ".pub", sizeof(key) - strlen(key) - 1);

@@ -54,6 +54,7 @@ def load_schema(name):
 
 
 MEASUREMENT = load_schema("measurement.schema.json")
+RUN_RECORD = load_schema("run-record.schema.json")
 
 
 def run(args, stdin=None, env=None, timeout=120):

@@ -68,7 +68,10 @@ class Volunteer(pxtest.TestCase):
 
     def records(self):
         path = os.path.join(self.state, "runs.jsonl")
-        return [json.loads(l) for l in read(path).splitlines()] if os.path.exists(path) else []
+        recs = [json.loads(l) for l in read(path).splitlines()] if os.path.exists(path) else []
+        for r in recs:
+            cl.check(pxtest.RUN_RECORD, r, "run record")
+        return recs
 
     def spooled_inputs(self, sub="pending"):
         entries = cl.spool_entries(os.path.join(self.state, "spool", sub))
@@ -228,6 +231,56 @@ class Volunteer(pxtest.TestCase):
                                     measurement_uid=row["measurement_uid"]))[2])
         used = {q["resolver_address"] for q in m["test_keys"]["queries"]}
         self.assertEqual(used, {pxtest.DNS}, used)
+
+    def test_a_failed_run_is_recorded_and_shown_first(self):
+        c = self.collector()
+        self.setup("--collector", c.url, *self.world())
+        self.run_round("www.example.test")
+        with open(self.config, "a") as f:
+            f.write("probe_cc = Germany   # not a code\n")
+        p = self.run_round("www.example.test", ok=(2,))
+        self.assertIn("'Germany' is not a two-letter country code", p.stderr)
+        rec = self.records()[-1]
+        self.assertEqual(rec["exit_code"], 2)
+        self.assertIn("Germany", rec["error"])
+        st = pxtest.run(["status", "--state-dir", self.state]).stdout
+        first = st.splitlines()[1]
+        self.assertTrue(first.startswith("last run FAILED at "), st)
+        self.assertIn("Germany", first)
+        # Fixed: the next good run is what status shows.
+        with open(self.config) as f:
+            text = f.read().replace("probe_cc = Germany   # not a code\n", "")
+        with open(self.config, "w") as f:
+            f.write(text)
+        self.run_round("www.example.test")
+        self.assertEqual(self.records()[-1]["exit_code"], 0)
+        self.assertNotIn("FAILED", pxtest.run(["status", "--state-dir", self.state]).stdout)
+
+    def test_status_only_reads_and_takes_the_config(self):
+        missing = os.path.join(self.dir, "no-such-state")
+        p = pxtest.run(["status", "--state-dir", missing])
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("--state-dir", p.stderr)
+        self.assertFalse(os.path.exists(missing), "status created the state directory")
+        p = pxtest.run(["status", "--state-dir", self.state, "--collector", "http://127.0.0.1:9"])
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("--collector does not apply", p.stderr)
+        help_text = pxtest.run(["status", "--help"]).stdout
+        for ignored in ("--collector", "--max-targets", "--proxy", "--no-upload"):
+            self.assertNotIn(ignored, help_text)
+        self.assertNotIn("--max-targets", pxtest.run(["upload", "--help"]).stdout)
+        # upload and status read the config: no --collector needed.
+        c = self.collector()
+        self.setup("--collector", c.url, *self.world())
+        self.px("measure", "--state-dir", self.state, "--collector", c.url, "--no-upload",
+                *self.world(), "www.example.test")
+        self.assertEqual(cl.Agent(self.state).counts()["pending"], 1)
+        p = pxtest.run(["upload", "--config", self.config, "--state-dir", self.state])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(c.db_count(), 1)
+        p = pxtest.run(["status", "--config", self.config, "--state-dir", self.state])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("pending: 0", p.stdout)
 
     def test_fallback_collector_and_held_until_the_address_is_known(self):
         down = f"http://127.0.0.1:{cl.free_port()}"
