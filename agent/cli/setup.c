@@ -21,6 +21,7 @@
 #include "agent/cli/consent.h"
 #include "agent/keyfile.h"
 #include "agent/runstate.h"
+#include "collector-client/checkin.h"
 #include "common/fileio.h"
 #include "common/sshsig.h"
 #include "common/statedir.h"
@@ -104,6 +105,44 @@ static char *px__ask(px__setup_t *s, const char *question) {
   if (line != NULL)
     s->answers[s->nanswers++] = line;
   return line;
+}
+
+/* Asks until the answer is one the flag's own code accepts (applied to o
+ * or agent, as the config loader will), saying why after each bad one;
+ * an empty answer is asked again too. NULL at the end of input (nothing
+ * has been written by then). */
+static char *px__ask_valid(px__setup_t *s, const char *question, int code, px_measure_opts_t *o,
+                           px_agent_opts_t *agent) {
+  for (;;) {
+    char *v = px__ask(s, question);
+    if (v == NULL)
+      return NULL;
+    char err[512];
+    int rc = v[0] == '\0' ? -EINVAL : px_measure_apply(o, code, v, err, sizeof(err));
+    if (rc == -ENOENT)
+      rc = px_agent_apply(agent, code, v, err, sizeof(err));
+    if (rc == 0)
+      return v;
+    printf("  %s; please try again (Ctrl-C stops setup, nothing is written).\n",
+           v[0] == '\0' ? "an answer is needed" : err);
+    /* Forget the refused answer: the answers hold only what is kept. */
+    free(s->answers[--s->nanswers]);
+  }
+}
+
+/* Contacts the collector as a run would (a check-in). 0 when it answered;
+ * otherwise the reason is in err. */
+static int px__reachable(const px_agent_opts_t *agent, const px_measure_opts_t *o,
+                         const char *url, char *err, size_t errlen) {
+  px_upload_config_t ucfg = {url, agent->proxy, agent->collector_ca, agent->collector_pin,
+                             15000};
+  char *raw = NULL;
+  long offset = 0;
+  int rc = px_checkin_fetch(&ucfg, o->cc_set ? o->probe_cc : NULL,
+                            o->asn_set ? o->probe_asn : NULL, agent->proxy == NULL, &raw,
+                            &offset, err, errlen);
+  free(raw);
+  return rc;
 }
 
 /* The config text: one "key = value" line per setting, lists joined. */
@@ -211,18 +250,19 @@ static int px__withdraw(px_agent_opts_t *agent) {
 }
 
 /* Fills what a proxy user must state themselves; 0 or an exit code. */
-static int px__proxy_questions(px__setup_t *s, const px_measure_opts_t *o,
-                               const px_agent_opts_t *agent) {
+static int px__proxy_questions(px__setup_t *s, px_measure_opts_t *o, px_agent_opts_t *agent) {
   if (agent->proxy == NULL)
     return 0;
   struct {
     bool have;
+    int code;
     const char *name, *question;
   } need[] = {
-      {o->cc_set, "probe-cc", "Uploads go through a proxy, so the collector cannot tell where "
-                              "you are.\nYour country (two letters, e.g. DE): "},
-      {o->asn_set, "probe-asn", "Your network's AS number (e.g. AS3320): "},
-      {agent->public_address != NULL, "public-address",
+      {o->cc_set, PX_OPT_PROBE_CC, "probe-cc",
+       "Uploads go through a proxy, so the collector cannot tell where "
+       "you are.\nYour country (two letters, e.g. DE): "},
+      {o->asn_set, PX_OPT_PROBE_ASN, "probe-asn", "Your network's AS number (e.g. AS3320): "},
+      {agent->public_address != NULL, PX_OPT_PUBLIC_ADDRESS, "public-address",
        "This machine's public IP address, to scrub from measurements ('unknown' to\n"
        "upload without it): "},
   };
@@ -235,9 +275,13 @@ static int px__proxy_questions(px__setup_t *s, const px_measure_opts_t *o,
                       "you are\n");
       return PX_EXIT_USAGE;
     }
-    char *v = px__ask(s, need[i].question);
-    if (v == NULL || v[0] == '\0' || px__add_setting(s, need[i].name, v) != 0)
+    char *v = px__ask_valid(s, need[i].question, need[i].code, o, agent);
+    if (v == NULL) {
+      printf("\nSetup stopped: nothing was written.\n");
       return PX_EXIT_USAGE;
+    }
+    if (px__add_setting(s, need[i].name, v) != 0)
+      return PX_EXIT_RUNTIME;
   }
   return 0;
 }
@@ -379,12 +423,13 @@ int px_cmd_setup(int argc, char **argv) {
       agent.state_dir_flag = state_flag;
   }
   if (agent.ncollectors == 0 && write && s.interactive) {
-    char *url = px__ask(&s, "Collector URL (https://…): ");
-    char e2[256];
-    if (url != NULL && px_agent_apply(&agent, PX_OPT_COLLECTOR, url, e2, sizeof(e2)) == 0)
-      px__add_setting(&s, "collector", url);
-    else if (url != NULL)
-      fprintf(stderr, "parallax setup: %s\n", e2);
+    char *url = px__ask_valid(&s, "Collector URL (https://…): ", PX_OPT_COLLECTOR, &o, &agent);
+    if (url == NULL) {
+      printf("\nSetup stopped: nothing was written.\n");
+      code = PX_EXIT_USAGE;
+      goto done;
+    }
+    px__add_setting(&s, "collector", url);
   }
   if (agent.ncollectors == 0) {
     fprintf(stderr, "parallax setup: no collector: give --collector URL%s\n",
@@ -394,6 +439,24 @@ int px_cmd_setup(int argc, char **argv) {
   }
   if ((code = px__proxy_questions(&s, &o, &agent)) != 0)
     goto done;
+  /* Before "set up": does the collector answer? A volunteer may set up
+   * offline, so a silent one is a warning and, at a terminal, a choice. */
+  for (size_t i = 0; i < agent.ncollectors; i++) {
+    char why[512];
+    if (px__reachable(&agent, &o, agent.collectors[i], why, sizeof(why)) == 0) {
+      printf("Collector %s answers.\n", agent.collectors[i]);
+      continue;
+    }
+    printf("Warning: the collector %s does not answer: %s\n", agent.collectors[i], why);
+    if (!s.interactive)
+      continue;
+    char *keep = px__ask(&s, "Keep it anyway (runs will retry it)? [y/N] ");
+    if (keep == NULL || (strcasecmp(keep, "y") != 0 && strcasecmp(keep, "yes") != 0)) {
+      printf("Nothing was written; run `parallax setup` again with the right URL.\n");
+      code = PX_EXIT_USAGE;
+      goto done;
+    }
+  }
   if (px__consent(&s, &agent) != 0) {
     code = PX_EXIT_RUNTIME;
     goto done;
