@@ -17,6 +17,10 @@ typedef struct px_progress {
 void px_progress_init(px_progress_t *p, bool enabled);
 /* Signature of px_engine_config_t.progress; data is the px_progress_t. */
 void px_progress_update(void *data, size_t done, size_t total, unsigned inflight);
+/* The line's text: done/total with the percentage, the rate, elapsed
+ * time and an estimate of what is left, and operations in flight. */
+void px_progress_format(size_t done, size_t total, unsigned inflight, double elapsed_s,
+                        char *out, size_t n);
 /* Erases the line if one was drawn. */
 void px_progress_finish(px_progress_t *p);
 
