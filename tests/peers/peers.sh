@@ -19,7 +19,10 @@
 set -u
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+SOURCE=$(cd "$HERE/../.." && pwd)
 PY=/usr/bin/python3
+# The readiness checker shared with tests/world.
+WAIT=$SOURCE/tests/tools/wait.py
 PEERS=(dnsmasq bad_dns tcp_misbehave nginx gnutls ns_relay)
 
 die() { echo "peers: $*" >&2; exit 1; }
@@ -289,7 +292,7 @@ start_all() {
              PX_TLS_UNKNOWNROOT PX_TLS_TLS10 PX_TLS_ICLOUD; do
         free+=("nginx:tcp:${!v}:$PX_TLS_PORT")
     done
-    if ! out=$("$PY" "$HERE/waitready.py" --free "${free[@]}" 2>&1); then
+    if ! out=$("$PY" "$WAIT" --free "${free[@]}" 2>&1); then
         echo "$out" >&2
         ss -ltnup 2>/dev/null | grep -E ":($PX_TLS_PORT|$PX_DNS_PORT)\b" >&2
         fail "addresses already in use (another fixture or server running?)" none
@@ -359,7 +362,7 @@ start_all() {
     checks+=("nginx:tcp:[$PX_TLS_GOOD6]:$PX_TLS_PORT")
     checks+=("${ns_check[@]+"${ns_check[@]}"}")
 
-    if ! out=$("$PY" "$HERE/waitready.py" --timeout 10 "${pidargs[@]}" "${checks[@]}" 2>&1); then
+    if ! out=$("$PY" "$WAIT" --timeout 10 "${pidargs[@]}" "${checks[@]}" 2>&1); then
         local bad
         bad=$(printf '%s\n' "$out" | sed -n 's/^NOT READY \([^:]*\):.*/\1/p' | sort -u | tr '\n' ' ')
         echo "$out" >&2
@@ -368,8 +371,8 @@ start_all() {
     fi
     if [ "$IS_ROOT" = 1 ]; then
         # The relay accepts before gnutls-serv is up: check gnutls-serv itself.
-        if ! out=$(ip netns exec "$PX_NETNS" "$PY" "$HERE/waitready.py" --timeout 10 \
-                "${pidargs[@]}" "gnutls:tcp:127.0.0.1:$PX_TLS_PORT" 2>&1); then
+        if ! out=$("$PY" "$WAIT" --timeout 10 \
+                "${pidargs[@]}" "gnutls@$PX_NETNS:tcp:127.0.0.1:$PX_TLS_PORT" 2>&1); then
             echo "$out" >&2
             fail "peer(s) not ready: gnutls" gnutls ns_relay
         fi

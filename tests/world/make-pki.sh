@@ -2,7 +2,8 @@
 # make-pki.sh OUTDIR -- the throwaway PKI of the multi-country test world.
 #
 # Generated fresh on every `world.sh up` with the openssl CLI; EC P-256 keys
-# unless noted. Nothing here is a secret.
+# unless noted. Nothing here is a secret. How keys, extensions and dates are
+# made is shared with tests/peers: see tests/tools/pki.sh.
 #
 # Output (PEM, in OUTDIR):
 #   root.pem/.key       CN=Parallax World Test Root CA     (trusted)
@@ -45,154 +46,36 @@ if [ $# -ne 1 ]; then
     echo "usage: $0 OUTDIR" >&2
     exit 2
 fi
-OUT=$1
-mkdir -p "$OUT"
-OUT=$(cd "$OUT" && pwd)
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=SCRIPTDIR/../tools/pki.sh
+. "$HERE/../tools/pki.sh"
+pki_init "$1"
 
-OPENSSL=${OPENSSL:-openssl}
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/pxwpki.XXXXXX")
-trap 'rm -rf "$TMP"' EXIT
-
-NOW_START=$(date -u -d '1 day ago' +%y%m%d%H%M%SZ)
-LEAF_END=$(date -u -d '365 days' +%y%m%d%H%M%SZ)
-CA_END=$(date -u -d '3650 days' +%y%m%d%H%M%SZ)
-
-mkdir -p "$TMP/new"
-: > "$TMP/index.txt"
-
-cat > "$TMP/openssl.cnf" <<EOF
-[ req ]
-distinguished_name = req_dn
-prompt             = no
-string_mask        = utf8only
-
-[ req_dn ]
-CN = placeholder
-
-[ ca ]
-default_ca = test_ca
-
-[ test_ca ]
-database        = $TMP/index.txt
-new_certs_dir   = $TMP/new
-serial          = $TMP/serial
-default_md      = sha256
-policy          = policy_any
-unique_subject  = no
-copy_extensions = none
-email_in_dn     = no
-
-[ policy_any ]
-countryName            = optional
-organizationName       = optional
-commonName             = supplied
-
-[ v3_root ]
-basicConstraints       = critical,CA:true
-keyUsage               = critical,keyCertSign,cRLSign
-subjectKeyIdentifier   = hash
-
-[ v3_inter ]
-basicConstraints       = critical,CA:true,pathlen:0
-keyUsage               = critical,keyCertSign,cRLSign
-subjectKeyIdentifier   = hash
-authorityKeyIdentifier = keyid:always
-
-[ v3_mitm ]
-subjectKeyIdentifier   = hash
-
-[ v3_blockpage ]
-basicConstraints       = critical,CA:false
-keyUsage               = critical,digitalSignature
-extendedKeyUsage       = serverAuth
-subjectAltName         = DNS:blocked.invalid
-subjectKeyIdentifier   = hash
-EOF
-
-newkey_ec() {  # FILE
-    "$OPENSSL" genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null
-    chmod 600 "$1"
-}
-
-newkey_rsa() {  # FILE
-    "$OPENSSL" genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$1" 2>/dev/null
-    chmod 600 "$1"
-}
-
-# sign NAME SUBJ SIGNER EXT_SECTION EXTFILE START END
-#   SIGNER "self" (self-signed with NAME.key) or the basename of a CA in OUT.
-#   `openssl ca` because it can set notBefore in the past.
-sign() {
-    local name=$1 subj=$2 signer=$3 section=$4 extfile=$5 start=$6 end=$7
-    local csr="$TMP/$name.csr"
-    "$OPENSSL" req -new -config "$TMP/openssl.cnf" -key "$OUT/$name.key" \
-        -subj "$subj" -out "$csr"
-    # Random positive 64-bit serial (leading byte 01..07).
-    printf '%02x%s\n' $(( (RANDOM % 7) + 1 )) "$("$OPENSSL" rand -hex 7)" > "$TMP/serial"
-    local signargs
-    if [ "$signer" = self ]; then
-        signargs=(-selfsign -keyfile "$OUT/$name.key")
-    else
-        signargs=(-cert "$OUT/$signer.pem" -keyfile "$OUT/$signer.key")
-    fi
-    "$OPENSSL" ca -batch -config "$TMP/openssl.cnf" "${signargs[@]}" \
-        -in "$csr" -out "$OUT/$name.pem" -notext -preserveDN \
-        -startdate "$start" -enddate "$end" \
-        -extfile "$extfile" -extensions "$section" 2>"$TMP/ca.log" || {
-            cat "$TMP/ca.log" >&2
-            echo "make-pki: signing $name failed" >&2
-            exit 1
-        }
-}
-
-# leaf NAME SIGNER ORG DNS... (first DNS name is the CN); L_START and L_END
-# override the validity.
+# leaf [--from START --until END] NAME SIGNER ORG DNS...: EC; the first DNS
+# name is the CN.
 leaf() {
-    local name=$1 signer=$2 org=$3
-    shift 3
-    local cn=$1 san="" d
-    for d in "$@"; do san="${san:+$san,}DNS:$d"; done
-    newkey_ec "$OUT/$name.key"
-    cat > "$TMP/$name.ext" <<EOF
-[ v3_leaf ]
-basicConstraints       = critical,CA:false
-keyUsage               = critical,digitalSignature
-extendedKeyUsage       = serverAuth
-subjectAltName         = $san
-subjectKeyIdentifier   = hash
-authorityKeyIdentifier = keyid:always
-EOF
-    sign "$name" "/O=$org/CN=$cn" "$signer" v3_leaf "$TMP/$name.ext" \
-        "${L_START:-$NOW_START}" "${L_END:-$LEAF_END}"
-    cat "$OUT/$name.pem" "$OUT/$signer.pem" > "$OUT/$name-chain.pem"
+    local valid=()
+    while [ "${1:-}" = --from ] || [ "${1:-}" = --until ]; do
+        valid+=("$1" "$2")
+        shift 2
+    done
+    pki_leaf "${valid[@]+"${valid[@]}"}" "$1" "/O=$3/CN=$4" ec "$2" "${@:4}"
 }
 
 # --- CAs -------------------------------------------------------------------
-newkey_ec "$OUT/root.key"
-sign root "/O=parallax world/CN=Parallax World Test Root CA" self v3_root \
-    "$TMP/openssl.cnf" "$NOW_START" "$CA_END"
-cp "$OUT/root.pem" "$OUT/ca.pem"
-
-newkey_ec "$OUT/inter.key"
-sign inter "/O=parallax world/CN=Parallax World Intermediate CA" root v3_inter \
-    "$TMP/openssl.cnf" "$NOW_START" "$CA_END"
-
-newkey_ec "$OUT/inter2.key"
-sign inter2 "/O=parallax world/CN=Parallax World CDN Intermediate CA" root v3_inter \
-    "$TMP/openssl.cnf" "$NOW_START" "$CA_END"
+pki_ca root "/O=parallax world/CN=Parallax World Test Root CA" self
+cp "$PKI_OUT/root.pem" "$PKI_OUT/ca.pem"
+pki_ca inter "/O=parallax world/CN=Parallax World Intermediate CA" root
+pki_ca inter2 "/O=parallax world/CN=Parallax World CDN Intermediate CA" root
 
 # The 2015 pattern: an intermediate the root really signed, in hands that
 # issue for names they should not.
-newkey_ec "$OUT/inter-rogue.key"
-sign inter-rogue "/O=parallax world/CN=Parallax World Rogue Intermediate CA" root v3_inter \
-    "$TMP/openssl.cnf" "$NOW_START" "$CA_END"
+pki_ca inter-rogue "/O=parallax world/CN=Parallax World Rogue Intermediate CA" root
 
 # A root a state asks its citizens to install (Kazakhstan 2015/2019): only
 # KZ's agents trust it.
-newkey_ec "$OUT/state-root.key"
-sign state-root "/O=parallax world/CN=Parallax World State Root" self v3_root \
-    "$TMP/openssl.cnf" "$NOW_START" "$CA_END"
-cat "$OUT/ca.pem" "$OUT/state-root.pem" > "$OUT/kz-trust.pem"
+pki_ca state-root "/O=parallax world/CN=Parallax World State Root" self
+cat "$PKI_OUT/ca.pem" "$PKI_OUT/state-root.pem" > "$PKI_OUT/kz-trust.pem"
 
 # --- leaves ----------------------------------------------------------------
 leaf icloud  inter  "parallax world" www.icloud.com icloud.com setup.icloud.com
@@ -210,18 +93,15 @@ leaf rotate-a   inter       "parallax world" rotate.example.com
 leaf rotate-b   inter       "parallax world" rotate.example.com
 leaf video      inter       "parallax world" video.example.com
 leaf forum      inter       "parallax world" forum.example.org
-L_START=$(date -u -d '60 days ago' +%y%m%d%H%M%SZ) L_END=$(date -u -d '30 days ago' +%y%m%d%H%M%SZ) \
-    leaf expired inter "parallax world" expired.example.org
+leaf --from "$(date -u -d '60 days ago' +%y%m%d%H%M%SZ)" \
+     --until "$(date -u -d '30 days ago' +%y%m%d%H%M%SZ)" \
+    expired inter "parallax world" expired.example.org
 
 # --- self-signed -----------------------------------------------------------
 # The 2014 iCloud MITM certificate: RSA 2048, self-signed, no SAN.
-newkey_rsa "$OUT/mitm.key"
-sign mitm "/C=cn/O=www.icloud.com/CN=www.icloud.com" self v3_mitm \
-    "$TMP/openssl.cnf" "$NOW_START" "$LEAF_END"
+pki_selfsigned mitm "/C=cn/O=www.icloud.com/CN=www.icloud.com" rsa
 
 # The block page of the DNS-redirecting country.
-newkey_ec "$OUT/blockpage.key"
-sign blockpage "/CN=blocked.invalid" self v3_blockpage \
-    "$TMP/openssl.cnf" "$NOW_START" "$LEAF_END"
+pki_selfsigned blockpage "/CN=blocked.invalid" ec blocked.invalid
 
-chmod 644 "$OUT"/*.pem
+pki_finish

@@ -34,7 +34,10 @@
 set -u
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+SOURCE=$(cd "$HERE/../.." && pwd)
 PY=/usr/bin/python3
+# The readiness checker shared with tests/peers.
+WAIT=$SOURCE/tests/tools/wait.py
 ENV_FILE=$HERE/world.env
 LOCK=/run/lock/pxw-world.lock
 # The DIR of the world that is (or was last) up: there is one world per host
@@ -566,7 +569,7 @@ start_services() {
     done
 }
 
-# The readiness checks (wait.py syntax), also used by status.
+# The readiness checks (tests/tools/wait.py syntax), also used by status.
 ready_checks() {
     local v cc ns
     for v in $SERVICE_ADDRS; do
@@ -576,12 +579,12 @@ ready_checks() {
             echo "nginx@$WORLD_CORE:tcp:${!v}:443"
         fi
     done
-    echo "dns-auth@$WORLD_CORE:dns:$AUTH_DNS:53:$DOMAIN_ICLOUD"
+    echo "dns-auth@$WORLD_CORE:dns-answer:$AUTH_DNS:53:$DOMAIN_ICLOUD"
     for cc in $WORLD_VANTAGES; do
         v=RESOLVER_$cc
         ns=$(ns_of "$cc")
         # From the vantage itself: link, routes, resolver and its upstream.
-        echo "dns-$(lc "$cc")@$ns:dns:${!v}:53:$DOMAIN_ICLOUD"
+        echo "dns-$(lc "$cc")@$ns:dns-answer:${!v}:53:$DOMAIN_ICLOUD"
         echo "link-$(lc "$cc")@$ns:tcp:[$ICLOUD_V6]:443"
     done
 }
@@ -699,7 +702,7 @@ cmd_up() {
     mapfile -t checks < <(ready_checks)
     # In the background and `wait`ed for, so that a signal is acted on at
     # once rather than after the whole wait.
-    "$PY" "$HERE/wait.py" --timeout "${WORLD_UP_TIMEOUT:-15}" "${pidargs[@]}" "${checks[@]}" \
+    "$PY" "$WAIT" --timeout "${WORLD_UP_TIMEOUT:-15}" "${pidargs[@]}" "${checks[@]}" \
         >"$DIR/log/wait.log" 2>&1 </dev/null 9>&- &
     CHILD=$!
     wait "$CHILD"
@@ -768,7 +771,7 @@ cmd_status() {
     done
     if [ "$bad" = 0 ]; then
         mapfile -t checks < <(ready_checks)
-        if ! out=$("$PY" "$HERE/wait.py" --timeout 1 "${checks[@]}" 2>&1); then
+        if ! out=$("$PY" "$WAIT" --timeout 1 "${checks[@]}" 2>&1); then
             echo "$out"
             bad=1
         fi
@@ -817,7 +820,7 @@ cmd_rotate() {
         sleep 0.05
     done
     sha=$(leaf_sha256 "$DIR/pki/rotate-$want.pem")
-    "$PY" "$HERE/wait.py" --timeout 10 "rotate@$WORLD_CORE:tls:$ROTATE:443:$DOMAIN_ROTATE:$sha" ||
+    "$PY" "$WAIT" --timeout 10 "rotate@$WORLD_CORE:tls:$ROTATE:443:$DOMAIN_ROTATE:$sha" ||
         die "rotate: $ROTATE:443 does not serve leaf $want"
     say "rotate: $DOMAIN_ROTATE serves leaf $want ($sha)"
 }
