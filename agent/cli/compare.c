@@ -53,39 +53,69 @@ static void px__observed(json_t *g) {
          verdict, k, n, n == 1 ? "" : "s", last, since);
 }
 
-/* cc | asn | addresses | leaf sha256 prefix | issuer | valid | verdict: one
- * line per address, the group's columns on its first line. Cut columns
- * are cut between characters of the rendering, never inside an escape. */
+/* Where an address came from: the group's own DNS, the collector's
+ * control list, or both. */
+static const char *px__from(json_t *a) {
+  bool dns = json_is_true(json_object_get(a, "resolved"));
+  bool control = json_is_true(json_object_get(a, "control"));
+  return dns && control ? "dns+ctl" : dns ? "dns" : control ? "control" : "-";
+}
+
+static void px__legend(void) {
+  fputs("\nfrom: dns = this group's resolvers answered the address; control = the\n"
+        "collector's list of the service's real addresses (probed from everywhere).\n"
+        "valid: the collector's own check of the chain and host name. \"N% of M\": the\n"
+        "share of the group's M vantages whose latest measurement agrees with the\n"
+        "verdict. Verdicts: consistent (what everyone else sees), dns_inconsistent\n"
+        "(answers nobody else gets, with chains that do not verify), tls_interception\n"
+        "(an invalid certificate at a real address), tls_divergent (a valid chain\n"
+        "nobody else sees), tls_blocked (no handshake where others get one),\n"
+        "insufficient_data (too few vantages or measurements to judge).\n"
+        "`parallax compare --json` has every field.\n",
+        stdout);
+}
+
+/* cc | asn | address | from | leaf sha256 prefix | issuer | valid |
+ * failure | verdict: one line per address, the group's columns on its
+ * first line. Cut columns are cut between characters of the rendering,
+ * never inside an escape. */
 static void px__table(json_t *doc) {
   char domain[1024], since[256], until[256], trust[1024];
-  printf("%s, %s to %s (chains re-validated against %s)\n\n",
-         px__t(doc, "domain", "?", domain, sizeof(domain)),
-         px__t(doc, "since", "?", since, sizeof(since)),
-         px__t(doc, "until", "?", until, sizeof(until)),
+  json_t *vantages = json_object_get(doc, "vantages");
+  px__t(doc, "domain", "?", domain, sizeof(domain));
+  px__t(doc, "since", "?", since, sizeof(since));
+  px__t(doc, "until", "?", until, sizeof(until));
+  if (json_array_size(vantages) == 0) {
+    printf("no measurements of %s in the window %s to %s\n", domain, since, until);
+    return;
+  }
+  printf("%s, %s to %s (chains re-validated against %s)\n\n", domain, since, until,
          px__t(doc, "trust_store", "?", trust, sizeof(trust)));
-  printf("%-3s %-9s %-26s %-17s %-44s %-5s %s\n", "cc", "asn", "addresses", "leaf sha256",
-         "issuer", "valid", "verdict");
+  printf("%-3s %-9s %-26s %-7s %-17s %-36s %-5s %-24s %s\n", "cc", "asn", "address", "from",
+         "leaf sha256", "issuer", "valid", "failure", "verdict");
   size_t i;
   json_t *g;
-  json_array_foreach(json_object_get(doc, "vantages"), i, g) {
+  json_array_foreach(vantages, i, g) {
     json_t *addrs = json_object_get(g, "addresses");
     char verdict[160], word[64], cc[32], asn[64];
-    snprintf(verdict, sizeof(verdict), "%s (%.0f%% of %lld)",
+    long long count = (long long)json_integer_value(json_object_get(g, "vantage_count"));
+    snprintf(verdict, sizeof(verdict), "%s (%.0f%% of %lld vantage%s)",
              px__t(g, "verdict", "?", word, sizeof(word)),
-             100.0 * json_number_value(json_object_get(g, "confidence")),
-             (long long)json_integer_value(json_object_get(g, "vantage_count")));
+             100.0 * json_number_value(json_object_get(g, "confidence")), count,
+             count == 1 ? "" : "s");
     px__t(g, "probe_cc", "?", cc, sizeof(cc));
     px__t(g, "probe_asn", "?", asn, sizeof(asn));
     size_t n = json_array_size(addrs);
     for (size_t k = 0; k < (n ? n : 1); k++) {
       json_t *a = json_array_get(addrs, k);
-      char leaf[17], issuer[45], address[256];
-      const char *sha = px__s(a, "leaf_sha256", NULL);
-      px_term_str(sha ? sha : px__s(a, "failure", "-"), leaf, sizeof(leaf));
+      char leaf[17], issuer[37], address[256], failure[25];
+      px__t(a, "leaf_sha256", "-", leaf, sizeof(leaf));
       px__t(a, "issuer", "-", issuer, sizeof(issuer));
-      printf("%-3s %-9s %-26s %-17s %-44s %-5s %s\n", k ? "" : cc, k ? "" : asn,
-             a ? px__t(a, "address", "-", address, sizeof(address)) : "-", leaf, issuer,
-             a ? (json_is_true(json_object_get(a, "verified")) ? "yes" : "no") : "-",
+      px__t(a, "failure", "-", failure, sizeof(failure));
+      printf("%-3s %-9s %-26s %-7s %-17s %-36s %-5s %-24s %s\n", k ? "" : cc, k ? "" : asn,
+             a ? px__t(a, "address", "-", address, sizeof(address)) : "-", a ? px__from(a) : "-",
+             leaf, issuer,
+             a ? (json_is_true(json_object_get(a, "verified")) ? "yes" : "no") : "-", failure,
              k ? "" : verdict);
     }
     px__observed(g);
@@ -99,6 +129,17 @@ static void px__table(json_t *doc) {
              px__t(ev, "address", "", address, sizeof(address)), sha ? ", leaf " : "",
              px_term_str(sha, leaf, sizeof(leaf)),
              json_is_true(json_object_get(ev, "self_signed")) ? " (self-signed)" : "");
+      json_t *names = json_object_get(ev, "collector_error_names");
+      if (json_array_size(names) > 0) {
+        size_t x;
+        json_t *nm;
+        fputs("      collector's verification:", stdout);
+        json_array_foreach(names, x, nm) {
+          char shown[PX_TERM_ESCAPED_MAX(64)];
+          printf("%s %s", x ? "," : "", px_term_str(json_string_value(nm), shown, sizeof(shown)));
+        }
+        putchar('\n');
+      }
       /* The evidence in words: what this vantage saw, what the others
        * saw, when. */
       const char *why = px__s(ev, "explanation", NULL);
@@ -108,6 +149,7 @@ static void px__table(json_t *doc) {
       }
     }
   }
+  px__legend();
 }
 
 int px_cmd_compare(int argc, char **argv) {

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "collector/analysis/verdict_internal.h"
+#include "common/x509_judge.h"
 #include "common/json_util.h"
 #include "common/timeutil.h"
 
@@ -107,6 +108,17 @@ static json_t *px__interception(px__index_t *x, const px__m_t *m, unsigned quoru
       json_t *errors = json_object_get(f->entry, "errors");
       json_object_set_new(e, "collector_errors", json_is_array(errors) ? json_deep_copy(errors)
                                                                        : json_array());
+      /* The same errors by OpenSSL's names, beside the numbers. */
+      json_t *names = json_array();
+      size_t ei;
+      json_t *ev;
+      json_array_foreach(errors, ei, ev) {
+        char buf[32];
+        if (json_is_integer(ev))
+          json_array_append_new(
+              names, json_string(px_x509_error_name((int)json_integer_value(ev), buf, sizeof(buf))));
+      }
+      json_object_set_new(e, "collector_error_names", names);
       json_t *others = px__vd_sorted(&leaves, NULL, PX__SHOWN_MAX);
       json_object_set_new(e, "others_leaf_sha256", others);
       json_object_set_new(e, "others_groups", px__vd_sorted(&groups, NULL, SIZE_MAX));

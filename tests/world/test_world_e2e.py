@@ -198,6 +198,17 @@ class World(unittest.TestCase):
         self.assertIn("tls_interception", cn[0])
         self.assertIn("evidence: tls_interception", p.stdout)
         self.assertIn("(self-signed)", p.stdout)
+        # Which address came from where, the collector's errors by name, a
+        # legend; the JSON has the names beside the numbers.
+        self.assertRegex(cn[0], r"\b(dns|control|dns\+ctl)\b")
+        self.assertIn("collector's verification: X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT", p.stdout)
+        self.assertIn("from: dns = this group's resolvers", p.stdout)
+        for g in self.docs[W["DOMAIN_ICLOUD"]]["vantages"]:
+            for ev in g["evidence"]:
+                if "collector_errors" in ev:
+                    self.assertEqual(len(ev["collector_error_names"]), len(ev["collector_errors"]))
+        p = in_ns("core", BIN, "compare", "--collector", URL, "--domain", "unknown.example")
+        self.assertIn("no measurements of unknown.example in the window", p.stdout)
 
     def test_web_page_in_headless_chromium(self):
         chromium = shutil.which("chromium")
