@@ -240,12 +240,17 @@ class HostileText(pxtest.TestCase):
                          "--since", window["since"], "--until", window["until"])
         self.assertEqual(p.returncode, 0, p.stderr)
         out = self.assert_terminal_clean(p.stdout, "compare")
-        issuer = escape_cut(a["issuer"], 44)
+        issuer = escape_cut(a["issuer"], 36)
         self.assertIn("\\u202e", issuer)
         self.assertIn("\\u009b", issuer)
-        verdict = f'{g["verdict"]} ({100 * g["confidence"]:.0f}% of {g["vantage_count"]})'
+        n = g["vantage_count"]
+        verdict = (f'{g["verdict"]} ({100 * g["confidence"]:.0f}% of {n} '
+                   f'vantage{"" if n == 1 else "s"})')
+        frm = ("dns+ctl" if a["resolved"] and a["control"] else "dns" if a["resolved"]
+               else "control" if a["control"] else "-")
         row = (f'{escape(g["probe_cc"]):<3} {escape(g["probe_asn"]):<9} {a["address"]:<26} '
-               f'{a["leaf_sha256"][:16]:<17} {issuer:<44} {"yes" if a["verified"] else "no":<5} '
+               f'{frm:<7} {a["leaf_sha256"][:16]:<17} {issuer:<36} '
+               f'{"yes" if a["verified"] else "no":<5} {escape_cut(a["failure"] or "-", 24):<24} '
                f'{verdict}\n')
         self.assertIn("\n" + row, out)
 
