@@ -30,6 +30,30 @@ static size_t px__collect(char *data, size_t size, size_t nmemb, void *arg) {
   return n;
 }
 
+void px_transport_error(int code, const char *curl_err, char *out, size_t n) {
+  CURLcode cc = (CURLcode)code;
+  const char *what = curl_err != NULL && curl_err[0] ? curl_err : curl_easy_strerror(cc);
+  const char *hint = NULL;
+  if (strstr(what, "wrong version number") != NULL)
+    hint = "the collector may speak plain HTTP: try http:// instead of https://";
+  else if (cc == CURLE_COULDNT_RESOLVE_HOST)
+    hint = "is the host name right, and is this machine online?";
+  else if (cc == CURLE_COULDNT_CONNECT)
+    hint = "is the collector running at that address and port, and is this machine online?";
+  else if (cc == CURLE_PEER_FAILED_VERIFICATION || strstr(what, "certificate") != NULL)
+    hint = "the collector's certificate is not trusted: give --collector-ca FILE if it "
+           "uses its own CA";
+  else if (cc == CURLE_OPERATION_TIMEDOUT)
+    hint = "no answer in time: a firewall, a proxy or a very slow link";
+  else if (cc == CURLE_COULDNT_RESOLVE_PROXY || strstr(what, "proxy") != NULL ||
+           strstr(what, "SOCKS") != NULL)
+    hint = "check --proxy (for Tor: is tor running on that port?)";
+  if (hint != NULL)
+    snprintf(out, n, "%s (%s)", what, hint);
+  else
+    snprintf(out, n, "%s", what);
+}
+
 int px_http_request(const px_upload_config_t *cfg, const char *path, const char *body,
                     long *status, char **response, char *err, size_t errlen) {
   char curl_err[CURL_ERROR_SIZE] = "";
@@ -73,7 +97,7 @@ int px_http_request(const px_upload_config_t *cfg, const char *path, const char 
   CURLcode cc = curl_easy_perform(h);
   int rc = 0;
   if (cc != CURLE_OK) {
-    snprintf(err, errlen, "%s", curl_err[0] ? curl_err : curl_easy_strerror(cc));
+    px_transport_error((int)cc, curl_err, err, errlen);
     free(b.data);
     rc = -EIO;
   } else {

@@ -133,7 +133,7 @@ void px_upload_one(px_uploader_t *u, const char *content, size_t n, const char *
   free(body);
   if (cc != CURLE_OK) {
     out->result = PX_UPLOAD_RETRY;
-    snprintf(out->error, sizeof(out->error), "%s", u->curl_err[0] ? u->curl_err : curl_easy_strerror(cc));
+    px_transport_error((int)cc, u->curl_err, out->error, sizeof(out->error));
     return;
   }
   curl_easy_getinfo(u->curl, CURLINFO_RESPONSE_CODE, &out->http_status);

@@ -30,6 +30,11 @@ typedef struct px_upload_outcome {
   char error[512];       /* error code and detail, or the transport error */
 } px_upload_outcome_t;
 
+/* The transport's error for a person: libcurl's message (which may quote
+ * the server) with a hint at the usual cause, e.g. https:// to a plain
+ * HTTP collector ("wrong version number"). cc is a CURLcode. */
+void px_transport_error(int cc, const char *curl_err, char *out, size_t n);
+
 int px_uploader_new(const px_upload_config_t *cfg, px_uploader_t **out, char *err,
                     size_t errlen);
 void px_uploader_free(px_uploader_t *u);

@@ -282,6 +282,17 @@ class Volunteer(pxtest.TestCase):
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertIn("pending: 0", p.stdout)
 
+    def test_transport_errors_say_what_to_check(self):
+        c = self.collector()
+        tls_to_plain = c.url.replace("http://", "https://")
+        p = pxtest.run(["compare", "--collector", tls_to_plain, "--domain", "www.example.test"])
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("wrong version number", p.stderr)
+        self.assertIn("try http:// instead of https://", p.stderr)
+        p = pxtest.run(["compare", "--collector", f"http://127.0.0.1:{cl.free_port()}",
+                        "--domain", "www.example.test"])
+        self.assertIn("is the collector running at that address and port", p.stderr)
+
     def test_fallback_collector_and_held_until_the_address_is_known(self):
         down = f"http://127.0.0.1:{cl.free_port()}"
         self.setup("--collector", down, *self.world())
