@@ -289,5 +289,22 @@ class ResearcherScript(unittest.TestCase):
             self.assertEqual(p.returncode, 0, p.stderr)
 
 
+
+class NoPathOutside(unittest.TestCase):
+    def test_no_doc_names_a_file_outside_the_repository(self):
+        import glob as _glob
+        src = os.path.realpath(os.path.join(os.path.dirname(__file__), "..", ".."))
+        docs = [os.path.join(src, "README.md")] + _glob.glob(os.path.join(src, "docs", "*.md")) \
+            + _glob.glob(os.path.join(src, "dist", "**", "*.md"), recursive=True)
+        outside = []
+        for d in docs:
+            with open(d, encoding="utf-8") as f:
+                text = f.read()
+            for ref in re.findall(r"(?<![\w/.])\.\./[\w./-]+", text):
+                target = os.path.realpath(os.path.join(os.path.dirname(d), ref))
+                if not target.startswith(src + os.sep):
+                    outside.append(f"{os.path.relpath(d, src)}: {ref}")
+        self.assertEqual(outside, [])
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

@@ -6,6 +6,7 @@ geolocating the volunteer from an MMDB instead of being told the country.
 Everything runs from DESTDIR; nothing is installed on the host."""
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -99,10 +100,17 @@ class Install(unittest.TestCase):
                      "lib/systemd/system/parallax.service", "lib/systemd/system/parallax.timer",
                      "lib/systemd/system/parallax-collector.service",
                      "share/parallax/schemas/measurement.schema.json",
-                     "share/doc/parallax/LICENSE", "share/doc/parallax/volunteer.md",
+                     "share/doc/parallax/LICENSE", "share/doc/parallax/docs/volunteer.md",
                      "share/doc/parallax/parallax.conf.example"]:
             self.assertTrue(os.path.exists(self.installed(f"{PREFIX}/{path}")), path)
         self.assertTrue(os.access(self.installed(f"{PREFIX}/bin/parallax"), os.X_OK))
+        # Every document the installed README links is installed beside it.
+        doc = self.installed(f"{PREFIX}/share/doc/parallax")
+        with open(os.path.join(doc, "README.md")) as f:
+            linked = set(re.findall(r"\bdocs/[a-z_-]+\.md", f.read()))
+        self.assertTrue(linked)
+        for d in sorted(linked):
+            self.assertTrue(os.path.exists(os.path.join(doc, d)), f"README links {d}")
         with open(self.config) as f:
             self.assertIn("parallax setup", f.read())
         with open(self.installed(f"{PREFIX}/lib/systemd/system/parallax.service")) as f:
