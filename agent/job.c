@@ -113,7 +113,8 @@ static void px__dns_exchange_cb(void *data, const px_dns_exchange_t *ex) {
   json_object_set_new(e, "resolver_address", json_string(addr));
   json_object_set_new(e, "hostname", json_string(job->target->hostname));
   json_object_set_new(e, "query_type", json_string(px_dns_type_name(op->qtype, type_buf, sizeof(type_buf))));
-  px_dns_entry_fields(e, ex->status, ex->response, ex->response_len, op->qtype, ex->final);
+  px_dns_entry_fields(e, ex->status, ex->sock_error, ex->response, ex->response_len, op->qtype,
+                      ex->final);
   /* A malformed answer has no answers: nothing is collected from it. */
   px__collect_addrs(job, json_object_get(e, "answers"), op->qtype, op->txid);
   json_object_set_new(e, "t0", json_real(px_elapsed_seconds(job->start_ns, ex->t0_ns)));
@@ -148,7 +149,7 @@ static void px__late_cb(void *data, const uint8_t *response, size_t len, uint64_
   json_object_set_new(e, "resolver_address", json_string(addr));
   json_object_set_new(e, "hostname", json_string(job->target->hostname));
   json_object_set_new(e, "query_type", json_string(px_dns_type_name(op->qtype, type_buf, sizeof(type_buf))));
-  px_dns_entry_fields(e, ARES_SUCCESS, response, len, op->qtype, true);
+  px_dns_entry_fields(e, ARES_SUCCESS, 0, response, len, op->qtype, true);
   json_object_set_new(e, "t0", json_real(px_elapsed_seconds(job->start_ns, op->late_t0_ns)));
   json_object_set_new(e, "t", json_real(px_elapsed_seconds(job->start_ns, t_ns)));
   json_object_set_new(e, "transaction_id", json_integer(op->txid));

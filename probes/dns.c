@@ -4,8 +4,13 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "common/netaddr.h"
+#include "probes/dns_wire.h"
+
+_Static_assert(PX_DNS_SOCK_EOF == UV_EOF, "PX_DNS_SOCK_EOF is libuv's UV_EOF");
 
 /* c-ares socket watched by libuv. Owned by its channel; freed in the close
  * callback. */
@@ -25,6 +30,7 @@ typedef struct px__dns_channel {
   px__dns_poll_t *polls;
   int depth;              /* nesting of our calls into c-ares */
   bool destroy_pending;   /* close requested while c-ares was on the stack */
+  int sock_error;         /* last failed socket call since we entered c-ares */
 } px__dns_channel_t;
 
 struct px_dns_resolver {
@@ -106,11 +112,21 @@ static void px__leave(px__dns_channel_t *ch) {
     px__rearm(ch);
 }
 
+/* Enters c-ares. A query c-ares fails with ARES_ECONNREFUSED is failed
+ * inside the very call whose socket operation failed (c-ares retries and
+ * gives up synchronously), so the error to name is the last one seen since
+ * the outermost entry; forgetting older ones keeps a refusal of an earlier
+ * query from being blamed on a later one. */
+static void px__enter(px__dns_channel_t *ch) {
+  if (ch->depth++ == 0)
+    ch->sock_error = 0;
+}
+
 static void px__process(px__dns_channel_t *ch, ares_socket_t rfd,
                         ares_socket_t wfd) {
   if (ch->ares == NULL)
     return;
-  ch->depth++;
+  px__enter(ch);
   ares_process_fd(ch->ares, rfd, wfd);
   px__leave(ch);
 }
@@ -166,6 +182,91 @@ static void px__sock_state_cb(void *data, ares_socket_t fd, int readable,
                 px__poll_cb);
 }
 
+/* The socket calls of a channel, made for c-ares (ares_set_socket_functions)
+ * so that the errno of the one that fails is kept in ch->sock_error:
+ * c-ares 1.18 itself only says ARES_ECONNREFUSED. Each does what c-ares'
+ * own would and leaves errno as the system call set it, since c-ares reads
+ * it next (EAGAIN/EINPROGRESS are the normal non-blocking answers, not
+ * failures). Sockets stay plain fds: c-ares still announces them through
+ * the sock_state_cb and px__poll_cb still hands them back to
+ * ares_process_fd, whose reads and writes come back through here. */
+static bool px__transient(int err) {
+  return err == EAGAIN || err == EWOULDBLOCK || err == EINTR || err == EINPROGRESS;
+}
+
+static void px__note(px__dns_channel_t *ch, int err) {
+  if (!px__transient(err))
+    ch->sock_error = -err;
+}
+
+static ares_socket_t px__asocket(int domain, int type, int protocol, void *data) {
+  /* Non-blocking and close-on-exec from the start; c-ares sets O_NONBLOCK
+   * again itself. */
+  int fd = socket(domain, type | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol);
+  if (fd < 0) {
+    px__note(data, errno);
+    return ARES_SOCKET_BAD;
+  }
+  return fd;
+}
+
+static int px__aclose(ares_socket_t fd, void *data) {
+  (void)data;
+  return close(fd);
+}
+
+/* A UDP connect() is where a missing route shows (ENETUNREACH,
+ * EHOSTUNREACH, EACCES for a prohibit route); a TCP one can also refuse at
+ * once on loopback. */
+static int px__aconnect(ares_socket_t fd, const struct sockaddr *addr, ares_socklen_t len,
+                        void *data) {
+  int rc = connect(fd, addr, len);
+  if (rc < 0)
+    px__note(data, errno);
+  return rc;
+}
+
+/* A UDP read returns the ICMP error of an earlier send (ECONNREFUSED for
+ * port unreachable, EHOSTUNREACH from a router); a TCP one a reset, or 0
+ * when the server closed the stream, which c-ares treats as an error. */
+static ares_ssize_t px__arecvfrom(ares_socket_t fd, void *buf, size_t len, int flags,
+                                  struct sockaddr *from, ares_socklen_t *from_len,
+                                  void *data) {
+  ssize_t n = recvfrom(fd, buf, len, flags, from, from_len);
+  if (n < 0) {
+    px__note(data, errno);
+  } else if (n == 0 && len > 0) {
+    int type = 0, saved = errno;
+    socklen_t tl = sizeof(type);
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) == 0)
+      ((px__dns_channel_t *)data)->sock_error = type == SOCK_STREAM ? PX_DNS_SOCK_EOF : -EBADMSG;
+    errno = saved;
+  }
+  return n;
+}
+
+/* MSG_NOSIGNAL: a TCP resolver that reset the stream is an EPIPE to record,
+ * not a SIGPIPE. */
+static ares_ssize_t px__asendv(ares_socket_t fd, const struct iovec *iov, int iovcnt,
+                               void *data) {
+  struct msghdr m;
+  memset(&m, 0, sizeof(m));
+  m.msg_iov = (struct iovec *)iov; /* sendmsg does not write through it */
+  m.msg_iovlen = iovcnt > 0 ? (size_t)iovcnt : 0;
+  ssize_t n = sendmsg(fd, &m, MSG_NOSIGNAL);
+  if (n < 0)
+    px__note(data, errno);
+  return n;
+}
+
+static const struct ares_socket_functions px__sock_funcs = {
+    .asocket = px__asocket,
+    .aclose = px__aclose,
+    .aconnect = px__aconnect,
+    .arecvfrom = px__arecvfrom,
+    .asendv = px__asendv,
+};
+
 static int px__channel_init(px_dns_resolver_t *r, px__dns_channel_t *ch,
                             bool tcp) {
   struct ares_options o;
@@ -193,6 +294,8 @@ static int px__channel_init(px_dns_resolver_t *r, px__dns_channel_t *ch,
     ch->ares = NULL;
     return rc == ARES_ENOMEM ? -ENOMEM : -EINVAL;
   }
+  /* c-ares keeps the pointer: the table is static. */
+  ares_set_socket_functions(ch->ares, &px__sock_funcs, ch);
 
   memset(&server, 0, sizeof(server));
   server.family = r->server.ss_family;
@@ -240,7 +343,7 @@ static void px__ares_cb(void *arg, int status, int timeouts,
 static void px__send(px__dns_lookup_t *lk) {
   px__dns_channel_t *ch = lk->tcp ? &lk->r->tcp : &lk->r->udp;
   lk->t0_ns = uv_hrtime();
-  ch->depth++;
+  px__enter(ch);
   ares_query(ch->ares, lk->name, 1 /* C_IN */, lk->qtype, px__ares_cb, lk);
   px__leave(ch);
 }
@@ -260,6 +363,10 @@ static void px__ares_cb(void *arg, int status, int timeouts,
   ex.response_len = abuf != NULL && alen > 0 ? (size_t)alen : 0;
   ex.t0_ns = lk->t0_ns;
   ex.t_ns = uv_hrtime();
+  if (status == ARES_ECONNREFUSED) {
+    ex.sock_error = (lk->tcp ? &r->tcp : &r->udp)->sock_error;
+    ex.unreachable = ex.sock_error == -ENETUNREACH || ex.sock_error == -EHOSTUNREACH;
+  }
 
   bool truncated = !lk->tcp && ex.response_len >= 12 && (abuf[2] & 0x02) &&
                    status != ARES_EDESTRUCTION && status != ARES_ECANCELLED;

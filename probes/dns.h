@@ -23,6 +23,23 @@ typedef struct px_dns_exchange {
   size_t response_len;
   uint64_t t0_ns, t_ns;     /* uv_hrtime() at query and at result */
   bool final;               /* no further exchange follows for this lookup */
+  /* Why c-ares could not reach the server. c-ares 1.18 reports every
+   * socket error of a query (no route, ICMP port unreachable, a reset, a
+   * closed TCP stream) as ARES_ECONNREFUSED, so the probe watches its
+   * channels' socket calls and keeps the error of the call that failed.
+   * With status ARES_ECONNREFUSED: a negative errno, PX_DNS_SOCK_EOF (the
+   * server closed the TCP stream), -EBADMSG (an empty UDP datagram), or 0
+   * when c-ares gave up without a socket call failing. 0 with any other
+   * status. px_dns_entry_fields() turns it into the failure string. */
+  int sock_error;
+  /* The resolver could not be reached at all: no route to it (ENETUNREACH,
+   * EHOSTUNREACH, locally or by ICMP from a router), i.e. the vantage is
+   * offline or the resolver's network is gone, not an answer from it.
+   * Exactly when the entry's failure is network_unreachable or
+   * host_unreachable, so a run reading measurements can tell the same from
+   * the failure string alone. A refusal (ICMP port unreachable, a TCP RST)
+   * came from the resolver's host: false, failure connection_refused. */
+  bool unreachable;
 } px_dns_exchange_t;
 
 /* Called once per exchange: a truncated UDP answer is one call (final =

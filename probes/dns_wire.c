@@ -136,12 +136,25 @@ bad:
   return -EBADMSG;
 }
 
-static const char *px__ares_failure(int status, char *buf, size_t n) {
+/* c-ares' reason for a query without an answer. ARES_ECONNREFUSED is
+ * c-ares 1.18's word for any socket error, so the error the probe saw
+ * decides: a refusal stays connection_refused, no route becomes
+ * network_unreachable or host_unreachable (an offline vantage, not a
+ * censor), anything else goes through the errno mapping. */
+static const char *px__ares_failure(int status, int sock_error, char *buf, size_t n) {
   switch (status) {
   case ARES_ETIMEOUT:
     return PX_FAILURE_TIMEOUT;
   case ARES_ECONNREFUSED:
-    return PX_FAILURE_CONN_REFUSED;
+    if (sock_error == PX_DNS_SOCK_EOF)
+      return PX_FAILURE_EOF;
+    if (sock_error == -EBADMSG)
+      return PX_FAILURE_DNS_MISBEHAVING; /* an empty datagram */
+    if (sock_error < 0)
+      return px_failure_from_errno(sock_error, buf, (unsigned)n);
+    /* Not a refusal we saw: saying connection_refused would be a guess. */
+    snprintf(buf, n, "unknown_failure: %s (no socket error seen)", ares_strerror(status));
+    return buf;
   case ARES_EBADRESP:
     return PX_FAILURE_DNS_MISBEHAVING;
   case ARES_EDESTRUCTION:
@@ -153,8 +166,8 @@ static const char *px__ares_failure(int status, char *buf, size_t n) {
   }
 }
 
-int px_dns_entry_fields(json_t *entry, int status, const uint8_t *response, size_t len,
-                        int qtype, bool final) {
+int px_dns_entry_fields(json_t *entry, int status, int sock_error, const uint8_t *response,
+                        size_t len, int qtype, bool final) {
   char fbuf[PX_FAILURE_MAX];
   const char *failure = NULL;
   json_t *answers = json_array(), *rcode = json_null(), *raw = json_null();
@@ -189,7 +202,7 @@ int px_dns_entry_fields(json_t *entry, int status, const uint8_t *response, size
         failure = PX_FAILURE_DNS_NO_ANSWER;
     }
   } else {
-    failure = px__ares_failure(status, fbuf, sizeof(fbuf));
+    failure = px__ares_failure(status, sock_error, fbuf, sizeof(fbuf));
   }
   json_object_set_new(entry, "rcode", rcode);
   json_object_set_new(entry, "truncated", json_boolean(truncated));

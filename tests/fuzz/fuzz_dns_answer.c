@@ -61,7 +61,7 @@ static json_t *px__entry(const uint8_t *data, size_t size, int qtype, bool final
   json_object_set_new(e, "resolver_address", json_string("127.80.0.54:5353"));
   json_object_set_new(e, "hostname", json_string("www.example.test"));
   json_object_set_new(e, "query_type", json_string(px_dns_type_name(qtype, type_buf, sizeof(type_buf))));
-  *n = px_dns_entry_fields(e, ARES_EBADRESP, data, size, qtype, final);
+  *n = px_dns_entry_fields(e, ARES_EBADRESP, 0, data, size, qtype, final);
   json_object_set_new(e, "t0", json_real(0.001));
   json_object_set_new(e, "t", json_real(0.002));
   json_object_set_new(e, "transaction_id", json_integer(1));
