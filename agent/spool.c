@@ -484,7 +484,7 @@ static int px__orphan(px_spool_t *sp, const char *pending, const char *file, con
 /* One file of an older version's pair in pending/ whose other half is not
  * beside it (see px_spool_open). */
 static void px__recover_half(px_spool_t *sp, const char *pending, const char *file) {
-  char base[256], path[4400];
+  char base[256];
   bool is_sig = px__has_suffix(file, PX__PAIR_SIG);
   const char *ext = is_sig ? PX__PAIR_SIG : PX__PAIR;
   snprintf(base, sizeof(base), "%.*s", (int)(strlen(file) - strlen(ext)), file);
@@ -495,6 +495,7 @@ static void px__recover_half(px_spool_t *sp, const char *pending, const char *fi
   if (px__exists(pending, base, PX__ENTRY) ||
       (!(whole = px__exists(pending, base, is_sig ? PX__PAIR : PX__PAIR_SIG)) &&
        px__exists(pending, base, PX__ENTRY))) {
+    char path[4400];
     snprintf(path, sizeof(path), "%s/%s", pending, file);
     unlink(path); /* a copy of what the entry holds */
     return;

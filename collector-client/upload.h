@@ -33,7 +33,7 @@ typedef struct px_upload_outcome {
 /* The transport's error for a person: libcurl's message (which may quote
  * the server) with a hint at the usual cause, e.g. https:// to a plain
  * HTTP collector ("wrong version number"). cc is a CURLcode. */
-void px_transport_error(int cc, const char *curl_err, char *out, size_t n);
+void px_transport_error(int code, const char *curl_err, char *out, size_t n);
 
 int px_uploader_new(const px_upload_config_t *cfg, px_uploader_t **out, char *err,
                     size_t errlen);

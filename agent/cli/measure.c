@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <openssl/crypto.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/utsname.h>
@@ -19,8 +20,10 @@
 #include "agent/sysresolver.h"
 #include "common/encoding.h"
 #include "common/json_util.h"
+#include "common/log.h"
 #include "common/measurement.h"
 #include "common/netaddr.h"
+#include "common/strmap.h"
 #include "common/termsafe.h"
 #include "probes/tls_context.h"
 #include "px_version.h"
@@ -278,9 +281,16 @@ int px_measure_add_targets(px_measure_opts_t *o, int argc, char **argv,
 
 typedef struct px__summary_row {
   char *input;
+  size_t order; /* the target's place in the input */
   int addresses, verified;
   char *failures;
 } px__summary_row_t;
+
+/* What every run says at its end, in one line. */
+typedef struct px__tally {
+  size_t measured, succeeded, dns_failed, tls_failed, skipped;
+  size_t queries, unreachable; /* DNS queries, and those that met no route */
+} px__tally_t;
 
 typedef struct px__writer {
   FILE *out;
@@ -294,7 +304,46 @@ typedef struct px__writer {
   bool summary;
   px__summary_row_t *rows;
   size_t nrows;
+  px_strmap_t order; /* input -> its target, whose place orders --summary */
+  const px_target_t *targets;
+  px__tally_t tally;
 } px__writer_t;
+
+/* Counts m into the run's tally. A measurement "succeeded" when at least
+ * one handshake completed without failure; DNS "failed" when no query got
+ * an answer; TLS "failed" when any connect or handshake did. */
+static void px__count(px__tally_t *t, json_t *m) {
+  json_t *keys = json_object_get(m, "test_keys"), *h;
+  size_t i;
+  bool ok = false, tls_bad = false, answered = false;
+  t->measured++;
+  json_array_foreach(json_object_get(keys, "tls_handshakes"), i, h) {
+    if (json_is_null(json_object_get(h, "failure")))
+      ok = true;
+    else
+      tls_bad = true;
+  }
+  json_array_foreach(json_object_get(keys, "tcp_connect"), i, h)
+    if (!json_is_null(json_object_get(json_object_get(h, "status"), "failure")))
+      tls_bad = true;
+  json_array_foreach(json_object_get(keys, "queries"), i, h) {
+    const char *f = json_string_value(json_object_get(h, "failure"));
+    t->queries++;
+    if (f == NULL)
+      answered = true;
+    else if (strcmp(f, "network_unreachable") == 0 || strcmp(f, "host_unreachable") == 0)
+      t->unreachable++;
+  }
+  t->succeeded += ok;
+  t->tls_failed += tls_bad;
+  t->dns_failed += !answered;
+  t->skipped += json_array_size(json_object_get(keys, "skipped_addresses"));
+}
+
+static int px__by_order(const void *a, const void *b) {
+  size_t x = ((const px__summary_row_t *)a)->order, y = ((const px__summary_row_t *)b)->order;
+  return x < y ? -1 : x > y;
+}
 
 /* Appends f to the comma-separated list unless present or out of room. */
 static void px__add_failure(char *list, size_t cap, const char *f) {
@@ -339,6 +388,9 @@ static void px__summarise(px__writer_t *w, json_t *m) {
   row.input = strdup(px_term_str(json_string_value(json_object_get(m, "input")), shown,
                                  sizeof(shown)));
   row.failures = strdup(px_term_str(failures[0] ? failures : "-", shown, sizeof(shown)));
+  const px_target_t *t =
+      px_strmap_get(&w->order, json_string_value(json_object_get(m, "input")));
+  row.order = t != NULL ? (size_t)(t - w->targets) : SIZE_MAX;
   if (row.input == NULL || row.failures == NULL) {
     free(row.input);
     free(row.failures);
@@ -378,6 +430,7 @@ static int px__emit(void *data, json_t *m) {
   if (rc != 0)
     return rc;
   w->written++;
+  px__count(&w->tally, m);
   if (w->summary)
     px__summarise(w, m);
   return 0;
@@ -385,6 +438,11 @@ static int px__emit(void *data, json_t *m) {
 
 static void px__print_summary(px__writer_t *w) {
   int width = 6;
+  size_t addresses = 0, verified = 0;
+  /* In the order of the input, not of completion: a list of 2,000 reads
+   * like the list that was given. */
+  if (w->nrows > 1)
+    qsort(w->rows, w->nrows, sizeof(w->rows[0]), px__by_order);
   for (size_t i = 0; i < w->nrows; i++)
     if ((int)strlen(w->rows[i].input) > width)
       width = (int)strlen(w->rows[i].input);
@@ -392,12 +450,31 @@ static void px__print_summary(px__writer_t *w) {
   for (size_t i = 0; i < w->nrows; i++) {
     px__summary_row_t *r = &w->rows[i];
     fprintf(stderr, "%-*s  %9d  %8d  %s\n", width, r->input, r->addresses, r->verified, r->failures);
+    addresses += (size_t)r->addresses;
+    verified += (size_t)r->verified;
     free(r->input);
     free(r->failures);
   }
+  fprintf(stderr, "%-*s  %9zu  %8zu  %zu target(s); %zu non-public address(es) skipped\n", width,
+          "total", addresses, verified, w->nrows, w->tally.skipped);
   free(w->rows);
   w->rows = NULL;
   w->nrows = 0;
+}
+
+/* The line every run ends with. */
+static void px__print_tally(const px__writer_t *w, const char *prog, const char *where) {
+  const px__tally_t *t = &w->tally;
+  char line[512];
+  snprintf(line, sizeof(line),
+           "%zu measured, %zu with a verified handshake; DNS failed for %zu, TLS for %zu; "
+           "%zu non-public address(es) skipped; output: %s",
+           t->measured, t->succeeded, t->dns_failed, t->tls_failed, t->skipped, where);
+  /* Under `run` everything goes to the journal, with its priority. */
+  if (w->x->no_stdout)
+    px_log(PX_LOG_INFO, "%s", line);
+  else
+    fprintf(stderr, "%s: %s\n", prog, line);
 }
 
 static void px__annotate(px_run_info_t *run, const px_measure_opts_t *o,
@@ -461,6 +538,8 @@ int px_measure_execute(px_measure_opts_t *o, const px_exec_t *x, const char *pro
 
   if (x == NULL)
     x = &plain;
+  px_strmap_init(&w.order);
+  w.targets = o->targets;
   w.signer = x->signer;
   w.x = x;
   rc = px__resolvers(o, &used_system, err, sizeof(err));
@@ -503,6 +582,13 @@ int px_measure_execute(px_measure_opts_t *o, const px_exec_t *x, const char *pro
       px_run_annotate(&run, k, json_string_value(v));
   }
 
+  /* Keys borrowed from o->targets, which outlive the run. */
+  for (size_t i = 0; w.summary && i < o->ntargets; i++) {
+    bool added;
+    void **slot = px_strmap_slot(&w.order, o->targets[i].input, &added);
+    if (slot != NULL && added)
+      *slot = &o->targets[i];
+  }
   px_progress_init(&progress, isatty(STDERR_FILENO) == 1);
   px_engine_config_t cfg = {
       .tls = &tls,
@@ -564,12 +650,17 @@ int px_measure_execute(px_measure_opts_t *o, const px_exec_t *x, const char *pro
     fprintf(stderr, "%s: internal error: handles left open at exit\n", prog);
     exit_code = PX_EXIT_RUNTIME;
   }
-  if (w.summary) {
+  if (w.summary)
     px__print_summary(&w);
-    fprintf(stderr, "%zu measurement(s) written to %s\n", w.written,
-            w.path ? w.path : w.out ? "standard output" : "the spool");
-  }
+  px__print_tally(&w, prog, w.path ? w.path : w.out ? "standard output" : "the spool");
+  /* Every query met no route: not censorship data but a machine offline. */
+  bool offline = w.tally.queries > 0 && w.tally.unreachable == w.tally.queries;
+  if (offline && !x->no_stdout) /* run says it itself, and keeps the round */
+    fprintf(stderr, "%s: no resolver reachable: is this machine online?\n", prog);
+  if (x->offline != NULL)
+    *x->offline = offline;
 done:
+  px_strmap_free(&w.order);
   if (w.path != NULL && w.out != NULL && fclose(w.out) != 0 && exit_code == PX_EXIT_OK) {
     fprintf(stderr, "%s: cannot write %s: %s\n", prog, w.path, strerror(errno));
     exit_code = PX_EXIT_RUNTIME;

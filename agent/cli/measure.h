@@ -103,6 +103,7 @@ typedef struct px_exec {
   uint64_t max_bytes;
   struct px_engine_stats *stats; /* optional out */
   size_t *held;             /* optional out: how many were held */
+  bool *offline;            /* optional out: no resolver could be reached at all */
 } px_exec_t;
 
 /* x may be NULL (print the JSON lines, nothing else). */

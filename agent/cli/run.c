@@ -66,6 +66,7 @@ typedef struct px__round {
   px_engine_stats_t stats;
   json_t *record;
   char why[768]; /* a run that failed before measuring: the reason */
+  bool offline;  /* no resolver was reachable: this machine was offline */
 } px__round_t;
 
 /* Says why the round cannot go on (on stderr, or in the journal) and
@@ -307,7 +308,8 @@ static int px__measure(px__round_t *r, px_signer_t *signer, px_spool_t *spool, c
                  .max_runtime_ms = r->agent.max_runtime_s * 1000,
                  .max_bytes = r->agent.max_bytes,
                  .stats = &r->stats,
-                 .held = &r->held};
+                 .held = &r->held,
+                 .offline = &r->offline};
   int code = px_measure_execute(&r->o, &x, prog);
   json_decref(ann);
   return code;
@@ -390,6 +392,13 @@ int px_cmd_run(int argc, char **argv) {
     code = PX_EXIT_USAGE;
   } else {
     code = px__measure(&r, &signer, &spool, prog);
+    if (r.offline) {
+      /* Not data about the network's censors: about this machine. */
+      px__fail(&r, prog, true, "no resolver reachable: is this machine online? This round "
+                               "is not uploaded");
+      if (code == PX_EXIT_OK)
+        code = PX_EXIT_RUNTIME;
+    }
     if (r.stats.stopped_by != NULL && strcmp(r.stats.stopped_by, "signal") != 0)
       px_log(PX_LOG_NOTICE, "budget %s reached after %zu of %zu target(s); uploading what "
                             "there is", r.stats.stopped_by, r.stats.done, r.o.ntargets);
@@ -400,11 +409,17 @@ int px_cmd_run(int argc, char **argv) {
                           "files)", r.held, r.held_dir);
   if (r.agent.no_upload)
     px_log(PX_LOG_INFO, "upload is off: measurements stay in the spool for `parallax upload`");
+  else if (r.offline)
+    px_log(PX_LOG_NOTICE, "offline: what is spooled stays pending for the next round");
   else
     /* A collector that answered the check-in is up: no reason to wait out
      * an earlier backoff. */
     px_agent_upload(&r.agent, &spool, strcmp(r.source, "collector") != 0, prog);
   px__record(&r, started, code);
+  if (r.record != NULL && r.why[0] != '\0')
+    json_object_set_new(r.record, "error", json_string(r.why));
+  if (r.record != NULL && r.offline)
+    json_object_set_new(r.record, "offline", json_true());
   if (r.record == NULL || px_runs_append(r.agent.state_dir, r.record) != 0)
     px_log(PX_LOG_WARNING, "cannot write the run record in %s", r.agent.state_dir);
   recorded = true;

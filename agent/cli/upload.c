@@ -52,7 +52,7 @@ static int px__parse(const char *prog, const char *usage, int argc, char **argv,
   static const struct option own[] = {{"config", required_argument, NULL, 'c'},
                                       {NULL, 0, NULL, 0}};
   struct option *opts = px_agent_options(own, false);
-  char err[512], shown[PX_TERM_ESCAPED_MAX(sizeof(err))];
+  char err[512];
   int c, code = -1;
   const char *config = NULL;
   if (opts == NULL)
@@ -68,6 +68,7 @@ static int px__parse(const char *prog, const char *usage, int argc, char **argv,
   px_measure_opts_init(&px__config_measure);
   if (config != NULL &&
       px_config_load(config, &px__config, &px__config_measure, agent, err, sizeof(err)) != 0) {
+    char shown[PX_TERM_ESCAPED_MAX(sizeof(err))];
     fprintf(stderr, "%s: %s\n", prog, px_term_str(err, shown, sizeof(shown)));
     free(opts);
     return PX_EXIT_USAGE;
@@ -301,9 +302,10 @@ static void px__status_more(px_agent_opts_t *agent) {
            json_integer_value(json_object_get(r, "bytes")),
            px__str(r, "check_in", "?", check_in, sizeof(check_in)),
            stopped ? "  stopped by " : "", px_term_str(stopped, stopped_by, sizeof(stopped_by)));
-    char error[PX_TERM_ESCAPED_MAX(768)];
-    if (json_string_value(json_object_get(r, "error")) != NULL)
+    if (json_string_value(json_object_get(r, "error")) != NULL) {
+      char error[PX_TERM_ESCAPED_MAX(768)];
       printf("      failed: %s\n", px__str(r, "error", "?", error, sizeof(error)));
+    }
   }
   json_decref(runs);
   px__timer("NextElapseUSecRealtime", when, sizeof(when));

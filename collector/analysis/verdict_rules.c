@@ -113,10 +113,11 @@ static json_t *px__interception(px__index_t *x, const px__m_t *m, unsigned quoru
       size_t ei;
       json_t *ev;
       json_array_foreach(errors, ei, ev) {
+        if (!json_is_integer(ev))
+          continue;
         char buf[32];
-        if (json_is_integer(ev))
-          json_array_append_new(
-              names, json_string(px_x509_error_name((int)json_integer_value(ev), buf, sizeof(buf))));
+        json_array_append_new(
+            names, json_string(px_x509_error_name((int)json_integer_value(ev), buf, sizeof(buf))));
       }
       json_object_set_new(e, "collector_error_names", names);
       json_t *others = px__vd_sorted(&leaves, NULL, PX__SHOWN_MAX);

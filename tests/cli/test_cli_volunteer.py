@@ -293,6 +293,34 @@ class Volunteer(pxtest.TestCase):
                         "--domain", "www.example.test"])
         self.assertIn("is the collector running at that address and port", p.stderr)
 
+    def test_offline_round_is_named_and_not_uploaded(self):
+        """No route to any resolver (a network namespace with only lo):
+        the queries say network_unreachable, the run says the machine is
+        offline, exits 1, uploads nothing and status shows why."""
+        if os.geteuid() != 0 or shutil.which("unshare") is None:
+            self.skipTest("needs root and unshare(1) for a network namespace")
+        c = self.collector()
+        self.setup("--collector", c.url, *self.world())
+        script = ('ip link set lo up && exec "$@"')
+        p = subprocess.run(["unshare", "-n", "sh", "-c", script, "sh", pxtest.BIN, "run",
+                            "--config", self.config, "--state-dir", self.state,
+                            "--resolver", "198.51.100.53", "--no-system-resolver",
+                            "--public-address", "203.0.113.7", "www.example.test"],
+                           capture_output=True, text=True, timeout=120)
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn("no resolver reachable: is this machine online?", p.stderr)
+        rec = self.records()[-1]
+        self.assertTrue(rec["offline"])
+        self.assertIn("no resolver reachable", rec["error"])
+        self.assertEqual(c.db_count(), 0)
+        [(content, _)] = cl.Agent(self.state).entries().values()
+        queries = json.loads(content)["test_keys"]["queries"]
+        self.assertTrue(queries)
+        self.assertEqual({q["failure"] for q in queries}, {"network_unreachable"})
+        st = pxtest.run(["status", "--state-dir", self.state]).stdout
+        self.assertIn("last run FAILED", st)
+        self.assertIn("no resolver reachable", st)
+
     def test_fallback_collector_and_held_until_the_address_is_known(self):
         down = f"http://127.0.0.1:{cl.free_port()}"
         self.setup("--collector", down, *self.world())

@@ -219,7 +219,7 @@ static void px__scan(px__world_t *w, px_spool_t *sp, const char *sub, char ***se
     }
     if (len > 5 && strcmp(f + len - 5, ".json") == 0) {
       assert_int_equal(px_read_file(path, &pc, NULL), 0);
-      strcat(path, ".sig");
+      snprintf(path + strlen(path), sizeof(path) - strlen(path), ".sig");
       if (px_read_file(path, &ps, NULL) != 0)
         fail_msg("%s/%s: half a pair", sub, f);
       c = pc;
