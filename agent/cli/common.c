@@ -14,6 +14,7 @@
 #include "common/log.h"
 #include "common/netaddr.h"
 #include "common/statedir.h"
+#include "px_version.h"
 
 const struct option px_agent_long_options[] = {
     {"state-dir", required_argument, NULL, PX_OPT_STATE_DIR},
@@ -289,6 +290,19 @@ int px_agent_upload(px_agent_opts_t *o, px_spool_t *spool, bool respect_backoff,
     if (o->collectors[i] != o->collector)
       rc = px__upload_one(o, o->collectors[i], spool, false);
   return rc == -ECONNREFUSED ? -EAGAIN : rc;
+}
+
+const char *px_agent_config_path(int argc, char **argv, const struct option *opts, int code) {
+  const char *config = NULL;
+  int c;
+  opterr = 0;
+  optind = 1;
+  while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1)
+    if (c == code)
+      config = optarg;
+  if (config == NULL && access(PX_DEFAULT_CONFIG, F_OK) == 0)
+    config = PX_DEFAULT_CONFIG;
+  return config;
 }
 
 struct option *px_agent_options(const struct option *own, bool with_measure) {

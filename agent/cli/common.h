@@ -87,6 +87,11 @@ void px_agent_known_addresses(const px_agent_opts_t *o, struct px_scrub *s);
 int px_agent_upload(px_agent_opts_t *o, px_spool_t *spool, bool respect_backoff,
                     const char *prog);
 
+/* The config a command reads before its flags: the value of its option
+ * `code` (--config), else PX_DEFAULT_CONFIG when that exists, else NULL.
+ * Leaves getopt ready for the flags' own pass (opterr 0). */
+const char *px_agent_config_path(int argc, char **argv, const struct option *opts, int code);
+
 /* Builds the option table of a command: its own options, the agent's,
  * optionally the measurement flags, and --help. Caller frees. */
 struct option *px_agent_options(const struct option *own, bool with_measure);

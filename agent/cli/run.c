@@ -93,17 +93,10 @@ static int px__parse(px__round_t *r, int argc, char **argv, const char *prog) {
   struct option *opts = px_agent_options(own, true);
   char err[512];
   int c, code = -1;
-  const char *config = NULL;
 
   if (opts == NULL)
     return PX_EXIT_RUNTIME;
-  opterr = 0;
-  optind = 1;
-  while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1)
-    if (c == 'c')
-      config = optarg;
-  if (config == NULL && access(PX_DEFAULT_CONFIG, F_OK) == 0)
-    config = PX_DEFAULT_CONFIG;
+  const char *config = px_agent_config_path(argc, argv, opts, 'c');
   char shown[PX_TERM_ESCAPED_MAX(sizeof(err))]; /* messages that quote files */
   if (config != NULL && px_config_load(config, &r->config, &r->o, &r->agent, err, sizeof(err)) != 0) {
     px__fail(r, prog, false, "%s", px_term_str(err, shown, sizeof(shown)));

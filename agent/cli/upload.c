@@ -54,17 +54,10 @@ static int px__parse(const char *prog, const char *usage, int argc, char **argv,
   struct option *opts = px_agent_options(own, false);
   char err[512];
   int c, code = -1;
-  const char *config = NULL;
   if (opts == NULL)
     return PX_EXIT_RUNTIME;
   memset(agent, 0, sizeof(*agent));
-  opterr = 0;
-  optind = 1;
-  while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1)
-    if (c == 'c')
-      config = optarg;
-  if (config == NULL && access(PX_DEFAULT_CONFIG, F_OK) == 0)
-    config = PX_DEFAULT_CONFIG;
+  const char *config = px_agent_config_path(argc, argv, opts, 'c');
   px_measure_opts_init(&px__config_measure);
   if (config != NULL &&
       px_config_load(config, &px__config, &px__config_measure, agent, err, sizeof(err)) != 0) {
