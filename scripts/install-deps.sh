@@ -8,7 +8,7 @@ packages=(
   gcc make cmake pkg-config
   libuv1-dev libc-ares-dev libssl-dev libjansson-dev libcmocka-dev
   libcurl4-openssl-dev libmicrohttpd-dev libsqlite3-dev libinih-dev libmaxminddb-dev
-  libpq-dev
+  libpq-dev libidn2-dev
   # static analysis in make check (tests/static/run.sh; clang-tidy brings
   # run-clang-tidy for the parallel run)
   cppcheck clang-tidy

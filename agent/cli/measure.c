@@ -3,10 +3,12 @@
 #include <ares.h>
 #include <errno.h>
 #include <jansson.h>
+#include <netinet/in.h>
 #include <openssl/crypto.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 #include <uv.h>
@@ -76,16 +78,19 @@ void px_measure_flags_usage(FILE *out) {
       "  --allow-nonpublic-addresses connect to private, loopback, documentation\n"
       "                              addresses found in DNS answers (test worlds)\n"
       "  --output FILE               write the JSON lines to FILE (default stdout)\n"
-      "  --targets-file FILE         more targets, one per line, # comments\n"
+      "  --targets-file FILE         more targets: one per line (# comments), or a\n"
+      "                              CSV file with a url column (Citizen Lab test\n"
+      "                              lists); - reads standard input\n"
       "  --summary                   print a human-readable table on stderr\n",
       out);
 }
 
 static void px__usage(FILE *out) {
   fputs("Usage: parallax measure [FLAG]... TARGET...\n"
-        "Measure how each TARGET (a domain, or domain:port) resolves and which\n"
-        "certificate chains its addresses present. One OONI-style JSON line per\n"
-        "target; failures inside a measurement are data, not errors.\n\n",
+        "Measure how each TARGET (a domain, domain:port, or an https:// or http://\n"
+        "URL; IDNs as written) resolves and which certificate chains its addresses\n"
+        "present. One OONI-style JSON line per target; failures inside a\n"
+        "measurement are data, not errors.\n\n",
         out);
   px_measure_flags_usage(out);
   fputs("\nUpload (optional): every measurement is also signed with the agent's key,\n"
@@ -138,11 +143,48 @@ static int px__parse_uint(const char *arg, unsigned min, unsigned max, unsigned 
 
 #define PX__FAIL(...) (snprintf(err, errlen, __VA_ARGS__), -EINVAL)
 
+/* "::1:53" is both the address ::1:53 and ::1 port 53, and people who
+ * write it mostly mean the port: neither is guessed. Returns 2 for such
+ * text (no brackets, ends in ":1-65535", an IPv6 address with and without
+ * that ending), 1 when only the part before the ending is an IPv6 address
+ * (a port without brackets), 0 otherwise ("::1", "2001:db8::53"). *head_len
+ * is the address part's length. */
+static int px__resolver_unbracketed(const char *arg, size_t *head_len) {
+  const char *last = strrchr(arg, ':');
+  if (arg[0] == '[' || last == NULL || last == strchr(arg, ':'))
+    return 0;
+  unsigned long port;
+  if (px_parse_ulong(last + 1, 1, 65535, &port) != 0)
+    return 0;
+  char head[INET6_ADDRSTRLEN + 1];
+  size_t n = (size_t)(last - arg);
+  if (n >= sizeof(head))
+    return 0;
+  memcpy(head, arg, n);
+  head[n] = '\0';
+  struct sockaddr_storage a;
+  if (px_addr_parse_ip(head, &a) != 0 || a.ss_family != AF_INET6)
+    return 0;
+  *head_len = n;
+  return px_addr_parse_ip(arg, &a) == 0 ? 2 : 1;
+}
+
 int px_measure_apply(px_measure_opts_t *o, int code, const char *arg,
                      char *err, size_t errlen) {
   struct sockaddr_storage ss;
   switch (code) {
   case PX_OPT_RESOLVER:
+  {
+    size_t h = 0;
+    int unbracketed = px__resolver_unbracketed(arg, &h);
+    if (unbracketed == 2)
+      return PX__FAIL("--resolver: '%s' is ambiguous: write [%.*s]:%s for port %s of %.*s, "
+                      "or [%s] for the address %s", arg, (int)h, arg, arg + h + 1, arg + h + 1,
+                      (int)h, arg, arg, arg);
+    if (unbracketed == 1)
+      return PX__FAIL("--resolver: '%s': an IPv6 address with a port needs brackets: [%.*s]:%s",
+                      arg, (int)h, arg, arg + h + 1);
+  }
     if (px_addr_parse_hostport(arg, 53, &ss) != 0)
       return PX__FAIL("--resolver: '%s' is not IP[:PORT] (IPv6 as [addr]:port)", arg);
     if (o->nresolvers >= PX_RESOLVERS_MAX)
@@ -237,43 +279,110 @@ int px_measure_push_targets(px_measure_opts_t *o, size_t n, char *const *list, c
   return 0;
 }
 
+/* What px__file_target needs to push a file's target or say why not. */
+typedef struct px__file_ctx {
+  px_measure_opts_t *o;
+  const char *path;
+  char *err;
+  size_t errlen;
+  size_t added;
+} px__file_ctx_t;
+
+static int px__file_target(void *ctx, const char *text, unsigned line) {
+  px__file_ctx_t *c = ctx;
+  char *err = c->err;
+  size_t errlen = c->errlen;
+  const char *reason;
+  int rc = px__push_target(c->o, text, &reason);
+  if (rc == -ENOMEM) {
+    snprintf(err, errlen, "out of memory");
+    return -ENOMEM;
+  }
+  if (rc != 0)
+    return PX__FAIL("%s:%u: bad target '%s': %s", c->path, line, text, reason);
+  c->added++;
+  return 0;
+}
+
+/* The whole of f, NUL-terminated, in *buf (the caller frees it); a targets
+ * file is read at once because a CSV record may span lines. */
+#define PX__TARGETS_FILE_MAX (64u << 20)
+static int px__slurp(FILE *f, char **buf, size_t *n) {
+  size_t cap = 1 << 16, len = 0;
+  char *b = malloc(cap + 1);
+  while (b != NULL) {
+    size_t got = fread(b + len, 1, cap - len, f);
+    len += got;
+    if (len < cap) {
+      if (ferror(f)) {
+        free(b);
+        return errno != 0 ? -errno : -EIO;
+      }
+      b[len] = '\0';
+      *buf = b;
+      *n = len;
+      return 0;
+    }
+    if (cap >= PX__TARGETS_FILE_MAX) {
+      free(b);
+      return -EFBIG;
+    }
+    char *grown = realloc(b, cap * 2 + 1);
+    if (grown == NULL)
+      free(b);
+    b = grown;
+    cap *= 2;
+  }
+  return -ENOMEM;
+}
+
 int px_measure_add_targets(px_measure_opts_t *o, int argc, char **argv,
                            char *err, size_t errlen) {
-  const char *reason;
   int rc = px_measure_push_targets(o, (size_t)argc, argv, err, errlen);
   if (rc != 0 || o->targets_file == NULL)
     return rc;
 
-  FILE *f = strcmp(o->targets_file, "-") == 0 ? stdin : fopen(o->targets_file, "r");
+  const char *path = o->targets_file;
+  bool is_stdin = strcmp(path, "-") == 0;
+  FILE *f = is_stdin ? stdin : fopen(path, "r");
   if (f == NULL)
-    return PX__FAIL("--targets-file: cannot open '%s': %s", o->targets_file, strerror(errno));
-  char *line = NULL;
-  size_t cap = 0;
-  ssize_t n;
-  unsigned lineno = 0;
-  while ((n = getline(&line, &cap, f)) >= 0) {
-    lineno++;
-    char *s = line, *e = line + n;
-    char *hash = memchr(s, '#', (size_t)n);
-    if (hash != NULL)
-      e = hash;
-    while (s < e && (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\n'))
-      s++;
-    while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r' || e[-1] == '\n'))
-      e--;
-    if (s == e)
-      continue;
-    *e = '\0';
-    if (px__push_target(o, s, &reason) != 0) {
-      rc = PX__FAIL("%s:%u: bad target '%s': %s", o->targets_file, lineno, s, reason);
-      break;
-    }
+    return PX__FAIL("--targets-file: cannot open '%s': %s", path, strerror(errno));
+  struct stat st;
+  char *text = NULL;
+  size_t n = 0;
+  if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+    rc = PX__FAIL("--targets-file: '%s' is a directory, not a file of targets", path);
+  } else {
+    errno = 0;
+    rc = px__slurp(f, &text, &n);
+    if (rc == -EFBIG)
+      rc = PX__FAIL("--targets-file: '%s' is larger than %u MiB", path,
+                    PX__TARGETS_FILE_MAX >> 20);
+    else if (rc != 0)
+      rc = PX__FAIL("--targets-file: cannot read '%s': %s", path, strerror(-rc));
   }
-  if (rc == 0 && ferror(f))
-    rc = PX__FAIL("--targets-file: cannot read '%s'", o->targets_file);
-  free(line);
-  if (f != stdin)
+  if (!is_stdin)
     fclose(f);
+  if (rc != 0)
+    return rc;
+
+  px__file_ctx_t ctx = {o, is_stdin ? "standard input" : path, err, errlen, 0};
+  bool csv = false;
+  unsigned line = 0;
+  const char *reason = NULL;
+  rc = px_target_list_parse(text, n, px__file_target, &ctx, &csv, &line, &reason);
+  free(text);
+  if (rc != 0 && reason != NULL)
+    return PX__FAIL("%s:%u: %s", ctx.path, line, reason);
+  if (rc == 0 && ctx.added == 0) {
+    const char *why = csv        ? " (a CSV header and no records)"
+                      : n > 0    ? " (only blank lines and # comments)"
+                      : is_stdin ? " (nothing was read)"
+                                 : " (the file is empty)";
+    if (is_stdin)
+      return PX__FAIL("--targets-file: no targets in standard input%s", why);
+    return PX__FAIL("--targets-file: no targets in '%s'%s", path, why);
+  }
   return rc;
 }
 

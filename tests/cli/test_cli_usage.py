@@ -58,7 +58,7 @@ class Usage(pxtest.TestCase):
 
     def test_bad_targets(self):
         for bad in ("exa mple.com", "example..com", "x-.example", "example.com:0",
-                    "example.com:http", "192.0.2.1", "[2001:db8::1]:443", "https://example.com/"):
+                    "example.com:http", "192.0.2.1", "[2001:db8::1]:443", "ftp://example.com/"):
             self.assert_usage_error(["measure", "--no-system-resolver", "--address",
                                      "192.0.2.1", bad], "bad target")
         self.assert_usage_error(["measure"], "no targets")

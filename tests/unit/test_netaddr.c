@@ -136,7 +136,7 @@ PX_TEST(target_parse_invalid) {
                        "example.com:44x", "exa mple.com", "example..com", ".example.com",
                        "-example.com", "example-.com", "192.0.2.1", "192.0.2.1:443",
                        "[2001:db8::1]:443", "2001:db8::1", "ex@mple.com", "example.com/path",
-                       "https://example.com", "a.b.c.123"};
+                       "ftp://example.com", "a.b.c.123"};
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
     const char *reason = NULL;
     if (px_target_parse(bad[i], 443, &t, &reason) != -EINVAL)
