@@ -171,6 +171,28 @@ class Api(pxtest.TestCase):
                               line["signature"])
             self.assertEqual(p.returncode, 0, p.stderr)
 
+    def test_url_and_idn_inputs_are_filed_under_their_host(self):
+        # What the agent now reads (a Citizen Lab list's URLs, U-labels)
+        # reaches the collector as written; it files each under the host
+        # it measured (the A-label, lower case), so listing, export and
+        # compare by domain find it whichever spelling the input used.
+        lines = cl.measure_lines("https://www.example.test/a/b?q=1#frag",
+                                 "https://bücher.example.test/straße",
+                                 extra=("--probe-cc", "DE", "--probe-asn", "3320"))
+        for content, sig in self.agent.sign(lines):
+            self.accept(content, sig)
+        www = self.c.list_all(domain="www.example.test")
+        self.assertEqual([r["input"] for r in www], ["https://www.example.test/a/b?q=1#frag"])
+        idn = self.c.list_all(domain="xn--bcher-kva.example.test")
+        self.assertEqual([r["input"] for r in idn], ["https://bücher.example.test/straße"])
+        exported, _ = self.c.export(domain="xn--bcher-kva.example.test")
+        self.assertEqual([json.loads(e["content"])["input"] for e in exported],
+                         ["https://bücher.example.test/straße"])
+        cl.wait_until(lambda: self.c.accepted() == 2, 10, "both accepted")
+        st, _, body = cl.get(self.c.api("/api/v1/compare", domain="https://WWW.example.test/x"))
+        self.assertEqual(st, 200, body)
+        self.assertEqual(json.loads(body)["domain"], "www.example.test")
+
     # ---- 3: rejections ---------------------------------------------------
 
     def stored(self):
