@@ -19,6 +19,7 @@
 #include "collector/http/server.h"
 #include "common/target.h"
 #include "common/encoding.h"
+#include "common/fileio.h"
 #include "common/netaddr.h"
 #include "common/statedir.h"
 #include "px_version.h"
@@ -75,7 +76,7 @@ static void px__usage(FILE *out) {
         "  --public-url URL        base of measurement_url links (default http://<Host>)\n"
         "  --ca-file PEM           the reference trust store every recorded chain is\n"
         "                          re-validated against (default: the system's)\n"
-        "  --targets FILE          what check-in hands out, one target per line\n"
+        "  --targets FILE          what check-in hands out: one target a line, or a CSV list\n"
         "                          (default: iCloud, Apple ID and other often-interfered\n"
         "                          services)\n"
         "  --allow-nonpublic-addresses  control addresses may be non-public (test worlds)\n"
@@ -128,8 +129,38 @@ static const char *const px__default_targets[] = {
     "www.nytimes.com",     "github.com",
 };
 
-/* Reads --targets (one target per line, # comments), or takes the default
- * list; every target is checked like the agent checks its own. */
+/* What px__config_target needs to keep a target or say why not. */
+typedef struct px__targets_ctx {
+  px_collector_config_t *cfg;
+  const char *path;
+  char *err;
+  size_t errlen;
+} px__targets_ctx_t;
+
+static int px__config_target(void *ctx, const char *s, unsigned line) {
+  px__targets_ctx_t *t = ctx;
+  px_target_t parsed;
+  const char *reason;
+  if (px_target_parse(s, 443, &parsed, &reason) != 0) {
+    snprintf(t->err, t->errlen, "%s:%u: bad target '%s': %s", t->path, line, s, reason);
+    return -EINVAL;
+  }
+  char **grown = realloc(t->cfg->targets, (t->cfg->ntargets + 1) * sizeof(char *));
+  if (grown != NULL)
+    t->cfg->targets = grown;
+  if (grown == NULL || (t->cfg->targets[t->cfg->ntargets] = strdup(s)) == NULL) {
+    snprintf(t->err, t->errlen, "out of memory");
+    return -ENOMEM;
+  }
+  t->cfg->ntargets++;
+  return 0;
+}
+
+/* Reads --targets in the agent's own forms (one target a line with #
+ * comments, or a Citizen Lab CSV list; URLs and IDNs as the agent reads
+ * them), or takes the default list; every target is checked like the
+ * agent checks its own, so what check-in hands out is what an agent can
+ * measure. */
 static int px__load_targets(const char *path, px_collector_config_t *cfg, char *err,
                             size_t errlen) {
   if (path == NULL) {
@@ -147,44 +178,27 @@ static int px__load_targets(const char *path, px_collector_config_t *cfg, char *
     }
     return 0;
   }
-  FILE *f = fopen(path, "r");
-  if (f == NULL) {
-    int e = errno; /* snprintf may change errno */
+  char *text = NULL;
+  size_t n = 0;
+  int rc = px_read_file(path, &text, &n);
+  if (rc != 0) {
     char why[128]; /* strerror_r (GNU): threads run once serving */
-    snprintf(err, errlen, "--targets: cannot open '%s': %s", path,
-             strerror_r(e, why, sizeof(why)));
-    return -e;
+    snprintf(err, errlen, "--targets: cannot read '%s': %s", path,
+             strerror_r(-rc, why, sizeof(why)));
+    return rc;
   }
-  char *line = NULL;
-  size_t cap = 0;
-  unsigned lineno = 0;
-  int rc = 0;
-  while (getline(&line, &cap, f) >= 0) {
-    lineno++;
-    line[strcspn(line, "#\r\n")] = '\0';
-    char *s = line + strspn(line, " \t");
-    s[strcspn(s, " \t")] = '\0';
-    if (*s == '\0')
-      continue;
-    px_target_t t;
-    const char *reason;
-    if (px_target_parse(s, 443, &t, &reason) != 0) {
-      snprintf(err, errlen, "%s:%u: bad target '%s': %s", path, lineno, s, reason);
-      rc = -EINVAL;
-      break;
-    }
-    char **grown = realloc(cfg->targets, (cfg->ntargets + 1) * sizeof(char *));
-    if (grown != NULL)
-      cfg->targets = grown;
-    if (grown == NULL || (cfg->targets[cfg->ntargets] = strdup(s)) == NULL) {
-      snprintf(err, errlen, "out of memory");
-      rc = -ENOMEM;
-      break;
-    }
-    cfg->ntargets++;
+  px__targets_ctx_t ctx = {cfg, path, err, errlen};
+  unsigned line = 0;
+  const char *reason = NULL;
+  rc = px_target_list_parse(text, n, px__config_target, &ctx, NULL, &line, &reason);
+  free(text);
+  if (rc != 0 && reason != NULL)
+    snprintf(err, errlen, "%s:%u: %s", path, line, reason);
+  else if (rc == 0 && cfg->ntargets == 0) {
+    /* An empty list would hand agents nothing to measure, every hour. */
+    snprintf(err, errlen, "--targets: no targets in '%s'", path);
+    rc = -EINVAL;
   }
-  free(line);
-  fclose(f);
   return rc;
 }
 

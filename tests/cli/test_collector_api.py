@@ -10,6 +10,7 @@ import multiprocessing
 import os
 import shutil
 import socket
+import subprocess
 import tempfile
 import threading
 import time
@@ -192,6 +193,36 @@ class Api(pxtest.TestCase):
         st, _, body = cl.get(self.c.api("/api/v1/compare", domain="https://WWW.example.test/x"))
         self.assertEqual(st, 200, body)
         self.assertEqual(json.loads(body)["domain"], "www.example.test")
+
+    def test_targets_file_is_read_as_the_agent_reads_one(self):
+        # A Citizen Lab list (BOM, CRLF, quoted fields) is handed out at
+        # check-in from its url column, a #fragment and all.
+        path = os.path.join(self.dir, "targets.csv")
+        with open(path, "wb") as f:
+            f.write("\ufeffurl,category_code,category_description,date_added,source,notes\r\n"
+                    "https://www.icloud.com/#mail,COMT,\"Communication, tools\",2014-10-20,,\r\n"
+                    "https://bücher.example.test/,NEWS,News,2020-01-01,,\"a \"\"quoted\"\" note\"\r\n"
+                    .encode())
+        c = self.collector(extra=("--targets", path))
+        st, _, body = cl.post(c.url + "/api/v1/check-in",
+                              {"software_name": "parallax", "software_version": "test"})
+        self.assertEqual(st, 200, body)
+        self.assertEqual([t["input"] for t in json.loads(body)["targets"]],
+                         ["https://www.icloud.com/#mail", "https://bücher.example.test/"])
+        # Mistakes stop the start with the file and line, exit 2.
+        cases = {"empty.txt": (b"# nothing here\n\n", "no targets"),
+                 "bad.txt": (b"www.example.test\n192.0.2.1\n", "bad.txt:2: bad target '192.0.2.1'"),
+                 "utf16.txt": ("www.example.test\n".encode("utf-16"), "UTF-16")}
+        for name, (data, needle) in cases.items():
+            with self.subTest(name):
+                p = os.path.join(self.dir, name)
+                with open(p, "wb") as f:
+                    f.write(data)
+                r = subprocess.run([cl.COLLECTOR_BIN, "--listen", f"127.0.0.1:{cl.free_port()}", "--db",
+                                    f"sqlite:{self.dir}/{name}.sqlite", "--targets", p],
+                                   capture_output=True, text=True, timeout=30)
+                self.assertEqual(r.returncode, 2, r.stderr)
+                self.assertIn(needle, r.stderr)
 
     # ---- 3: rejections ---------------------------------------------------
 
