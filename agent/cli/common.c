@@ -1,6 +1,7 @@
 #include "agent/cli/common.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -14,6 +15,7 @@
 #include "common/log.h"
 #include "common/netaddr.h"
 #include "common/statedir.h"
+#include "common/termsafe.h"
 #include "px_version.h"
 
 const struct option px_agent_long_options[] = {
@@ -325,4 +327,22 @@ struct option *px_agent_options(const struct option *own, bool with_measure) {
     o[k++] = px_measure_long_options[i];
   o[k++] = (struct option){"help", no_argument, NULL, 'h'};
   return o;
+}
+
+void px_cli_error(const char *prog, const char *fmt, ...) {
+  char msg[2048];
+  char shown[PX_TERM_ESCAPED_MAX(sizeof(msg))];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  fprintf(stderr, "%s: %s\n", prog, px_term_str(msg, shown, sizeof(shown)));
+}
+
+void px_cli_getopt_error(const char *prog, int c, char **argv) {
+  char shortopt[3] = {'-', (char)optopt, '\0'};
+  /* optopt names a short option; long ones are only in argv. */
+  const char *what = optopt > 0 && optopt < 256 ? shortopt : argv[optind - 1];
+  px_cli_error(prog, "%s '%s' (see --help)", c == ':' ? "missing value for" : "unknown option",
+               what);
 }

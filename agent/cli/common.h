@@ -96,4 +96,12 @@ const char *px_agent_config_path(int argc, char **argv, const struct option *opt
  * optionally the measurement flags, and --help. Caller frees. */
 struct option *px_agent_options(const struct option *own, bool with_measure);
 
+/* "prog: message" on stderr, the message rendered by px_term_escape:
+ * flag errors quote what was typed or read from a config, which may hold
+ * escape sequences. */
+void px_cli_error(const char *prog, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* The getopt error for c ('?' or ':'): the option, as typed, quoted. */
+void px_cli_getopt_error(const char *prog, int c, char **argv);
+
 #endif

@@ -206,13 +206,12 @@ int px_cmd_compare(int argc, char **argv) {
       continue;
     case '?':
     case ':':
-      fprintf(stderr, "%s: %s '%s' (see --help)\n", prog,
-              c == ':' ? "missing value for" : "unknown option", argv[optind - 1]);
+      px_cli_getopt_error(prog, c, argv);
       code = PX_EXIT_USAGE;
       goto done;
     default:
       if (px_agent_apply(&agent, c, optarg, err, sizeof(err)) != 0) {
-        fprintf(stderr, "%s: %s\n", prog, err);
+        px_cli_error(prog, "%s", err);
         code = PX_EXIT_USAGE;
         goto done;
       }

@@ -20,10 +20,7 @@
 /* Shared getopt loop of the small commands: returns 0 to go on, or an exit
  * code + 1000 to return at once. */
 static int px__getopt_error(const char *prog, int c, char **argv) {
-  char shortopt[3] = {'-', (char)optopt, '\0'};
-  const char *what = optopt > 0 && optopt < 256 ? shortopt : argv[optind - 1];
-  fprintf(stderr, "%s: %s '%s' (see --help)\n", prog,
-          c == ':' ? "missing value for" : "unknown option", what);
+  px_cli_getopt_error(prog, c, argv);
   return PX_EXIT_USAGE;
 }
 

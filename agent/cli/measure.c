@@ -801,11 +801,7 @@ int px_cmd_measure(int argc, char **argv) {
       goto done;
     }
     if (c == '?' || c == ':') {
-      char shortopt[3] = {'-', (char)optopt, '\0'};
-      /* optopt names a short option; long ones are only in argv. */
-      const char *what = optopt > 0 && optopt < 256 ? shortopt : argv[optind - 1];
-      fprintf(stderr, "parallax measure: %s '%s' (see --help)\n",
-              c == ':' ? "missing value for" : "unknown option", what);
+      px_cli_getopt_error("parallax measure", c, argv);
       exit_code = PX_EXIT_USAGE;
       goto done;
     }
@@ -813,14 +809,13 @@ int px_cmd_measure(int argc, char **argv) {
     if (rc == -ENOENT)
       rc = px_agent_apply(&agent, c, optarg, err, sizeof(err));
     if (rc != 0) {
-      fprintf(stderr, "parallax measure: %s\n", rc == -ENOMEM ? "out of memory" : err);
+      px_cli_error("parallax measure", "%s", rc == -ENOMEM ? "out of memory" : err);
       exit_code = rc == -ENOMEM ? PX_EXIT_RUNTIME : PX_EXIT_USAGE;
       goto done;
     }
   }
   if (px_measure_add_targets(&o, argc - optind, argv + optind, err, sizeof(err)) != 0) {
-    char shown[PX_TERM_ESCAPED_MAX(sizeof(err))]; /* quotes the targets file */
-    fprintf(stderr, "parallax measure: %s\n", px_term_str(err, shown, sizeof(shown)));
+    px_cli_error("parallax measure", "%s", err); /* quotes the targets file */
     exit_code = PX_EXIT_USAGE;
     goto done;
   }

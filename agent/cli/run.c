@@ -23,7 +23,6 @@
 #include "common/fileio.h"
 #include "common/log.h"
 #include "common/target.h"
-#include "common/termsafe.h"
 #include "common/timeutil.h"
 #include "px_version.h"
 
@@ -81,7 +80,7 @@ static void px__fail(px__round_t *r, const char *prog, bool log, const char *fmt
   if (log)
     px_log(PX_LOG_ERR, "%s", r->why);
   else
-    fprintf(stderr, "%s: %s\n", prog, r->why);
+    px_cli_error(prog, "%s", r->why);
 }
 
 /* The config file first (given, or the default one when present), then
@@ -97,9 +96,8 @@ static int px__parse(px__round_t *r, int argc, char **argv, const char *prog) {
   if (opts == NULL)
     return PX_EXIT_RUNTIME;
   const char *config = px_agent_config_path(argc, argv, opts, 'c');
-  char shown[PX_TERM_ESCAPED_MAX(sizeof(err))]; /* messages that quote files */
   if (config != NULL && px_config_load(config, &r->config, &r->o, &r->agent, err, sizeof(err)) != 0) {
-    px__fail(r, prog, false, "%s", px_term_str(err, shown, sizeof(shown)));
+    px__fail(r, prog, false, "%s", err);
     code = PX_EXIT_USAGE;
     goto done;
   }
@@ -149,7 +147,7 @@ static int px__parse(px__round_t *r, int argc, char **argv, const char *prog) {
        (!flag_targets && optind == argc &&
         px_measure_push_targets(&r->o, r->config.ntargets, r->config.targets, err,
                                 sizeof(err)) != 0))) {
-    px__fail(r, prog, false, "%s", px_term_str(err, shown, sizeof(shown)));
+    px__fail(r, prog, false, "%s", err);
     code = PX_EXIT_USAGE;
   }
   if (code < 0 && r->agent.collector == NULL) {

@@ -310,14 +310,10 @@ static int px__parse(px__setup_t *s, px_measure_opts_t *o, px_agent_opts_t *agen
       code = PX_EXIT_OK;
       break;
     case '?':
-    case ':': {
-      char shortopt[3] = {'-', (char)optopt, '\0'};
-      fprintf(stderr, "parallax setup: %s '%s' (see --help)\n",
-              c == ':' ? "missing value for" : "unknown option",
-              optopt > 0 && optopt < 256 ? shortopt : argv[optind - 1]);
+    case ':':
+      px_cli_getopt_error("parallax setup", c, argv);
       code = PX_EXIT_USAGE;
       break;
-    }
     case PX__YES:
       s->yes = true;
       break;
@@ -337,7 +333,7 @@ static int px__parse(px__setup_t *s, px_measure_opts_t *o, px_agent_opts_t *agen
       if (rc == 0)
         rc = px__add_setting(s, opts[idx].name, optarg);
       if (rc != 0) {
-        fprintf(stderr, "parallax setup: %s\n", rc == -ENOMEM ? "out of memory" : err);
+        px_cli_error("parallax setup", "%s", rc == -ENOMEM ? "out of memory" : err);
         code = PX_EXIT_USAGE;
       }
     }

@@ -77,10 +77,7 @@ static int px__parse(const char *prog, const char *usage, int argc, char **argv,
       px_agent_flags_usage_for(stdout, takes);
       code = PX_EXIT_OK;
     } else if (c == '?' || c == ':') {
-      char shortopt[3] = {'-', (char)optopt, '\0'};
-      fprintf(stderr, "%s: %s '%s' (see --help)\n", prog,
-              c == ':' ? "missing value for" : "unknown option",
-              optopt > 0 && optopt < 256 ? shortopt : argv[optind - 1]);
+      px_cli_getopt_error(prog, c, argv);
       code = PX_EXIT_USAGE;
     } else if (c == 'c') {
       continue;
@@ -98,7 +95,7 @@ static int px__parse(const char *prog, const char *usage, int argc, char **argv,
         agent->collector = NULL;
       }
       if (px_agent_apply(agent, c, optarg, err, sizeof(err)) != 0) {
-        fprintf(stderr, "%s: %s\n", prog, err);
+        px_cli_error(prog, "%s", err);
         code = PX_EXIT_USAGE;
       }
     }

@@ -286,6 +286,36 @@ class HostileText(pxtest.TestCase):
         self.assertIn(f"{path}:1: FAILED: signed by {key.key_id}, but the line says "
                       f"{escape(claimed)}\n", out)
 
+    # ---- flag and config errors -----------------------------------------------
+
+    def test_flag_errors_quote_what_was_typed_escaped(self):
+        # Values a script or a pasted line put on the command line, or a
+        # config file someone else wrote, are quoted back escaped, by
+        # every command that parses them.
+        bad = "\x1b[31m\u202eevil\x9b"
+        conf = os.path.join(self.tmp, "hostile.conf")
+        with open(conf, "w") as f:
+            f.write(f"max_targets = {bad}\n")
+        cases = [
+            (["measure", "--resolver", bad, "www.example.test"], "--resolver"),
+            (["measure", "--address", bad, "www.example.test"], "--address"),
+            (["measure", "--no-such" + bad], "unknown option"),
+            (["run", "--max-targets", bad], "--max-targets"),
+            (["run", "--config", conf], "hostile.conf:1: --max-targets"),
+            (["upload", "--collector", bad], "--collector"),
+            (["status", "--state-dir", self.state, "--zzz" + bad], "unknown option"),
+            (["compare", "--collector", bad, "--domain", "x.test"], "--collector"),
+            (["setup", "--probe-cc", bad], "--probe-cc"),
+        ]
+        for args, needle in cases:
+            with self.subTest(args[0] + " " + needle):
+                p = subprocess.run([pxtest.BIN] + args, capture_output=True, timeout=60,
+                                   stdin=subprocess.DEVNULL)
+                self.assertEqual(p.returncode, 2, p.stderr)
+                err = self.assert_terminal_clean(p.stderr, " ".join(args[:2]))
+                self.assertIn(needle, err)
+                self.assertIn(escape(bad), err)
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
