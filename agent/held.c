@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -142,5 +143,86 @@ int px_held_release(const char *dir, const px_scrub_t *s, px_signer_t *signer, p
   free(names);
   if (rc != 0 && err[0] == '\0')
     snprintf(err, errlen, "cannot release held measurements: %s", strerror(-rc));
+  return rc;
+}
+
+int px_held_mark(const char *dir, px_spool_t *spool, px_held_mark_t *mark) {
+  memset(mark, 0, sizeof(*mark));
+  px_spool_list_t l = {0};
+  int rc = px_spool_pending(spool, &l);
+  if (rc != 0)
+    return rc;
+  mark->pending = l.names;
+  mark->npending = l.n;
+  return px__names(dir, &mark->held, &mark->nheld);
+}
+
+void px_held_mark_free(px_held_mark_t *mark) {
+  px_spool_list_t l = {mark->pending, mark->npending};
+  px_spool_list_free(&l);
+  for (size_t i = 0; i < mark->nheld; i++)
+    free(mark->held[i]);
+  free(mark->held);
+  memset(mark, 0, sizeof(*mark));
+}
+
+static bool px__listed(char *const *names, size_t n, const char *name) {
+  for (size_t i = 0; i < n; i++)
+    if (strcmp(names[i], name) == 0)
+      return true;
+  return false;
+}
+
+int px_held_take_round(const char *dir, px_spool_t *spool, const px_held_mark_t *mark,
+                       const char *reason, size_t *moved) {
+  px_spool_list_t now = {0};
+  *moved = 0;
+  int rc = px_spool_pending(spool, &now);
+  for (size_t i = 0; rc == 0 && i < now.n; i++) {
+    if (px__listed(mark->pending, mark->npending, now.names[i]))
+      continue;
+    char *content = NULL, *signature = NULL;
+    size_t n = 0;
+    rc = px_spool_read(spool, now.names[i], &content, &n, &signature);
+    if (rc == 0)
+      rc = px_held_add(dir, content, n, reason);
+    free(content);
+    free(signature);
+    if (rc == 0) {
+      px_spool_discard(spool, now.names[i]);
+      (*moved)++;
+    }
+  }
+  px_spool_list_free(&now);
+  char **held = NULL;
+  size_t nheld = 0;
+  if (rc == 0)
+    rc = px__names(dir, &held, &nheld);
+  for (size_t i = 0; rc == 0 && i < nheld; i++) {
+    if (px__listed(mark->held, mark->nheld, held[i]))
+      continue;
+    char path[4200], *why = NULL;
+    size_t len;
+    snprintf(path, sizeof(path), "%s/%s.reason", dir, held[i]);
+    if (px_read_file(path, &why, &len) != 0)
+      continue;
+    bool unknown = strncmp(why, PX_HELD_UNKNOWN_PUBLIC, strlen(PX_HELD_UNKNOWN_PUBLIC)) == 0;
+    free(why);
+    if (!unknown)
+      continue; /* about this machine already: that reason stands */
+    char *text = NULL;
+    int tl = asprintf(&text, "%s\n", reason);
+    if (tl < 0) {
+      rc = -ENOMEM;
+      break;
+    }
+    char name[4200];
+    snprintf(name, sizeof(name), "%s.reason", held[i]);
+    rc = px_write_file_atomic(dir, name, text, (size_t)tl, 0600);
+    free(text);
+  }
+  for (size_t i = 0; i < nheld; i++)
+    free(held[i]);
+  free(held);
   return rc;
 }

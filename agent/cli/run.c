@@ -382,14 +382,23 @@ int px_cmd_run(int argc, char **argv) {
                              "--address");
     code = PX_EXIT_USAGE;
   } else {
+    px_held_mark_t mark;
+    bool marked = px_held_mark(r.held_dir, &spool, &mark) == 0;
     code = px__measure(&r, &signer, &spool, prog);
     if (r.offline) {
-      /* Not data about the network's censors: about this machine. */
+      /* Not data about the network's censors: about this machine. Kept
+       * where no later round uploads it by itself. */
+      size_t moved = 0;
+      if (!marked || px_held_take_round(r.held_dir, &spool, &mark, PX_HELD_OFFLINE, &moved) != 0)
+        px_log(PX_LOG_WARNING, "cannot move this offline round to %s: it stays in the spool",
+               r.held_dir);
+      r.held += moved;
       px__fail(&r, prog, true, "no resolver reachable: is this machine online? This round "
-                               "is not uploaded");
+                               "is kept in %s, not uploaded", r.held_dir);
       if (code == PX_EXIT_OK)
         code = PX_EXIT_RUNTIME;
     }
+    px_held_mark_free(&mark);
     if (r.stats.stopped_by != NULL && strcmp(r.stats.stopped_by, "signal") != 0)
       px_log(PX_LOG_NOTICE, "budget %s reached after %zu of %zu target(s); uploading what "
                             "there is", r.stats.stopped_by, r.stats.done, r.o.ntargets);

@@ -313,13 +313,37 @@ class Volunteer(pxtest.TestCase):
         self.assertTrue(rec["offline"])
         self.assertIn("no resolver reachable", rec["error"])
         self.assertEqual(c.db_count(), 0)
-        [(content, _)] = cl.Agent(self.state).entries().values()
-        queries = json.loads(content)["test_keys"]["queries"]
+        # The round is kept in held/ with its reason, not left pending
+        # for the next round to upload as if it were data.
+        self.assertEqual(cl.Agent(self.state).entries(), {})
+        [held] = glob.glob(os.path.join(self.state, "held", "*.json"))
+        self.assertIn("offline", read(held[:-5] + ".reason"))
+        self.assertEqual(rec["held"], 1)
+        queries = json.loads(read(held))["test_keys"]["queries"]
         self.assertTrue(queries)
         self.assertEqual({q["failure"] for q in queries}, {"network_unreachable"})
         st = pxtest.run(["status", "--state-dir", self.state]).stdout
         self.assertIn("last run FAILED", st)
         self.assertIn("no resolver reachable", st)
+        self.assertIn("kept local: 1", st)
+        # Without --public-address the check-in fails too, so the round is
+        # held for want of the address; offline, that reason changes, or
+        # the next run that learns the address would release it.
+        p = subprocess.run(["unshare", "-n", "sh", "-c", script, "sh", pxtest.BIN, "run",
+                            "--config", self.config, "--state-dir", self.state,
+                            "--resolver", "198.51.100.53", "--no-system-resolver",
+                            "icloud.com"], capture_output=True, text=True, timeout=120)
+        self.assertEqual(p.returncode, 1, p.stderr)
+        reasons = [read(h[:-5] + ".reason")
+                   for h in glob.glob(os.path.join(self.state, "held", "*.json"))]
+        self.assertEqual(len(reasons), 2, reasons)
+        self.assertTrue(all(r.startswith("offline") for r in reasons), reasons)
+        # Back online: a round measures and uploads its own, and the
+        # offline ones stay where they are.
+        p = self.run_round("www.example.test")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(c.db_count(), 1)
+        self.assertEqual(len(glob.glob(os.path.join(self.state, "held", "*.json"))), 2)
 
     def test_fallback_collector_and_held_until_the_address_is_known(self):
         down = f"http://127.0.0.1:{cl.free_port()}"
