@@ -37,6 +37,13 @@ const char *px_failure_from_errno(int err, char *buf, unsigned buflen) {
     return PX_FAILURE_HOST_UNREACHABLE;
   case ENETUNREACH:
     return PX_FAILURE_NETWORK_UNREACHABLE;
+  case ENETDOWN:
+    return PX_FAILURE_NETWORK_DOWN;
+  case ECONNABORTED:
+    return PX_FAILURE_CONN_ABORTED;
+  case EACCES:
+  case EPERM:
+    return PX_FAILURE_PERMISSION_DENIED;
   default:
     snprintf(buf, buflen, "unknown_failure: %s", strerror(-err));
     return buf;

@@ -15,6 +15,12 @@
 #define PX_FAILURE_EOF "eof_error"
 #define PX_FAILURE_HOST_UNREACHABLE "host_unreachable"
 #define PX_FAILURE_NETWORK_UNREACHABLE "network_unreachable"
+#define PX_FAILURE_NETWORK_DOWN "network_down"
+#define PX_FAILURE_CONN_ABORTED "connection_aborted"
+/* A local policy (a prohibit route, a firewall rule on this machine)
+ * refused the packet: probe-cli's name for EACCES, and ours for EPERM,
+ * which Linux returns for the same refusal by netfilter. */
+#define PX_FAILURE_PERMISSION_DENIED "permission_denied"
 #define PX_FAILURE_SSL_UNKNOWN_AUTHORITY "ssl_unknown_authority"
 #define PX_FAILURE_SSL_INVALID_CERT "ssl_invalid_certificate"
 #define PX_FAILURE_SSL_INVALID_HOSTNAME "ssl_invalid_hostname"

@@ -48,7 +48,11 @@ PX_TEST(failure_mappings) {
   assert_string_equal(px_failure_from_errno(-ETIMEDOUT, buf, sizeof(buf)), "generic_timeout_error");
   assert_string_equal(px_failure_from_errno(-ENETUNREACH, buf, sizeof(buf)), "network_unreachable");
   assert_string_equal(px_failure_from_errno(-EHOSTUNREACH, buf, sizeof(buf)), "host_unreachable");
-  assert_true(strncmp(px_failure_from_errno(-EACCES, buf, sizeof(buf)), "unknown_failure: ", 17) == 0);
+  assert_string_equal(px_failure_from_errno(-EACCES, buf, sizeof(buf)), "permission_denied");
+  assert_string_equal(px_failure_from_errno(-EPERM, buf, sizeof(buf)), "permission_denied");
+  assert_string_equal(px_failure_from_errno(-ENETDOWN, buf, sizeof(buf)), "network_down");
+  assert_string_equal(px_failure_from_errno(-ECONNABORTED, buf, sizeof(buf)), "connection_aborted");
+  assert_true(strncmp(px_failure_from_errno(-EADDRINUSE, buf, sizeof(buf)), "unknown_failure: ", 17) == 0);
   assert_string_equal(px_failure_from_x509(X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT), "ssl_unknown_authority");
   assert_string_equal(px_failure_from_x509(X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY), "ssl_unknown_authority");
   assert_string_equal(px_failure_from_x509(X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN), "ssl_unknown_authority");
