@@ -48,6 +48,7 @@ typedef struct px_engine_config {
   unsigned dns_late_window_ms;
   unsigned parallel;       /* operations in flight, all targets together */
   bool allow_nonpublic;    /* connect to non-public addresses from DNS */
+  bool no_tls;             /* DNS only (OONI dnscheck's shape): no flows */
   const px_run_info_t *run;
 
   /* The volunteer's budget, 0 for none. Once spent, no new target starts;

@@ -218,11 +218,13 @@ static void px__tls_start(px_sched_op_t *sop) {
   }
 }
 
-/* Which addresses get a TLS flow: DNS answers that are public unicast (or
- * any, in test worlds), then every --address. The rest are listed with the
+/* Which addresses get a TLS flow (none with no_tls): DNS answers that are
+ * public unicast (or any, in test worlds), then every --address. The rest are listed with the
  * reason, so the measurement says what was deliberately not contacted. */
 static int px__start_flows(px__job_t *job) {
   const px_engine_config_t *cfg = job->eng->cfg;
+  if (cfg->no_tls)
+    return 0; /* DNS only: the answers are the measurement */
 
   for (size_t i = 0; i < cfg->naddresses; i++) {
     size_t before = job->naddrs;

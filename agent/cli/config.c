@@ -99,8 +99,9 @@ static int px__apply(px__load_t *l, const char *name, const char *key, const cha
         if (px__bool(value, &on) != 0)
           return px__fail(l, "%s: expected yes or no", key);
         if (!on) {
-          /* "system_resolver = no" and "upload = no" mean their --no- flag;
-           * "no_upload = no" means --upload; the rest default to off. */
+          /* "system_resolver = no", "upload = no" and "tls = off" mean
+           * their --no- flag; "no_upload = no" means --upload; the rest
+           * default to off. */
           if (code == PX_OPT_SYSTEM_RESOLVER)
             code = PX_OPT_NO_SYSTEM_RESOLVER;
           else if (code == PX_OPT_NO_SYSTEM_RESOLVER)
@@ -109,6 +110,10 @@ static int px__apply(px__load_t *l, const char *name, const char *key, const cha
             code = PX_OPT_NO_UPLOAD;
           else if (code == PX_OPT_NO_UPLOAD)
             code = PX_OPT_UPLOAD;
+          else if (code == PX_OPT_TLS)
+            code = PX_OPT_NO_TLS;
+          else if (code == PX_OPT_NO_TLS)
+            code = PX_OPT_TLS;
           else
             return 1;
         }

@@ -51,6 +51,8 @@ const struct option px_measure_long_options[] = {
     {"targets-file", required_argument, NULL, PX_OPT_TARGETS_FILE},
     {"summary", no_argument, NULL, PX_OPT_SUMMARY},
     {"dns-late-window", required_argument, NULL, PX_OPT_DNS_LATE_WINDOW},
+    {"tls", no_argument, NULL, PX_OPT_TLS},
+    {"no-tls", no_argument, NULL, PX_OPT_NO_TLS},
     {NULL, 0, NULL, 0},
 };
 
@@ -72,6 +74,10 @@ void px_measure_flags_usage(FILE *out) {
       "  --dns-late-window MS        after the first reply to a UDP query, record\n"
       "                              further replies this long (dns_late_replies;\n"
       "                              an injector answers first); 0: off (default 1000)\n"
+      "  --no-tls                    DNS only: resolve every target through every\n"
+      "                              resolver, no TCP or TLS (annotation tls=off)\n"
+      "  --tls                       probe TLS too (the default; undoes a config's\n"
+      "                              tls = off)\n"
       "  --parallel N                operations in flight (default 64, max 4096)\n"
       "  --probe-cc CC               country code to record (default ZZ)\n"
       "  --probe-asn ASN             network to record, AS1234 or 1234 (default AS0)\n"
@@ -246,6 +252,10 @@ int px_measure_apply(px_measure_opts_t *o, int code, const char *arg,
     return 0;
   case PX_OPT_SUMMARY:
     o->summary = true;
+    return 0;
+  case PX_OPT_TLS:
+  case PX_OPT_NO_TLS:
+    o->no_tls = code == PX_OPT_NO_TLS;
     return 0;
   default:
     return -ENOENT;
@@ -608,6 +618,8 @@ static void px__annotate(px_run_info_t *run, const px_measure_opts_t *o,
   px_run_annotate(run, "timeout_ms", buf);
   snprintf(buf, sizeof(buf), "%u", o->dns_late_window_ms);
   px_run_annotate(run, "dns_late_window_ms", buf);
+  if (o->no_tls) /* so that empty tls_handshakes never read as "nothing answered" */
+    px_run_annotate(run, "tls", "off");
 }
 
 /* Resolves the resolver set: explicit ones, plus the system's when asked
@@ -709,6 +721,7 @@ int px_measure_execute(px_measure_opts_t *o, const px_exec_t *x, const char *pro
       .dns_late_window_ms = o->dns_late_window_ms,
       .parallel = o->parallel,
       .allow_nonpublic = o->allow_nonpublic,
+      .no_tls = o->no_tls,
       .run = &run,
       .emit = px__emit,
       .emit_data = &w,

@@ -36,6 +36,7 @@ typedef struct px_measure_opts {
   const char *output;               /* NULL or "-": stdout */
   const char *targets_file;
   bool summary;
+  bool no_tls;                      /* DNS only: no TCP or TLS phase */
   px_target_t *targets;
   size_t ntargets;
 } px_measure_opts_t;
@@ -61,6 +62,8 @@ enum {
   PX_OPT_TARGETS_FILE,
   PX_OPT_SUMMARY,
   PX_OPT_DNS_LATE_WINDOW,
+  PX_OPT_TLS,
+  PX_OPT_NO_TLS,
   PX_OPT__MEASURE_LAST
 };
 

@@ -351,6 +351,40 @@ class Interrupt(pxtest.TestCase):
 
 
 class Output(pxtest.TestCase):
+    def test_no_tls_measures_dns_only(self):
+        # The same lookups as with TLS (every resolver, A and AAAA, CNAME
+        # chains, NXDOMAIN), no TCP or TLS phase, marked in annotations;
+        # a config's "tls = off" is the same, and --tls undoes it.
+        targets = ["www.example.test", "alias2.example.test", "nx.example.test"]
+        dns_only = by_input(measure(world_args("--no-tls", "--address", PEER["PX_TLS_GOOD"],
+                                               *targets)))
+        self.assertEqual(set(dns_only), set(targets))
+        with_tls = by_input(measure(world_args("--address", PEER["PX_TLS_GOOD"], *targets)))
+
+        def lookups(m):
+            return sorted((q["resolver_address"], q["query_type"], q["failure"],
+                           tuple((a["answer_type"], a.get("ipv4") or a.get("ipv6") or
+                                  a.get("hostname")) for a in q["answers"] or []))
+                          for q in m["test_keys"]["queries"])
+        for t in targets:
+            m = dns_only[t]
+            self.assertEqual(m["annotations"]["tls"], "off")
+            self.assertEqual(m["test_keys"]["tcp_connect"], [])
+            self.assertEqual(m["test_keys"]["tls_handshakes"], [])
+            self.assertEqual(m["test_keys"]["skipped_addresses"], [])
+            self.assertEqual(lookups(m), lookups(with_tls[t]), t)
+            self.assertNotIn("tls", with_tls[t]["annotations"])
+            self.assertNotEqual(with_tls[t]["test_keys"]["tls_handshakes"], [])
+        with tempfile.TemporaryDirectory() as d:
+            conf = os.path.join(d, "px.conf")
+            with open(conf, "w") as f:
+                f.write("[parallax]\ntls = off   # DNS only\n")
+            p = pxtest.run(["config", "check", conf])
+            self.assertEqual(p.returncode, 0, p.stderr)
+            p = pxtest.run(["measure", "--tls"] + world_args("www.example.test"))
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertNotEqual(pxtest.json.loads(p.stdout)["test_keys"]["tls_handshakes"], [])
+
     def test_output_file_and_targets_file(self):
         with tempfile.TemporaryDirectory() as d:
             tf = os.path.join(d, "targets.txt")

@@ -157,6 +157,21 @@ PX_TEST(config_keys_and_errors) {
   assert_string_equal(o.probe_cc, "DE");
   assert_string_equal(a.public_address, "unknown");
   assert_int_equal(c.ntargets, 1);
+  assert_false(o.no_tls);
+  px_config_free(&c);
+  px_measure_opts_free(&o);
+
+  /* tls = off is --no-tls, in each spelling a volunteer might use. */
+  static const char *const dns_only[] = {"tls = off\n", "tls = no  # DNS only\n",
+                                         "no_tls = yes\n"};
+  for (size_t i = 0; i < sizeof(dns_only) / sizeof(dns_only[0]); i++) {
+    assert_int_equal(px__load(dns_only[i], &o, &a, &c, err, sizeof(err)), 0);
+    assert_true(o.no_tls);
+    px_config_free(&c);
+    px_measure_opts_free(&o);
+  }
+  assert_int_equal(px__load("tls = on\n", &o, &a, &c, err, sizeof(err)), 0);
+  assert_false(o.no_tls);
   px_config_free(&c);
   px_measure_opts_free(&o);
 
