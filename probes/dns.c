@@ -199,6 +199,8 @@ static void px__note(px__dns_channel_t *ch, int err) {
     ch->sock_error = -err;
 }
 
+#define PX__DNS_RCVBUF (4 << 20)
+
 static ares_socket_t px__asocket(int domain, int type, int protocol, void *data) {
   /* Non-blocking and close-on-exec from the start; c-ares sets O_NONBLOCK
    * again itself. */
@@ -206,6 +208,15 @@ static ares_socket_t px__asocket(int domain, int type, int protocol, void *data)
   if (fd < 0) {
     px__note(data, errno);
     return ARES_SOCKET_BAD;
+  }
+  if ((type & 0xf) == SOCK_DGRAM) {
+    /* One UDP socket carries every query in flight to a resolver: with
+     * --parallel 256 their answers overflow the default 208 KiB (a small
+     * datagram costs ~1 KiB of buffer) while the loop is still sending,
+     * and each dropped answer waits out a retry. Best effort: the kernel
+     * caps it at net.core.rmem_max. */
+    int size = PX__DNS_RCVBUF;
+    (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
   }
   return fd;
 }
