@@ -11,6 +11,15 @@
 #include "agent/signer.h"
 #include "agent/spool.h"
 
+/* The worker gathers lines into batches: woken by the first line of one,
+ * it waits up to PX__GATHER_NS for more (or until PX__BATCH_LINES are
+ * queued) before it signs, syncs and writes them. One wake-up and one
+ * fsync per batch instead of per line: at thousands of DNS-only
+ * measurements a second, a wake-up per line cost more than the lines.
+ * The loop never waits for this; a line is kept at most this much later. */
+#define PX__BATCH_LINES 256
+#define PX__GATHER_NS (5 * 1000 * 1000)
+
 typedef struct px__item {
   struct px__item *next;
   char *line;
@@ -30,7 +39,7 @@ struct px_outbox {
   uv_cond_t room;  /* put waits here when the queue is full; finish, for the end */
   /* Under lock: */
   px__item_t *head, **tail;
-  size_t queued_bytes;
+  size_t queued_bytes, queued_lines;
   bool closing;
   px_outbox_report_t rep;
 };
@@ -171,14 +180,20 @@ static void px__worker(void *arg) {
   px_outbox_t *ob = arg;
   uv_mutex_lock(&ob->lock);
   for (;;) {
-    while (ob->head == NULL && !ob->closing)
-      uv_cond_wait(&ob->work, &ob->lock);
+    while (!ob->closing && ob->queued_lines < PX__BATCH_LINES &&
+           ob->queued_bytes < PX_OUTBOX_MAX_QUEUED / 2) {
+      if (ob->head == NULL)
+        uv_cond_wait(&ob->work, &ob->lock);
+      else if (uv_cond_timedwait(&ob->work, &ob->lock, PX__GATHER_NS) == UV_ETIMEDOUT)
+        break;
+    }
     if (ob->head == NULL)
       break; /* closing, and nothing left */
     px__item_t *batch = ob->head;
     size_t bytes = ob->queued_bytes;
     ob->head = NULL;
     ob->tail = &ob->head;
+    ob->queued_lines = 0;
     uv_mutex_unlock(&ob->lock);
 
     px__keep_batch(ob, batch);
@@ -247,7 +262,11 @@ int px_outbox_put(px_outbox_t *ob, char *line, size_t n, const char *held_why) {
     *ob->tail = it;
     ob->tail = &it->next;
     ob->queued_bytes += n;
-    uv_cond_signal(&ob->work);
+    /* The first line starts the worker's gathering; a full batch (or a
+     * queue half full) ends it early. Lines in between wake no one. */
+    if (++ob->queued_lines == 1 || ob->queued_lines == PX__BATCH_LINES ||
+        ob->queued_bytes >= PX_OUTBOX_MAX_QUEUED / 2)
+      uv_cond_signal(&ob->work);
   } else {
     ob->rep.lost++;
   }
