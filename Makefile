@@ -7,7 +7,7 @@ FUZZ_TIME  ?= 300
 JOBS       ?= $(shell nproc)
 MAKEFLAGS  += --no-print-directory
 
-.PHONY: all deps build build-asan check check-plain check-asan demo bench soak fuzz install clean build-fuzz check-fuzz
+.PHONY: all deps build build-asan check check-plain check-asan demo bench bench-quick soak fuzz install clean build-fuzz check-fuzz
 
 all: build
 
@@ -54,11 +54,15 @@ fuzz: build-fuzz
 demo: build
 	@scripts/demo.sh $(BUILD)
 
+# Every benchmark at full size, one after another, then one table of every
+# ratio against its target; bench-quick runs each at a tenth of the size.
 bench: build
 	@scripts/install-deps.sh --bench
-	@bench/tls-throughput $(BUILD)
-	@bench/collector-ingest $(BUILD)
-	@bench/compare-window $(BUILD)
+	@bench/run-all $(BUILD)
+
+bench-quick: build
+	@scripts/install-deps.sh --bench
+	@bench/run-all --quick $(BUILD)
 
 # Load and faults at full size (tests/load): 1,000 concurrent clients,
 # hostile clients, 20 kill -9 cycles, a disk-full spool, a 20,000-target

@@ -32,7 +32,8 @@ packages=(
 for opt in "$@"; do
   case $opt in
     # make bench: load generation and signing at benchmark volume.
-    --bench) packages+=(wrk) ;;
+    # bench/dns-throughput: NSD serves, dnsperf is the peer, dig waits.
+    --bench) packages+=(wrk nsd dnsperf bind9-dnsutils) ;;
     # make fuzz, make check: libFuzzer comes with clang's runtime.
     --fuzz) packages+=(clang libclang-rt-14-dev) ;;
     *) echo "install-deps: unknown option $opt" >&2; exit 2 ;;
@@ -61,3 +62,11 @@ echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq >/dev/null
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# A package's own service (NSD on *:53) must not take the test world's
+# ports: the benchmarks start their own servers on loopback.
+for unit in nsd; do
+  if [[ " ${missing[*]} " == *" $unit "* ]] && command -v systemctl >/dev/null 2>&1 &&
+      systemctl is-active -q "$unit" 2>/dev/null; then
+    $SUDO systemctl disable --now -q "$unit" || true
+  fi
+done
