@@ -669,7 +669,12 @@ int px_measure_execute(px_measure_opts_t *o, const px_exec_t *x, const char *pro
     exit_code = PX_EXIT_RUNTIME;
     goto done;
   }
-  if (px_tls_context_init(&tls, o->ca_file, err, sizeof(err)) != 0) {
+  if (o->no_tls) {
+    /* Nothing is judged: the trust store (a tenth of a second to parse
+     * the system's) is neither loaded nor recorded. */
+    memset(&tls, 0, sizeof(tls));
+    snprintf(tls.trust_store, sizeof(tls.trust_store), "none");
+  } else if (px_tls_context_init(&tls, o->ca_file, err, sizeof(err)) != 0) {
     fprintf(stderr, "%s: %s\n", prog, err);
     exit_code = o->ca_file != NULL ? PX_EXIT_USAGE : PX_EXIT_RUNTIME;
     goto done;

@@ -369,6 +369,7 @@ class Output(pxtest.TestCase):
         for t in targets:
             m = dns_only[t]
             self.assertEqual(m["annotations"]["tls"], "off")
+            self.assertEqual(m["annotations"]["trust_store"], "none")  # nothing judged
             self.assertEqual(m["test_keys"]["tcp_connect"], [])
             self.assertEqual(m["test_keys"]["tls_handshakes"], [])
             self.assertEqual(m["test_keys"]["skipped_addresses"], [])
