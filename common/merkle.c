@@ -4,6 +4,7 @@
 #include <openssl/evp.h>
 #include <openssl/sha.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 
 int px_merkle_leaf_hash(const void *leaf, size_t n, uint8_t out[PX_MERKLE_HASH_LEN]) {
@@ -33,6 +34,26 @@ void px_merkle_node_hash(const uint8_t left[PX_MERKLE_HASH_LEN],
   memcpy(buf + 1, left, PX_MERKLE_HASH_LEN);
   memcpy(buf + 1 + PX_MERKLE_HASH_LEN, right, PX_MERKLE_HASH_LEN);
   SHA256(buf, sizeof(buf), out); /* out may be left or right: read first */
+}
+
+int px_merkle_log_leaf(const uint8_t content_sha256[32], const char *uid, time_t received_at,
+                       char *out, size_t n) {
+  static const char hex[] = "0123456789abcdef";
+  char sha[65], when[32];
+  for (const char *p = uid; *p != '\0'; p++)
+    if ((unsigned char)*p <= ' ' || *p == 0x7f)
+      return -EINVAL;
+  for (size_t i = 0; i < 32; i++) {
+    sha[2 * i] = hex[content_sha256[i] >> 4];
+    sha[2 * i + 1] = hex[content_sha256[i] & 15];
+  }
+  sha[64] = '\0';
+  struct tm tm;
+  if (gmtime_r(&received_at, &tm) == NULL ||
+      strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+    return -EINVAL;
+  int len = snprintf(out, n, "%s %s %s", sha, uid, when);
+  return len < 0 || (size_t)len >= n ? -ENOBUFS : len;
 }
 
 void px_merkle_frontier_init(px_merkle_frontier_t *f) {

@@ -3,6 +3,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 /* The measurement log's Merkle tree, in RFC 9162's structure (section
  * 2.1, the same as RFC 6962's): the hash of a leaf is SHA-256(0x00 ||
@@ -23,6 +24,17 @@ int px_merkle_leaf_hash(const void *leaf, size_t n, uint8_t out[PX_MERKLE_HASH_L
 void px_merkle_node_hash(const uint8_t left[PX_MERKLE_HASH_LEN],
                          const uint8_t right[PX_MERKLE_HASH_LEN],
                          uint8_t out[PX_MERKLE_HASH_LEN]);
+
+/* The bytes of the measurement log's leaf for one stored measurement
+ * (docs/transparency.md): the SHA-256 of its exact signed bytes in hex,
+ * its measurement_uid and the time the collector stored it, e.g.
+ *   "9f86…0f00a08 20141020120000_CN_tlscertconsistency_1d9b26917f723166 2014-10-20T12:00:07Z"
+ * Text, so that a leaf hash can be checked by hand (printf '\000%s' LEAF |
+ * sha256sum). Writes it NUL-terminated into out; returns its length, or
+ * -ENOBUFS / -EINVAL (a uid with a space or a control character). */
+#define PX_MERKLE_LEAF_MAX 192
+int px_merkle_log_leaf(const uint8_t content_sha256[32], const char *uid, time_t received_at,
+                       char *out, size_t n);
 
 typedef struct px_merkle_frontier {
   uint64_t size;

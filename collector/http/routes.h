@@ -18,6 +18,11 @@ enum MHD_Result px_api_export(px_request_t *r, const px_query_t *q);
 enum MHD_Result px_api_quarantine(px_request_t *r, const px_query_t *q);
 enum MHD_Result px_api_compare(px_request_t *r, const px_query_t *q);
 enum MHD_Result px_api_checkin(px_request_t *r);
+/* The measurement log (collector/http/api_log.c). */
+enum MHD_Result px_api_log_sth(px_request_t *r, const px_query_t *q);
+enum MHD_Result px_api_log_inclusion(px_request_t *r, const px_query_t *q);
+enum MHD_Result px_api_log_consistency(px_request_t *r, const px_query_t *q);
+enum MHD_Result px_api_log_leaves(px_request_t *r, const px_query_t *q);
 /* POST /api/v1/key_rotation (collector/http/api_keys.c); bodies above
  * PX_ROTATION_MAX_BODY (or --max-body, if smaller) get 413. */
 #define PX_ROTATION_MAX_BODY 16384

@@ -363,6 +363,14 @@ static enum MHD_Result px__get(px_request_t *r) {
     ret = px_api_compare(r, &q);
   else if (strcmp(p, "/api/v1/quarantine") == 0)
     ret = px_api_quarantine(r, &q);
+  else if (strcmp(p, "/api/v1/log/sth") == 0)
+    ret = px_api_log_sth(r, &q);
+  else if (strcmp(p, "/api/v1/log/proof/inclusion") == 0)
+    ret = px_api_log_inclusion(r, &q);
+  else if (strcmp(p, "/api/v1/log/proof/consistency") == 0)
+    ret = px_api_log_consistency(r, &q);
+  else if (strcmp(p, "/api/v1/log/leaves") == 0)
+    ret = px_api_log_leaves(r, &q);
   else if (strcmp(p, "/healthz") == 0) {
     json_t *h = json_object();
     bool ok = px_store_ping(r->c->store) == 0;

@@ -54,6 +54,7 @@ unsigned px_submit_process(px_collector_t *c, const struct sockaddr *client, con
 
   px_submission_t sub;
   memset(&sub, 0, sizeof(sub));
+  sub.leaf_index = -1;
   sub.received_at = received_at;
   char path[160];
   if (px_validate_measurement(env.content, env.content_len, sub.received_at, &sub.meta, why,
@@ -115,6 +116,10 @@ unsigned px_submit_process(px_collector_t *c, const struct sockaddr *client, con
   /* For a duplicate: the key of the copy that is stored and served. */
   json_object_set_new(resp, "key_id", json_string(sub.stored_key_id));
   json_object_set_new(resp, "duplicate", json_boolean(duplicate));
+  /* Its place in the measurement log, where the store keeps one: with it
+   * the agent can ask for the proof that it stays there. */
+  if (sub.leaf_index >= 0)
+    json_object_set_new(resp, "leaf_index", json_integer(sub.leaf_index));
   px_envelope_free(&env);
   *answer = resp;
   return MHD_HTTP_OK;

@@ -111,6 +111,18 @@ int px_store_ping(px_store_t *s) {
   return s->ops->ping(s);
 }
 
+int px_store_log_head(px_store_t *s, uint64_t *size, uint8_t root[32]) {
+  return s->ops->log_head != NULL ? s->ops->log_head(s, size, root) : -ENOTSUP;
+}
+
+int px_store_log_node(px_store_t *s, unsigned level, uint64_t index, uint8_t out[32]) {
+  return s->ops->log_node != NULL ? s->ops->log_node(s, level, index, out) : -ENOTSUP;
+}
+
+int px_store_log_leaf(px_store_t *s, int64_t index, const char *uid, px_log_leaf_t *out) {
+  return s->ops->log_leaf != NULL ? s->ops->log_leaf(s, index, uid, out) : -ENOTSUP;
+}
+
 int px_filter_dup(px_filter_t *dst, const px_filter_t *src) {
   *dst = *src;
   const char *const from[] = {src->probe_cc, src->probe_asn, src->domain, src->test_name,

@@ -36,6 +36,7 @@ typedef struct px_submission {
   char uploader_cc[3];
   char stored_key_id[PX_KEY_ID_LEN]; /* set by put(): who signed the stored copy */
   time_t key_valid_before; /* set by put() when it answers -EKEYREVOKED */
+  int64_t leaf_index;      /* set by put(): its place in the log, -1 where there is none */
 } px_submission_t;
 
 /* Filters of the researcher API; NULL/false fields do not filter. */
@@ -230,6 +231,23 @@ void px_store_set_commit_hook(px_store_t *s, void (*fn)(void *data), void *data)
 /* A cheap liveness check of the database. */
 int px_store_ping(px_store_t *s);
 
+/* ---- the measurement log (docs/transparency.md, common/merkle.h) -------------
+ * Every stored measurement is a leaf, appended in the transaction that
+ * stores it, in commit order. A store without a log answers -ENOTSUP. */
+typedef struct px_log_leaf {
+  int64_t index;
+  char uid[PX_UID_MAX];
+  uint8_t content_sha256[32];
+  time_t received_at;
+} px_log_leaf_t;
+
+/* The committed tree: its size and root. */
+int px_store_log_head(px_store_t *s, uint64_t *size, uint8_t root[32]);
+/* The hash of the perfect subtree (level, index); -ENOENT if not (yet) in the log. */
+int px_store_log_node(px_store_t *s, unsigned level, uint64_t index, uint8_t out[32]);
+/* The leaf at index (uid NULL) or of measurement uid; -ENOENT if none. */
+int px_store_log_leaf(px_store_t *s, int64_t index, const char *uid, px_log_leaf_t *out);
+
 /* ---- the interface every store implements ---------------------------------
  * Each function above is a thin dispatcher through s->ops (collector/store/store.c);
  * an implementation embeds px_store_t as the first member of its own struct.
@@ -269,6 +287,10 @@ typedef struct px_store_ops {
                    void *data);
   void (*set_commit_hook)(px_store_t *s, void (*fn)(void *data), void *data);
   int (*ping)(px_store_t *s);
+  /* NULL where the store keeps no log (px_store_log_* answer -ENOTSUP). */
+  int (*log_head)(px_store_t *s, uint64_t *size, uint8_t root[32]);
+  int (*log_node)(px_store_t *s, unsigned level, uint64_t index, uint8_t out[32]);
+  int (*log_leaf)(px_store_t *s, int64_t index, const char *uid, px_log_leaf_t *out);
   /* A migration's operations (collector/store/store_migrate.h): every
    * store is counted and can be a source; only a destination has the
    * rest. */

@@ -96,6 +96,13 @@ static const char *const px__migrations[] = {
     "CREATE INDEX summaries_window ON summaries(domain, measurement_start_time, key_id, digest, "
     "uid, probe_cc, probe_asn);"
     "DROP INDEX summaries_domain;",
+    /* 9: the measurement log (store_sqlite_log.c); what is stored already
+     * is added at the next start, in the order it was stored. */
+    "CREATE TABLE log_leaves (leaf_index INTEGER PRIMARY KEY, "
+    "measurement_uid TEXT NOT NULL UNIQUE, content_sha256 BLOB NOT NULL UNIQUE, "
+    "received_at INTEGER NOT NULL);"
+    "CREATE TABLE log_nodes (level INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL, "
+    "PRIMARY KEY (level, idx)) WITHOUT ROWID;",
     NULL,
 };
 
@@ -174,7 +181,7 @@ static int px__write_submission(px__sqlite_t *s, px__job_t *j) {
              (const char *)sqlite3_column_text(f, 0));
     sqlite3_reset(f);
     j->duplicate = true;
-    return 0;
+    return px__sq_log_index_of(s, sub->sha256, &sub->leaf_index);
   }
   sqlite3_reset(f);
   if (step != SQLITE_DONE)
@@ -229,7 +236,7 @@ static int px__write_submission(px__sqlite_t *s, px__job_t *j) {
   if (rc != SQLITE_DONE)
     return -EIO;
   j->duplicate = false;
-  return 0;
+  return px__sq_log_append(s, sub);
 }
 
 static void *px__writer_main(void *arg) {
@@ -261,18 +268,25 @@ static void *px__writer_main(void *arg) {
         j->rc = -EIO;
         continue;
       }
-      /* A savepoint per job: one bad row must not sink the batch. */
+      /* A savepoint per job: one bad row must not sink the batch (nor
+       * leave its leaf in the working tree). */
+      px_merkle_frontier_t before = s->log_work;
       px__exec(s->writer, "SAVEPOINT job;", err, sizeof(err));
       j->rc = j->write(s, j);
       px__exec(s->writer, j->rc == 0 ? "RELEASE job;" : "ROLLBACK TO job; RELEASE job;", err,
                sizeof(err));
+      if (j->rc != 0)
+        s->log_work = before;
     }
+    bool committed = ok;
     if (ok && px__exec(s->writer, "COMMIT;", err, sizeof(err)) != 0) {
       fprintf(stderr, "parallax-collector: commit failed: %s\n", err);
       px__exec(s->writer, "ROLLBACK;", err, sizeof(err));
       for (px__job_t *j = batch; j != NULL; j = j->next)
         j->rc = -EIO;
+      committed = false;
     }
+    px__sq_log_committed(s, committed);
     if (ok && s->on_commit != NULL)
       s->on_commit(s->on_commit_data);
     pthread_mutex_lock(&s->mu);
@@ -332,7 +346,12 @@ int px_store_sqlite_open(const char *path, px_store_t **out, char *err, size_t e
   }
   for (int i = 0; rc == 0 && i < PX__READERS; i++)
     rc = px__open_conn(s->path, true, &s->readers[i], err, errlen);
+  bool log_opened = rc == 0;
+  if (rc == 0)
+    rc = px__sq_log_open(s, err, errlen);
   if (rc != 0) {
+    if (log_opened)
+      px__sq_log_close(s);
     sqlite3_finalize(s->ins_key);
     sqlite3_finalize(s->ins_m);
     sqlite3_finalize(s->find);
@@ -397,6 +416,8 @@ int px_store_sqlite_open_readonly(const char *path, px_store_t **out, char *err,
       rc = -EINVAL;
     }
   }
+  if (rc == 0 && (rc = px__sq_log_open(s, err, errlen)) != 0)
+    px__sq_log_close(s);
   if (rc != 0) {
     for (int i = 0; i < PX__READERS; i++)
       sqlite3_close(s->readers[i]);
@@ -425,6 +446,7 @@ static void px__sq_close(px_store_t *base) {
   sqlite3_finalize(s->key_vb);
   sqlite3_finalize(s->ins_summary);
   sqlite3_finalize(s->set_analyzed);
+  px__sq_log_close(s);
   for (int i = 0; i < PX__READERS; i++)
     sqlite3_close(s->readers[i]);
   sqlite3_close(s->writer);
@@ -933,5 +955,8 @@ static const px_store_ops_t px__sqlite_ops = {
     .summaries = px__sq_summaries,
     .set_commit_hook = px__sq_set_commit_hook,
     .ping = px__sq_ping,
+    .log_head = px__sq_log_head,
+    .log_node = px__sq_log_node,
+    .log_leaf = px__sq_log_leaf,
     .migrate = &px__sq_migrate_ops,
 };

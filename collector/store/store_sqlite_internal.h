@@ -9,6 +9,7 @@
 
 #include "collector/store/store.h"
 #include "collector/store/store_migrate.h"
+#include "common/merkle.h"
 
 #define PX__READERS 4
 #define PX__BATCH_MAX 512
@@ -46,6 +47,12 @@ typedef struct px__sqlite {
   pthread_cond_t rcv;
   sqlite3 *readers[PX__READERS];
   bool reader_busy[PX__READERS];
+
+  /* The measurement log (store_sqlite_log.c): the committed tree, read
+   * under log_mu, and the writer's working copy inside a transaction. */
+  pthread_mutex_t log_mu;
+  px_merkle_frontier_t log, log_work;
+  sqlite3_stmt *ins_leaf, *ins_node, *find_leaf;
 } px__sqlite_t;
 
 static inline px__sqlite_t *px__sq(px_store_t *s) {
@@ -56,6 +63,20 @@ static inline px__sqlite_t *px__sq(px_store_t *s) {
 int px__store_run(px__sqlite_t *s, px__job_t *j);
 sqlite3 *px__store_reader(px__sqlite_t *s, int *slot);
 void px__store_reader_done(px__sqlite_t *s, int slot);
+
+/* store_sqlite_log.c. open loads the committed tree (and, on a writable
+ * store, adds stored measurements that have no leaf yet); append and
+ * index_of run on the writer inside its transaction, on log_work;
+ * committed(true) publishes log_work after a COMMIT, committed(false)
+ * drops it after a rollback. */
+int px__sq_log_open(px__sqlite_t *s, char *err, size_t errlen);
+void px__sq_log_close(px__sqlite_t *s);
+int px__sq_log_append(px__sqlite_t *s, px_submission_t *sub);
+int px__sq_log_index_of(px__sqlite_t *s, const uint8_t sha[32], int64_t *index);
+void px__sq_log_committed(px__sqlite_t *s, bool committed);
+int px__sq_log_head(px_store_t *base, uint64_t *size, uint8_t root[32]);
+int px__sq_log_node(px_store_t *base, unsigned level, uint64_t index, uint8_t out[32]);
+int px__sq_log_leaf(px_store_t *base, int64_t index, const char *uid, px_log_leaf_t *out);
 
 /* store_sqlite_analysis.c's side of the ops table. */
 int px__sq_analyze(px_store_t *base, unsigned max,
