@@ -81,6 +81,12 @@ def verify_consistency(first, second, first_root, second_root, path):
     return sn == 0 and fr == first_root and sr == second_root
 
 
+SCHEMAS = {"/api/v1/log/sth": pxtest.load_schema("log-sth.schema.json"),
+           "/api/v1/log/proof/inclusion": pxtest.load_schema("log-inclusion.schema.json"),
+           "/api/v1/log/proof/consistency": pxtest.load_schema("log-consistency.schema.json"),
+           "/api/v1/log/leaves": pxtest.load_schema("log-leaves.schema.json")}
+
+
 def unhex(xs):
     return [bytes.fromhex(x) for x in xs]
 
@@ -111,13 +117,14 @@ class Log(pxtest.TestCase):
     def get(self, path, status=200, **params):
         st, _, body = cl.get(self.c.api(path, **params))
         self.assertEqual(st, status, body)
-        return json.loads(body)
+        return cl.check(SCHEMAS[path] if st == 200 else cl.ERROR, json.loads(body), path)
 
     def submit_all(self):
         uids = []
         for i, (content, sig) in enumerate(self.pairs):
             st, doc = self.c.submit(cl.submit_body(content, sig))
             self.assertEqual(st, 200, doc)
+            cl.check(cl.SUBMIT_RESPONSE, doc, "submit answer")
             self.assertEqual(doc["leaf_index"], i)
             uids.append(doc["measurement_uid"])
         return uids
