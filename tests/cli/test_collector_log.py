@@ -87,6 +87,17 @@ SCHEMAS = {"/api/v1/log/sth": pxtest.load_schema("log-sth.schema.json"),
            "/api/v1/log/leaves": pxtest.load_schema("log-leaves.schema.json")}
 
 
+def doc_verifier():
+    """The functions of docs/transparency.md's Python block (up to where it
+    talks to a collector), so the page's code is held to the same answers."""
+    import re
+    with open(os.path.join(pxtest.SOURCE, "docs", "transparency.md"), encoding="utf-8") as f:
+        block = re.search(r"```python\n(.*?)```", f.read(), re.S).group(1)
+    ns = {}
+    exec(block.split('\nC = "')[0], ns)  # noqa: S102 - our own documentation
+    return ns
+
+
 def unhex(xs):
     return [bytes.fromhex(x) for x in xs]
 
@@ -165,6 +176,7 @@ class Log(pxtest.TestCase):
         head, problems = self.audit()
         self.assertEqual(problems, [])
         self.assertEqual(head["tree_size"], 13)
+        doc = doc_verifier()
         roots = {}
         for n in range(1, 14):
             roots[n] = bytes.fromhex(self.get("/api/v1/log/sth", tree_size=n)["root_hash"])
@@ -175,6 +187,10 @@ class Log(pxtest.TestCase):
                 self.assertEqual((p["leaf_index"], p["tree_size"]), (i, n))
                 self.assertTrue(verify_inclusion(i, n, bytes.fromhex(p["leaf_hash"]),
                                                  unhex(p["audit_path"]), roots[n]), p)
+                self.assertTrue(doc["verify_inclusion"](i, n, bytes.fromhex(p["leaf_hash"]),
+                                                        unhex(p["audit_path"]), roots[n]))
+                self.assertFalse(doc["verify_inclusion"](i, n, leaf_hash(b"x"),
+                                                         unhex(p["audit_path"]), roots[n]))
                 # Another leaf's hash with this path proves nothing.
                 self.assertFalse(verify_inclusion(i, n, leaf_hash(b"forged"),
                                                   unhex(p["audit_path"]), roots[n]))
@@ -183,6 +199,12 @@ class Log(pxtest.TestCase):
             self.assertEqual(p["first_root_hash"], roots[first].hex())
             self.assertTrue(verify_consistency(first, 13, roots[first], roots[13],
                                                unhex(p["consistency_path"])), p)
+            self.assertTrue(doc["verify_consistency"](first, 13, roots[first], roots[13],
+                                                      unhex(p["consistency_path"])))
+            if first < 13:
+                self.assertFalse(doc["verify_consistency"](first, 13, roots[first + 1],
+                                                           roots[13],
+                                                           unhex(p["consistency_path"])))
         # Bad questions get 400s that say why.
         for path, params in [("/api/v1/log/proof/inclusion", {"measurement_uid": uids[5],
                                                               "tree_size": 3}),
