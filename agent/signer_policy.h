@@ -3,6 +3,8 @@
 
 #include <stddef.h>
 
+#include "common/signer_box.h"
+
 /* What the signer process (agent/signer.c) will sign, and the box it
  * signs in. The parent that parses DNS answers and TLS peers from the
  * network may be owned by an attacker; the key must then still only ever
@@ -23,16 +25,8 @@
  * refusal per line. */
 int px_signer_frame_check(const char *msg, size_t n, char *why, size_t whylen);
 
-/* Confines the calling process, which holds its key already and from now
- * on only reads frames from and writes replies to descriptors it has:
- * PR_SET_NO_NEW_PRIVS, rlimits that forbid new files, processes and core
- * dumps, and (on x86_64, aarch64 and arm) a seccomp filter that allows
- * reading, writing, memory management, time, randomness and exit, and
- * fails every other system call with EPERM (opening files, sockets,
- * exec, ptrace, fork). The same box in every build, sanitizers included;
- * under valgrind only the first two steps apply. Returns 0,
- * or a negative errno when a step could not be applied (the caller
- * refuses to sign then). */
-int px_signer_sandbox(void);
+/* The agent's signer: measurement lines only, in the measurement
+ * namespace (px_signer_start in agent/signer.h uses it). */
+extern const struct px_signer_policy px_measurement_signer_policy;
 
 #endif

@@ -9,7 +9,7 @@
 #include "agent/cli/common.h"
 #include "agent/cli/measure.h"
 #include "agent/cli/keys.h"
-#include "agent/keyfile.h"
+#include "common/keyfile.h"
 #include "agent/cli/rotate.h"
 #include "common/allowed_signers.h"
 #include "common/fileio.h"

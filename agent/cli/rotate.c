@@ -9,7 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "agent/keyfile.h"
+#include "common/keyfile.h"
 #include "collector-client/http.h"
 #include "common/fileio.h"
 #include "common/json_util.h"

@@ -19,7 +19,7 @@
 #include "agent/cli/run.h"
 #include "agent/cli/config.h"
 #include "agent/cli/consent.h"
-#include "agent/keyfile.h"
+#include "common/keyfile.h"
 #include "agent/runstate.h"
 #include "collector-client/checkin.h"
 #include "common/fileio.h"

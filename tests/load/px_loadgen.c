@@ -30,7 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "agent/keyfile.h"
+#include "common/keyfile.h"
 #include "common/encoding.h"
 #include "common/json_util.h"
 #include "common/sshsig.h"

@@ -12,7 +12,7 @@
 
 #include "agent/signer.h"
 #include "agent/held.h"
-#include "agent/keyfile.h"
+#include "common/keyfile.h"
 #include "agent/spool.h"
 #include "common/fileio.h"
 #include "common/sshsig.h"

@@ -14,7 +14,7 @@
 
 #include <jansson.h>
 
-#include "agent/keyfile.h"
+#include "common/keyfile.h"
 #include "agent/spool.h"
 #include "common/fileio.h"
 #include "common/sshsig.h"

@@ -8,7 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "agent/keyfile.h"
+#include "common/keyfile.h"
 #include "common/allowed_signers.h"
 #include "common/encoding.h"
 #include "common/sshsig.h"

@@ -1,4 +1,4 @@
-#include "agent/keyfile.h"
+#include "common/keyfile.h"
 
 #include <errno.h>
 #include <fcntl.h>

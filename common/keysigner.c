@@ -1,4 +1,4 @@
-#include "agent/signer.h"
+#include "common/keysigner.h"
 
 #include <errno.h>
 #include <openssl/evp.h>
@@ -12,16 +12,17 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "agent/keyfile.h"
-#include "agent/signer_policy.h"
 #include "common/fileio.h"
+#include "common/keyfile.h"
+#include "common/signer_box.h"
 #include "common/timeutil.h"
 
-#define PX__MAX_FRAME (PX_SIGNER_MAX_LINE + 1024u)
+#define PX__MAX_FRAME (PX_SIGNER_MAX_MESSAGE + 1024u)
 #define PX__SIGNER_FD 3
 
 /* A frame: 4-byte big-endian length, then that many bytes; replies start
- * with a status byte, 'K' (ok) or 'E' (error text follows). */
+ * with a status byte, 'K' (ok), 'R' (refused by the policy: its reason
+ * follows) or 'E' (any other error: its text follows). */
 static int px__send_frame(int fd, char status, const void *data, size_t n) {
   uint32_t len = (uint32_t)n + (status ? 1u : 0u);
   uint8_t be[4] = {(uint8_t)(len >> 24), (uint8_t)(len >> 16), (uint8_t)(len >> 8), (uint8_t)len};
@@ -56,7 +57,7 @@ static int px__recv_frame(int fd, char **data, size_t *n) {
 }
 
 /* The signer's whole life. Never returns. */
-static void px__signer_main(const char *key_path, bool create) {
+static void px__signer_main(const char *key_path, bool create, const px_signer_policy_t *policy) {
   char err[512];
   EVP_PKEY *key = NULL;
   px_ssh_pubkey_t pub;
@@ -93,15 +94,23 @@ static void px__signer_main(const char *key_path, bool create) {
     if (px__recv_frame(PX__SIGNER_FD, &msg, &n) != 0)
       break; /* parent gone or closed: done */
     /* The parent parses the network and may be an attacker's now: the
-     * key vouches only for what is shaped like our own measurement. */
-    rc = px_signer_frame_check(msg, n, err, sizeof(err));
-    if (rc == 0 && px_sshsig_sign(key, PX_SSHSIG_NAMESPACE, (const uint8_t *)msg, n, &sig) != 0) {
+     * key vouches only for what the policy lets through. */
+    char status = 'R';
+    if (n > policy->max_message) {
+      snprintf(err, sizeof(err), "a message of %zu bytes is larger than the signer takes", n);
+      rc = -EMSGSIZE;
+    } else {
+      rc = policy->check(msg, n, err, sizeof(err));
+    }
+    if (rc == 0 &&
+        px_sshsig_sign(key, policy->namespace, (const uint8_t *)msg, n, &sig) != 0) {
       snprintf(err, sizeof(err), "signing failed");
+      status = 'E';
       rc = -EIO;
     }
     free(msg);
     if (rc != 0) {
-      if (px__send_frame(PX__SIGNER_FD, 'E', err, strlen(err)) != 0)
+      if (px__send_frame(PX__SIGNER_FD, status, err, strlen(err)) != 0)
         break;
       continue;
     }
@@ -117,11 +126,12 @@ static void px__signer_main(const char *key_path, bool create) {
   _exit(0);
 }
 
-int px_signer_start(px_signer_t *s, const char *key_path, bool create,
-                    char *err, size_t errlen) {
+int px_keysigner_start(px_signer_t *s, const char *key_path, bool create,
+                       const px_signer_policy_t *policy, char *err, size_t errlen) {
   int sv[2];
   memset(s, 0, sizeof(*s));
   s->fd = -1;
+  s->max_message = policy->max_message;
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
     int e = errno; /* snprintf may change errno */
     snprintf(err, errlen, "socketpair: %s", strerror(e));
@@ -140,7 +150,7 @@ int px_signer_start(px_signer_t *s, const char *key_path, bool create,
     close(sv[0]);
     if (dup2(sv[1], PX__SIGNER_FD) < 0)
       _exit(1);
-    px__signer_main(key_path, create);
+    px__signer_main(key_path, create, policy);
   }
   close(sv[1]);
   s->pid = pid;
@@ -186,8 +196,9 @@ int px_signer_sign(px_signer_t *s, const void *msg, size_t n, char **armored,
   if (ms > 0 && ms <= 10000)
     px_sleep_ms((unsigned)ms);
 #endif
-  if (n > PX_SIGNER_MAX_LINE) {
-    snprintf(err, errlen, "signer: a measurement of %zu bytes is larger than 8 MiB", n);
+  if (n > s->max_message) {
+    snprintf(err, errlen, "signer: a message of %zu bytes is larger than the signer takes (%zu)",
+             n, s->max_message);
     return -EMSGSIZE;
   }
   int rc = px__send_frame(s->fd, 0, msg, n);
@@ -195,10 +206,11 @@ int px_signer_sign(px_signer_t *s, const void *msg, size_t n, char **armored,
     rc = px__recv_frame(s->fd, &reply, &len);
   if (rc != 0 || len < 1 || reply[0] != 'K') {
     snprintf(err, errlen, "signer: %s", rc != 0 ? strerror(-rc) : len > 1 ? reply + 1 : "no reply");
+    /* A refusal (the frame is not what the policy signs) is the frame's
+     * fault; anything else, the signer's. */
+    rc = rc != 0 ? rc : reply[0] == 'R' ? -EINVAL : -EIO;
     free(reply);
-    /* A refusal (the frame is not our measurement) is the frame's fault;
-     * anything else, the signer's. */
-    return rc != 0 ? rc : strstr(err, "not a measurement line") != NULL ? -EINVAL : -EIO;
+    return rc;
   }
   memmove(reply, reply + 1, len); /* drop the status, keep the NUL */
   *armored = reply;
