@@ -16,6 +16,7 @@
 #include "collector/http/conn_list.h"
 #include "collector/http/netacl.h"
 #include "collector/ingest/geoip.h"
+#include "collector/log/sth.h"
 #include "collector/store/store.h"
 
 typedef struct px_collector_config {
@@ -57,6 +58,7 @@ typedef struct px_collector {
   unsigned nconns;          /* admitted connections (the --max-connections count) */
   px__ipcount_t **ipcounts; /* hash buckets */
   atomic_uint exports;      /* exports being streamed (api_read.c) */
+  px_sth_signer_t sth;      /* signs the log's tree heads (collector/log/sth.h) */
 } px_collector_t;
 
 /* The peer is one of --trusted-proxy's networks: its forwarding headers

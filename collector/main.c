@@ -17,6 +17,7 @@
 #include "collector/tools/migrate.h"
 #include "collector/http/sdnotify.h"
 #include "collector/http/server.h"
+#include "collector/log/sth.h"
 #include "common/target.h"
 #include "common/encoding.h"
 #include "common/fileio.h"
@@ -80,6 +81,10 @@ static void px__usage(FILE *out) {
         "                          (default: iCloud, Apple ID and other often-interfered\n"
         "                          services)\n"
         "  --allow-nonpublic-addresses  control addresses may be non-public (test worlds)\n"
+        "  --sth-key FILE          the key that signs the measurement log's tree heads\n"
+        "                          (created on first start; default STATE_DIR/sth-key,\n"
+        "                          or beside a --db sqlite: file)\n"
+        "  --sth-interval SECONDS  sign a new tree head at most this often (default 60)\n"
         "  --geoip-db FILE         a MaxMind-format database (country or ASN layout, e.g.\n"
         "                          GeoLite2-Country, GeoLite2-ASN, DB-IP lite); repeatable.\n"
         "                          Check-in answers the client's country and network from\n"
@@ -207,7 +212,7 @@ static int px__load_targets(const char *path, px_collector_config_t *cfg, char *
 static int px__main(int argc, char **argv, px_collector_t *c) {
   enum { O_LISTEN = 256, O_DB, O_STATE, O_MAXBODY, O_MAXCONN, O_PERIP, O_TIMEOUT, O_PROXY,
          O_PUBLIC, O_VERSION, O_CAFILE, O_TARGETS, O_NONPUBLIC, O_GEOIP, O_V6PREFIX,
-         O_MAXEXPORTS };
+         O_MAXEXPORTS, O_STHKEY, O_STHINTERVAL };
   static const struct option opts[] = {
       {"listen", required_argument, NULL, O_LISTEN},
       {"db", required_argument, NULL, O_DB},
@@ -225,11 +230,15 @@ static int px__main(int argc, char **argv, px_collector_t *c) {
       {"targets", required_argument, NULL, O_TARGETS},
       {"allow-nonpublic-addresses", no_argument, NULL, O_NONPUBLIC},
       {"geoip-db", required_argument, NULL, O_GEOIP},
+      {"sth-key", required_argument, NULL, O_STHKEY},
+      {"sth-interval", required_argument, NULL, O_STHINTERVAL},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
   const char *db = NULL, *state_flag = NULL, *ca_file = NULL, *targets_file = NULL;
-  char err[512], why[128], dbbuf[4200];
+  const char *sth_key = NULL;
+  unsigned sth_interval = 60;
+  char err[512], why[128], dbbuf[4200], keybuf[4200];
   unsigned long v;
   int opt;
 
@@ -336,6 +345,16 @@ static int px__main(int argc, char **argv, px_collector_t *c) {
     case O_TARGETS:
       targets_file = optarg;
       break;
+    case O_STHKEY:
+      sth_key = optarg;
+      break;
+    case O_STHINTERVAL:
+      if (px_parse_ulong(optarg, 1, 86400, &v) != 0) {
+        fprintf(stderr, "parallax-collector: --sth-interval: 1 to 86400 seconds\n");
+        return PX_EXIT_USAGE;
+      }
+      sth_interval = (unsigned)v;
+      break;
     case O_NONPUBLIC:
       c->cfg.allow_nonpublic = true;
       break;
@@ -366,7 +385,7 @@ static int px__main(int argc, char **argv, px_collector_t *c) {
     fprintf(stderr, "parallax-collector: unexpected argument '%s'\n", argv[optind]);
     return PX_EXIT_USAGE;
   }
-  if (db == NULL) {
+  if (db == NULL || (sth_key == NULL && state_flag != NULL)) {
     char state[4096];
     if (px_state_dir_resolve(state_flag, "parallax-collector", state, sizeof(state), err,
                              sizeof(err)) != 0) {
@@ -379,8 +398,30 @@ static int px__main(int argc, char **argv, px_collector_t *c) {
               strerror_r(-rc, why, sizeof(why)));
       return PX_EXIT_RUNTIME;
     }
-    snprintf(dbbuf, sizeof(dbbuf), "sqlite:%s/collector.sqlite", state);
-    db = dbbuf;
+    if (db == NULL) {
+      snprintf(dbbuf, sizeof(dbbuf), "sqlite:%s/collector.sqlite", state);
+      db = dbbuf;
+    }
+    if (sth_key == NULL) {
+      snprintf(keybuf, sizeof(keybuf), "%s/sth-key", state);
+      sth_key = keybuf;
+    }
+  }
+  /* The log is kept on SQLite (for now): its key, where nothing else
+   * says, beside the database in the collector's own directory. */
+  bool logged = strncmp(db, "sqlite:", 7) == 0;
+  if (logged && sth_key == NULL) {
+    const char *path = db + 7, *slash = strrchr(path, '/');
+    snprintf(keybuf, sizeof(keybuf), "%.*s/sth-key", slash != NULL ? (int)(slash - path) : 1,
+             slash != NULL ? path : ".");
+    sth_key = keybuf;
+  }
+  /* The signer forks now, before any thread: the key never enters this
+   * process, which parses requests. */
+  if (logged &&
+      px_sth_signer_start(&c->sth, sth_key, sth_interval, err, sizeof(err)) != 0) {
+    fprintf(stderr, "parallax-collector: the tree-head key %s: %s\n", sth_key, err);
+    return PX_EXIT_RUNTIME;
   }
   px__fit_nofile(&c->cfg);
   if (px__load_targets(targets_file, &c->cfg, err, sizeof(err)) != 0) {
@@ -431,6 +472,11 @@ static int px__main(int argc, char **argv, px_collector_t *c) {
   return PX_EXIT_OK;
 }
 
+/* What px__main leaves running on any return, ended here. */
+static void px__main_done(px_collector_t *c) {
+  px_sth_signer_stop(&c->sth);
+}
+
 int main(int argc, char **argv) {
   if (argc > 1 && strcmp(argv[1], "migrate") == 0)
     return px_migrate_main(argc - 1, argv + 1);
@@ -440,6 +486,7 @@ int main(int argc, char **argv) {
   px_collector_t c;
   memset(&c, 0, sizeof(c));
   int code = px__main(argc, argv, &c);
+  px__main_done(&c);
   free(c.cfg.trusted);
   px_geoip_free(c.cfg.geoip);
   for (size_t i = 0; i < c.cfg.ntargets; i++)

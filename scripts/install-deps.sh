@@ -26,6 +26,8 @@ packages=(
   nftables chromium
   # the researcher's verification script in docs/researcher.md, run by a test
   python3-cryptography
+  # docs' shell examples (signed tree heads, spool entries), run by tests
+  jq
   # parallax setup's dialogue, driven through a pseudo-terminal by a test
   python3-pexpect
 )

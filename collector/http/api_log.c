@@ -104,6 +104,24 @@ static json_t *px__path_json(const px_merkle_proof_t *p) {
   return a;
 }
 
+/* The latest signed head as the API shows it: the signed fields, then
+ * who signed and the signature (over px_sth_text of the three). */
+static json_t *px__signed_json(px_request_t *r, const px_sth_t *h) {
+  char when[PX_TIME_ISO_LEN];
+  json_t *o = json_object();
+  px_time_format_iso(h->timestamp, when);
+  json_object_set_new(o, "tree_size", json_integer((json_int_t)h->tree_size));
+  json_object_set_new(o, "root_hash", px__hex(h->root));
+  json_object_set_new(o, "timestamp", json_string(when));
+  json_object_set_new(o, "key_id", json_string(r->c->sth.signer.pub.key_id));
+  char *line = px_ssh_pubkey_line(&r->c->sth.signer.pub);
+  if (line != NULL)
+    json_object_set_new(o, "public_key", json_string(line));
+  free(line);
+  json_object_set_new(o, "signature", json_string(h->signature));
+  return o;
+}
+
 enum MHD_Result px_api_log_sth(px_request_t *r, const px_query_t *q) {
   static const char *const names[] = {"tree_size", NULL};
   enum MHD_Result ret;
@@ -111,22 +129,34 @@ enum MHD_Result px_api_log_sth(px_request_t *r, const px_query_t *q) {
   uint8_t root[32];
   if (!px__only(r, q, names, &ret) || !px__head(r, &size, root, &ret))
     return ret;
-  if (px__uint(r, q, "tree_size", size, &n, &ret) != 0)
+  /* The latest signed head (signed now when the log grew and the last is
+   * older than --sth-interval); it may be a little behind the log. */
+  px_sth_t h;
+  char err[256];
+  int rc = px_sth_latest(&r->c->sth, r->c->store, &h, err, sizeof(err));
+  if (rc != 0)
+    return px_respond_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "storage_error", err);
+  if (px__uint(r, q, "tree_size", h.tree_size, &n, &ret) != 0) {
+    px_sth_free(&h);
     return ret;
+  }
+  if (n == h.tree_size) {
+    json_t *o = px__signed_json(r, &h);
+    px_sth_free(&h);
+    return px_respond_json(r, MHD_HTTP_OK, o);
+  }
+  px_sth_free(&h);
   if (n > size)
     return px_respond_error(r, MHD_HTTP_BAD_REQUEST, "bad_query",
                             "tree_size: larger than the log");
-  int rc = n == size ? 0 : px__root_at(r, n, root);
+  /* Any other size: its root, which a consistency proof ties to a signed
+   * head; unsigned (signed heads are not kept). */
+  rc = n == size ? 0 : px__root_at(r, n, root);
   if (rc != 0)
     return px__storage(r, rc);
   json_t *o = json_object();
   json_object_set_new(o, "tree_size", json_integer((json_int_t)n));
   json_object_set_new(o, "root_hash", px__hex(root));
-  if (n == size) {
-    char when[PX_TIME_ISO_LEN];
-    px_time_format_iso(time(NULL), when);
-    json_object_set_new(o, "timestamp", json_string(when));
-  }
   return px_respond_json(r, MHD_HTTP_OK, o);
 }
 

@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 
 import collectorlib as cl
 import pxtest
@@ -117,7 +118,8 @@ class Log(pxtest.TestCase):
 
     def setUp(self):
         self.dir = tempfile.mkdtemp(dir=self.tmp)
-        self.c = cl.Collector(self.dir)
+        # Heads are signed at most once a second here (60 s by default).
+        self.c = cl.Collector(self.dir, extra=("--sth-interval", "1"))
         self.addCleanup(self._stop)
         self.c.start()
 
@@ -140,11 +142,40 @@ class Log(pxtest.TestCase):
             uids.append(doc["measurement_uid"])
         return uids
 
-    def audit(self):
+    def signed_head(self, size):
+        """The signed head once it covers size leaves (a new one is signed
+        at most every --sth-interval), its signature checked with the real
+        `ssh-keygen -Y verify` in the parallax-sth-v1 namespace."""
+        deadline = time.monotonic() + 10
+        while True:
+            head = self.get("/api/v1/log/sth")
+            if head["tree_size"] == size or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        self.assertEqual(head["tree_size"], size)
+        self.assertIsNone(self.verify_head(head))
+        return head
+
+    def verify_head(self, head):
+        """None when ssh-keygen accepts head's signature, else its stderr."""
+        signed = json.dumps({k: head[k] for k in ("tree_size", "root_hash", "timestamp")},
+                            separators=(",", ":")).encode()
+        d = tempfile.mkdtemp(dir=self.dir)
+        with open(os.path.join(d, "allowed"), "w") as f:
+            f.write(f'{head["key_id"]} namespaces="parallax-sth-v1" {head["public_key"]}\n')
+        with open(os.path.join(d, "sth.sig"), "w") as f:
+            f.write(head["signature"])
+        p = subprocess.run(["ssh-keygen", "-Y", "verify", "-f", os.path.join(d, "allowed"), "-I",
+                            head["key_id"], "-n", "parallax-sth-v1", "-s",
+                            os.path.join(d, "sth.sig")], input=signed, capture_output=True,
+                           timeout=30)
+        return None if p.returncode == 0 else p.stderr.decode() + p.stdout.decode()
+
+    def audit(self, size):
         """What a researcher's audit does: every leaf from /log/leaves,
         each checked against the measurement's raw bytes, the root
         recomputed and compared with the head. Returns (head, problems)."""
-        head = self.get("/api/v1/log/sth")
+        head = self.signed_head(size)
         leaves = self.get("/api/v1/log/leaves", start=0, end=head["tree_size"])["leaves"]
         problems, hashes = [], []
         for i, l in enumerate(leaves):
@@ -166,16 +197,20 @@ class Log(pxtest.TestCase):
             err = self.get("/api/v1/log/sth", 404)
             self.assertIn("keeps no measurement log", err["detail"])
             return
-        empty = self.get("/api/v1/log/sth")
-        self.assertEqual((empty["tree_size"], empty["root_hash"]),
-                         (0, hashlib.sha256(b"").hexdigest()))
+        empty = self.signed_head(0)
+        self.assertEqual(empty["root_hash"], hashlib.sha256(b"").hexdigest())
+        self.assertTrue(os.stat(os.path.join(self.dir, "sth-key")).st_mode & 0o077 == 0)
         uids = self.submit_all()
         # A retry is the same leaf, not a new one.
         st, doc = self.c.submit(cl.submit_body(*self.pairs[4]))
         self.assertEqual((st, doc["duplicate"], doc["leaf_index"]), (200, True, 4))
-        head, problems = self.audit()
+        head, problems = self.audit(13)
         self.assertEqual(problems, [])
         self.assertEqual(head["tree_size"], 13)
+        # A changed head (another size, another root, another time) fails.
+        for k, v in (("tree_size", 12), ("root_hash", empty["root_hash"]),
+                     ("timestamp", "2014-10-20T12:00:00Z")):
+            self.assertIsNotNone(self.verify_head(dict(head, **{k: v})), k)
         doc = doc_verifier()
         roots = {}
         for n in range(1, 14):
@@ -224,17 +259,51 @@ class Log(pxtest.TestCase):
         st, doc = self.c.submit(cl.submit_body(*self.ssh.sign(
             [cl.variant(self.base, 99, cc="DE", asn="AS3320")])[0]))
         self.assertEqual(doc["leaf_index"], 13)
-        later = self.get("/api/v1/log/sth")
+        later = self.signed_head(14)
+        self.assertEqual(later["key_id"], head["key_id"])  # the same key after a restart
         p = self.get("/api/v1/log/proof/consistency", first=13, second=14)
         self.assertTrue(verify_consistency(13, 14, roots[13], bytes.fromhex(later["root_hash"]),
                                            unhex(p["consistency_path"])))
+
+    def test_the_docs_stock_tool_check_of_a_head(self):
+        """docs/transparency.md's curl + jq + ssh-keygen block, run as
+        written against this collector."""
+        if self.c.database.pg:
+            return
+        import re
+        with open(os.path.join(pxtest.SOURCE, "docs", "transparency.md"), encoding="utf-8") as f:
+            block = next(b for b in re.findall(r"```sh\n(.*?)```", f.read(), re.S)
+                         if "parallax-sth-v1" in b)
+        self.submit_all()
+        self.signed_head(13)
+        d = tempfile.mkdtemp(dir=self.dir)
+        p = subprocess.run(["bash", "-euo", "pipefail", "-c", block], cwd=d, capture_output=True,
+                           text=True, timeout=60, env=dict(os.environ, C=self.c.url))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("Good \"parallax-sth-v1\" signature", p.stdout + p.stderr)
+
+    def test_heads_are_signed_at_most_every_interval(self):
+        self.c.stop()
+        self.c = cl.Collector(self.dir, extra=("--sth-interval", "3600"))
+        self.c.start()
+        if self.c.database.pg:
+            return
+        first = self.signed_head(0)
+        self.submit_all()
+        # Asked again within the interval, after the log grew: the same
+        # head (no signature on demand beyond one an interval); the new
+        # root is there, unsigned, for a consistency proof to tie it.
+        again = self.get("/api/v1/log/sth")
+        self.assertEqual(again, first)
+        grown = self.get("/api/v1/log/sth", tree_size=13)
+        self.assertEqual(set(grown), {"tree_size", "root_hash"})
 
     def test_edits_behind_the_collectors_back_are_caught(self):
         if self.c.database.pg:
             self.get("/api/v1/log/proof/inclusion", 404, measurement_uid="x")
             return
         uids = self.submit_all()
-        head, problems = self.audit()
+        head, problems = self.audit(13)
         self.assertEqual(problems, [])
         db = self.c.database
         self.c.stop()
@@ -253,7 +322,7 @@ class Log(pxtest.TestCase):
         db.sql(f"DELETE FROM summaries WHERE uid = '{uids[7]}'; "
                f"DELETE FROM measurements WHERE uid = '{uids[7]}';")
         self.c.start()
-        _, problems = self.audit()
+        _, problems = self.audit(13)
         self.assertEqual(problems, [f"{uids[7]}: in the log, not served (404)"])
         self.c.stop()
 
@@ -262,7 +331,7 @@ class Log(pxtest.TestCase):
         db.sql(f"UPDATE log_leaves SET content_sha256 = zeroblob(32) WHERE measurement_uid = "
                f"'{uids[3]}';")
         self.c.start()
-        head2, problems = self.audit()
+        head2, problems = self.audit(13)
         self.assertIn("the leaves do not make the head's root", problems)
         self.c.stop()
 

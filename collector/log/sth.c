@@ -1,0 +1,130 @@
+#include "collector/log/sth.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/encoding.h"
+#include "common/timeutil.h"
+
+int px_sth_text(uint64_t size, const uint8_t root[32], time_t timestamp, char *out, size_t n) {
+  char hex[65], when[PX_TIME_ISO_LEN];
+  px_hex_encode(root, 32, hex);
+  px_time_format_iso(timestamp, when);
+  int len = snprintf(out, n, "{\"tree_size\":%llu,\"root_hash\":\"%s\",\"timestamp\":\"%s\"}",
+                     (unsigned long long)size, hex, when);
+  return len < 0 || (size_t)len >= n ? -ENOBUFS : len;
+}
+
+/* In the signer process: the message must be a tree head exactly as
+ * px_sth_text writes it, so the key vouches for nothing else, whatever
+ * the parent (which parses requests) was made to send. */
+static int px__check(const char *msg, size_t n, char *why, size_t whylen) {
+  unsigned long long size;
+  char hex[65], when[32], tail;
+  uint8_t root[32];
+  time_t ts;
+  char copy[PX_STH_TEXT_MAX + 1], again[PX_STH_TEXT_MAX + 1];
+  if (n > PX_STH_TEXT_MAX)
+    goto refuse;
+  memcpy(copy, msg, n);
+  copy[n] = '\0';
+  if (strlen(copy) != n ||
+      sscanf(copy, "{\"tree_size\":%llu,\"root_hash\":\"%64[0-9a-f]\",\"timestamp\":\"%20[0-9TZ:-]\"%c",
+             &size, hex, when, &tail) != 4 ||
+      tail != '}' || strlen(hex) != 64 || px_time_parse_utc(when, &ts) != 0)
+    goto refuse;
+  for (size_t i = 0; i < 32; i++) {
+    unsigned v;
+    if (sscanf(hex + 2 * i, "%2x", &v) != 1)
+      goto refuse;
+    root[i] = (uint8_t)v;
+  }
+  /* Rendered again, byte for byte: no other spelling of the same head. */
+  if (px_sth_text(size, root, ts, again, sizeof(again)) != (int)n || memcmp(again, msg, n) != 0)
+    goto refuse;
+  return 0;
+refuse:
+  snprintf(why, whylen, "not a tree head of this collector's log");
+  return -EINVAL;
+}
+
+const px_signer_policy_t px_sth_signer_policy = {
+    .namespace = PX_STH_NAMESPACE,
+    .max_message = PX_STH_TEXT_MAX,
+    .check = px__check,
+};
+
+void px_sth_free(px_sth_t *h) {
+  free(h->signature);
+  h->signature = NULL;
+}
+
+int px_sth_signer_start(px_sth_signer_t *t, const char *key_path, unsigned interval_s, char *err,
+                        size_t errlen) {
+  memset(t, 0, sizeof(*t));
+  t->interval_s = interval_s;
+  int rc = px_keysigner_start(&t->signer, key_path, true, &px_sth_signer_policy, err, errlen);
+  if (rc != 0)
+    return rc;
+  pthread_mutex_init(&t->mu, NULL);
+  t->running = true;
+  return 0;
+}
+
+void px_sth_signer_stop(px_sth_signer_t *t) {
+  if (!t->running)
+    return;
+  px_signer_stop(&t->signer);
+  px_sth_free(&t->latest);
+  pthread_mutex_destroy(&t->mu);
+  t->running = false;
+}
+
+static uint64_t px__mono_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec;
+}
+
+int px_sth_latest(px_sth_signer_t *t, px_store_t *store, px_sth_t *out, char *err, size_t errlen) {
+  memset(out, 0, sizeof(*out));
+  if (!t->running) {
+    snprintf(err, errlen, "tree heads are not signed by this collector");
+    return -ENOTSUP;
+  }
+  uint64_t size;
+  uint8_t root[32];
+  int rc = px_store_log_head(store, &size, root);
+  if (rc != 0) {
+    snprintf(err, errlen, rc == -ENOTSUP ? "this collector's store keeps no measurement log"
+                                         : "the log could not be read");
+    return rc;
+  }
+  pthread_mutex_lock(&t->mu);
+  uint64_t now = px__mono_s();
+  bool grown = !t->have || size != t->latest.tree_size ||
+               memcmp(root, t->latest.root, sizeof(root)) != 0;
+  if (grown && (!t->have || now - t->signed_at >= t->interval_s)) {
+    char text[PX_STH_TEXT_MAX + 1], *sig = NULL;
+    time_t ts = time(NULL);
+    int len = px_sth_text(size, root, ts, text, sizeof(text));
+    rc = len < 0 ? len : px_signer_sign(&t->signer, text, (size_t)len, &sig, err, errlen);
+    if (rc == 0) {
+      px_sth_free(&t->latest);
+      t->latest = (px_sth_t){.tree_size = size, .timestamp = ts, .signature = sig};
+      memcpy(t->latest.root, root, sizeof(root));
+      t->have = true;
+      t->signed_at = now;
+    }
+  }
+  if (rc == 0 && t->have) {
+    *out = t->latest;
+    out->signature = strdup(t->latest.signature);
+    if (out->signature == NULL)
+      rc = -ENOMEM;
+  }
+  pthread_mutex_unlock(&t->mu);
+  return rc;
+}
