@@ -56,6 +56,24 @@ int px_merkle_log_leaf(const uint8_t content_sha256[32], const char *uid, time_t
   return len < 0 || (size_t)len >= n ? -ENOBUFS : len;
 }
 
+int px_merkle_sth_text(uint64_t size, const uint8_t root[PX_MERKLE_HASH_LEN], time_t timestamp,
+                       char *out, size_t n) {
+  static const char hex[] = "0123456789abcdef";
+  char h[2 * PX_MERKLE_HASH_LEN + 1], when[32];
+  for (size_t i = 0; i < PX_MERKLE_HASH_LEN; i++) {
+    h[2 * i] = hex[root[i] >> 4];
+    h[2 * i + 1] = hex[root[i] & 15];
+  }
+  h[2 * PX_MERKLE_HASH_LEN] = '\0';
+  struct tm tm;
+  if (gmtime_r(&timestamp, &tm) == NULL ||
+      strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+    return -EINVAL;
+  int len = snprintf(out, n, "{\"tree_size\":%llu,\"root_hash\":\"%s\",\"timestamp\":\"%s\"}",
+                     (unsigned long long)size, h, when);
+  return len < 0 || (size_t)len >= n ? -ENOBUFS : len;
+}
+
 void px_merkle_frontier_init(px_merkle_frontier_t *f) {
   memset(f, 0, sizeof(*f));
 }

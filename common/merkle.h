@@ -36,6 +36,16 @@ void px_merkle_node_hash(const uint8_t left[PX_MERKLE_HASH_LEN],
 int px_merkle_log_leaf(const uint8_t content_sha256[32], const char *uid, time_t received_at,
                        char *out, size_t n);
 
+/* The bytes a signed tree head covers (docs/transparency.md):
+ * {"tree_size":N,"root_hash":"<64 hex>","timestamp":"YYYY-MM-DDTHH:MM:SSZ"},
+ * compact, in that order (what `jq -cj '{tree_size,root_hash,timestamp}'`
+ * prints of the API's answer); SSHSIG namespace PX_MERKLE_STH_NAMESPACE.
+ * Returns the length, or a negative errno. */
+#define PX_MERKLE_STH_NAMESPACE "parallax-sth-v1"
+#define PX_MERKLE_STH_TEXT_MAX 160
+int px_merkle_sth_text(uint64_t size, const uint8_t root[PX_MERKLE_HASH_LEN], time_t timestamp,
+                       char *out, size_t n);
+
 typedef struct px_merkle_frontier {
   uint64_t size;
   /* nodes[k]: the root of the perfect subtree of 2^k leaves, present when

@@ -20,6 +20,7 @@ static void px__usage(FILE *out) {
         "  run        one round: check in, measure, sign, spool, upload (timers run this)\n"
         "  measure    measure targets now and print one JSON line per target\n"
         "  compare    the collector's cross-country view of a domain\n"
+        "  audit      check a collector's measurement log: signed head, every leaf\n"
         "  submit     sign measurements from a JSONL file, spool and upload them\n"
         "  upload     send the spooled measurements to a collector now\n"
         "  status     key id, recent runs, pending uploads, the next timer firing\n"
@@ -68,7 +69,7 @@ int main(int argc, char **argv) {
       {"setup", px_cmd_setup},     {"run", px_cmd_run},         {"compare", px_cmd_compare},
       {"measure", px_cmd_measure}, {"submit", px_cmd_submit}, {"upload", px_cmd_upload},
       {"status", px_cmd_status},   {"keygen", px_cmd_keygen}, {"verify", px_cmd_verify},
-      {"config", px_cmd_config},
+      {"config", px_cmd_config},   {"audit", px_cmd_audit},
   };
   exit_code = -1;
   for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)

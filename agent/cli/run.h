@@ -6,5 +6,6 @@ int px_cmd_run(int argc, char **argv);
 int px_cmd_compare(int argc, char **argv);
 int px_cmd_setup(int argc, char **argv);
 int px_cmd_config(int argc, char **argv);
+int px_cmd_audit(int argc, char **argv);
 
 #endif

@@ -5,16 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/encoding.h"
+#include "common/merkle.h"
 #include "common/timeutil.h"
 
 int px_sth_text(uint64_t size, const uint8_t root[32], time_t timestamp, char *out, size_t n) {
-  char hex[65], when[PX_TIME_ISO_LEN];
-  px_hex_encode(root, 32, hex);
-  px_time_format_iso(timestamp, when);
-  int len = snprintf(out, n, "{\"tree_size\":%llu,\"root_hash\":\"%s\",\"timestamp\":\"%s\"}",
-                     (unsigned long long)size, hex, when);
-  return len < 0 || (size_t)len >= n ? -ENOBUFS : len;
+  return px_merkle_sth_text(size, root, timestamp, out, n);
 }
 
 /* In the signer process: the message must be a tree head exactly as

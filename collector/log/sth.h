@@ -16,14 +16,12 @@
 
 #include "collector/store/store.h"
 #include "common/keysigner.h"
+#include "common/merkle.h"
 
-#define PX_STH_NAMESPACE "parallax-sth-v1"
-#define PX_STH_TEXT_MAX 160
+#define PX_STH_NAMESPACE PX_MERKLE_STH_NAMESPACE
+#define PX_STH_TEXT_MAX PX_MERKLE_STH_TEXT_MAX
 
-/* The signed bytes: {"tree_size":N,"root_hash":"<64 hex>","timestamp":
- * "YYYY-MM-DDTHH:MM:SSZ"}, compact, in that order (what `jq -cj
- * '{tree_size,root_hash,timestamp}'` prints of the API's answer). Returns
- * the length, or a negative errno. */
+/* The signed bytes: px_merkle_sth_text (common/merkle.h). */
 int px_sth_text(uint64_t size, const uint8_t root[32], time_t timestamp, char *out, size_t n);
 
 /* The signer's policy: exactly such a text, nothing else. */

@@ -282,6 +282,41 @@ class Log(pxtest.TestCase):
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertIn("Good \"parallax-sth-v1\" signature", p.stdout + p.stderr)
 
+    def test_a_forked_history_is_caught(self):
+        """The operator rewrites the last leaves (drops three measurements,
+        logs three others in their place) and signs the new history with
+        the same key: a researcher holding the earlier head is told."""
+        if self.c.database.pg:
+            return
+        uids = self.submit_all()
+        self.signed_head(13)
+        self.parallax_audit()
+        saved = open(os.path.join(self.dir, "sth.json")).read()
+        db = self.c.database
+        self.c.stop()
+        gone = "', '".join(uids[10:])
+        db.sql("DELETE FROM log_nodes; DELETE FROM log_leaves; "
+               f"DELETE FROM summaries WHERE uid IN ('{gone}'); "
+               f"DELETE FROM measurements WHERE uid IN ('{gone}');")
+        self.c.start()
+        others = [cl.variant(self.base, 50 + i, cc="US", asn="AS7018") for i in range(3)]
+        for content, sig in self.ssh.sign(others):
+            st, doc = self.c.submit(cl.submit_body(content, sig))
+            self.assertEqual(st, 200, doc)
+        forked = self.signed_head(13)
+        self.assertIsNone(self.verify_head(forked))  # signed, and by the same key
+        out = self.parallax_audit(ok=False)
+        self.assertIn("FAILED: two histories of the same size, both signed", out)
+        # One leaf later it is no longer the same size: the consistency
+        # proof from the saved head fails instead.
+        with open(os.path.join(self.dir, "sth.json"), "w") as f:
+            f.write(saved)
+        st, doc = self.c.submit(cl.submit_body(*self.ssh.sign(
+            [cl.variant(self.base, 70, cc="US", asn="AS7018")])[0]))
+        self.signed_head(14)
+        out = self.parallax_audit(ok=False)
+        self.assertIn("FAILED: the new head does not extend the saved one", out)
+
     def test_heads_are_signed_at_most_every_interval(self):
         self.c.stop()
         self.c = cl.Collector(self.dir, extra=("--sth-interval", "3600"))
@@ -298,13 +333,26 @@ class Log(pxtest.TestCase):
         grown = self.get("/api/v1/log/sth", tree_size=13)
         self.assertEqual(set(grown), {"tree_size", "root_hash"})
 
+    def parallax_audit(self, *extra, ok=True):
+        """`parallax audit` against this collector, its head kept in
+        DIR/sth.json between runs; returns its stdout."""
+        p = pxtest.run(["audit", "--collector", self.c.url, "--since-sth",
+                        os.path.join(self.dir, "sth.json"), "--measurements", *extra])
+        self.assertEqual(p.returncode, 0 if ok else 1, p.stdout + p.stderr)
+        return p.stdout
+
     def test_edits_behind_the_collectors_back_are_caught(self):
         if self.c.database.pg:
             self.get("/api/v1/log/proof/inclusion", 404, measurement_uid="x")
             return
+        self.assertIn("no saved head yet", self.parallax_audit())
         uids = self.submit_all()
         head, problems = self.audit(13)
         self.assertEqual(problems, [])
+        out = self.parallax_audit()
+        self.assertIn("it extends the saved head of size 0", out)
+        self.assertIn("13 leaves replayed: they make the signed root, and every measurement is "
+                      "served as logged", out)
         db = self.c.database
         self.c.stop()
 
@@ -315,6 +363,7 @@ class Log(pxtest.TestCase):
         self.c.start()
         self.assertIn("13 stored measurement(s) added to the log", self.c.log())
         self.assertEqual(self.get("/api/v1/log/sth")["root_hash"], head["root_hash"])
+        self.parallax_audit()
         self.c.stop()
 
         # A measurement that shows interception is deleted: the log still
@@ -324,6 +373,8 @@ class Log(pxtest.TestCase):
         self.c.start()
         _, problems = self.audit(13)
         self.assertEqual(problems, [f"{uids[7]}: in the log, not served (404)"])
+        out = self.parallax_audit(ok=False)
+        self.assertIn(f"FAILED: {uids[7]} (leaf 7) is in the log but not served (HTTP 404)", out)
         self.c.stop()
 
         # Its leaf is rewritten to hide it: the leaves no longer make the
@@ -333,6 +384,8 @@ class Log(pxtest.TestCase):
         self.c.start()
         head2, problems = self.audit(13)
         self.assertIn("the leaves do not make the head's root", problems)
+        out = self.parallax_audit(ok=False)
+        self.assertIn("the leaves do not make the signed root", out)
         self.c.stop()
 
         # A leaf row is removed outright: the collector refuses to serve a

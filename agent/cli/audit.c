@@ -1,0 +1,362 @@
+/* parallax audit: a researcher's check of a collector's measurement log
+ * (docs/transparency.md). It fetches the latest signed tree head and
+ * checks its signature; with --since-sth FILE, checks that it extends the
+ * head saved there (a consistency proof); replays every leaf, recomputing
+ * the root itself; with --measurements, fetches every measurement and
+ * checks that its bytes are the logged ones. On success the new head is
+ * saved in FILE for the next audit. It trusts nothing the collector
+ * computes: leaf hashes and roots are recomputed here (common/merkle.c). */
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/cli/common.h"
+#include "agent/cli/measure.h"
+#include "agent/cli/run.h"
+#include "collector-client/http.h"
+#include "common/encoding.h"
+#include "common/fileio.h"
+#include "common/merkle.h"
+#include "common/sshsig.h"
+#include "common/termsafe.h"
+#include "common/timeutil.h"
+
+typedef struct {
+  uint64_t size;
+  uint8_t root[PX_MERKLE_HASH_LEN];
+  time_t timestamp;
+  char key_id[PX_KEY_ID_LEN];
+  json_t *doc; /* as the collector sent it (saved as is) */
+} px__head_t;
+
+static int px__unhex(const char *s, uint8_t *out, size_t n) {
+  if (s == NULL || strlen(s) != 2 * n)
+    return -EINVAL;
+  for (size_t i = 0; i < n; i++) {
+    unsigned v;
+    if (sscanf(s + 2 * i, "%2x", &v) != 1 || s[2 * i] == '+' || s[2 * i] == '-')
+      return -EINVAL;
+    out[i] = (uint8_t)v;
+  }
+  return 0;
+}
+
+/* GET path as JSON; 0, or -1 with the reason printed. */
+static int px__get(const px_upload_config_t *cfg, const char *prog, const char *path,
+                   json_t **out) {
+  long status;
+  char *body = NULL, err[512], shown[2048];
+  if (px_http_request(cfg, path, NULL, &status, &body, err, sizeof(err)) != 0) {
+    fprintf(stderr, "%s: %s\n", prog, px_term_str(err, shown, sizeof(shown)));
+    return -1;
+  }
+  *out = json_loads(body, 0, NULL);
+  if (status != 200 || *out == NULL) {
+    json_t *d = *out;
+    const char *detail = d != NULL ? json_string_value(json_object_get(d, "detail")) : NULL;
+    fprintf(stderr, "%s: %s: HTTP %ld: %s\n", prog, path, status,
+            px_term_str(detail != NULL ? detail : body, shown, sizeof(shown)));
+    json_decref(*out);
+    *out = NULL;
+    free(body);
+    return -1;
+  }
+  free(body);
+  return 0;
+}
+
+/* A signed head from doc, its signature checked (namespace
+ * parallax-sth-v1, by the key it names). 0, or -1 with why. */
+static int px__head(json_t *doc, px__head_t *h, const char **why) {
+  memset(h, 0, sizeof(*h));
+  json_t *size = json_object_get(doc, "tree_size");
+  const char *root = json_string_value(json_object_get(doc, "root_hash"));
+  const char *when = json_string_value(json_object_get(doc, "timestamp"));
+  const char *key_id = json_string_value(json_object_get(doc, "key_id"));
+  const char *sig = json_string_value(json_object_get(doc, "signature"));
+  *why = "not a signed tree head";
+  if (!json_is_integer(size) || json_integer_value(size) < 0 || key_id == NULL || sig == NULL ||
+      when == NULL || px__unhex(root, h->root, sizeof(h->root)) != 0 ||
+      px_time_parse_utc(when, &h->timestamp) != 0)
+    return -1;
+  h->size = (uint64_t)json_integer_value(size);
+  char text[PX_MERKLE_STH_TEXT_MAX + 1];
+  int n = px_merkle_sth_text(h->size, h->root, h->timestamp, text, sizeof(text));
+  px_ssh_pubkey_t signer;
+  if (n < 0 || px_sshsig_verify(sig, strlen(sig), PX_MERKLE_STH_NAMESPACE, (const uint8_t *)text,
+                                (size_t)n, &signer, why) != 0)
+    return -1;
+  if (strcmp(signer.key_id, key_id) != 0) {
+    *why = "signed by another key than the one it names";
+    return -1;
+  }
+  snprintf(h->key_id, sizeof(h->key_id), "%s", key_id);
+  h->doc = json_incref(doc);
+  return 0;
+}
+
+static void px__describe(const px__head_t *h, char *out, size_t n) {
+  char root[2 * PX_MERKLE_HASH_LEN + 1], when[PX_TIME_ISO_LEN];
+  px_hex_encode(h->root, sizeof(h->root), root);
+  px_time_format_iso(h->timestamp, when);
+  snprintf(out, n, "size %llu, root %.16s…, signed %s", (unsigned long long)h->size, root, when);
+}
+
+static int px__path(json_t *a, px_merkle_proof_t *p) {
+  p->n = 0;
+  if (!json_is_array(a) || json_array_size(a) > PX_MERKLE_PROOF_MAX)
+    return -EINVAL;
+  for (size_t i = 0; i < json_array_size(a); i++)
+    if (px__unhex(json_string_value(json_array_get(a, i)), p->hashes[p->n++],
+                  PX_MERKLE_HASH_LEN) != 0)
+      return -EINVAL;
+  return 0;
+}
+
+/* The old head extends into the new one. 0, or 1 with the failure said. */
+static int px__consistent(const px_upload_config_t *cfg, const char *prog, const px__head_t *old,
+                          const px__head_t *now) {
+  char a[160], b[160];
+  px__describe(old, a, sizeof(a));
+  px__describe(now, b, sizeof(b));
+  if (strcmp(old->key_id, now->key_id) != 0) {
+    printf("FAILED: the collector's tree-head key changed: %s signed the saved head (%s), %s "
+           "the new one (%s)\n", old->key_id, a, now->key_id, b);
+    return 1;
+  }
+  if (old->size > now->size) {
+    printf("FAILED: the log shrank: the saved head has %s, the new one %s\n", a, b);
+    return 1;
+  }
+  if (old->size == 0)
+    return 0;
+  if (old->size == now->size) {
+    if (memcmp(old->root, now->root, sizeof(old->root)) == 0)
+      return 0;
+    printf("FAILED: two histories of the same size, both signed: %s and %s\n", a, b);
+    return 1;
+  }
+  char path[128];
+  snprintf(path, sizeof(path), "/api/v1/log/proof/consistency?first=%llu&second=%llu",
+           (unsigned long long)old->size, (unsigned long long)now->size);
+  json_t *doc;
+  if (px__get(cfg, prog, path, &doc) != 0)
+    return 1;
+  px_merkle_proof_t *p = malloc(sizeof(*p));
+  int rc = p != NULL && px__path(json_object_get(doc, "consistency_path"), p) == 0 &&
+                   px_merkle_verify_consistency(old->size, now->size, old->root, now->root, p) ==
+                       0
+               ? 0
+               : 1;
+  free(p);
+  json_decref(doc);
+  if (rc != 0)
+    printf("FAILED: the new head does not extend the saved one (a forked or rewritten "
+           "history): saved %s, new %s\n", a, b);
+  return rc;
+}
+
+/* Replays leaves [0, head->size), checking each measurement's bytes when
+ * asked; 0 when the recomputed root is the head's. */
+static int px__replay(const px_upload_config_t *cfg, const char *prog, const px__head_t *head,
+                      bool measurements, size_t *bad) {
+  px_merkle_frontier_t *f = malloc(sizeof(*f));
+  if (f == NULL)
+    return -1;
+  px_merkle_frontier_init(f);
+  int rc = 0;
+  for (uint64_t start = 0; rc == 0 && start < head->size; start += 1000) {
+    uint64_t end = start + 1000 < head->size ? start + 1000 : head->size;
+    char path[128];
+    snprintf(path, sizeof(path), "/api/v1/log/leaves?start=%llu&end=%llu",
+             (unsigned long long)start, (unsigned long long)end);
+    json_t *doc;
+    if (px__get(cfg, prog, path, &doc) != 0) {
+      rc = -1;
+      break;
+    }
+    json_t *leaves = json_object_get(doc, "leaves");
+    if (json_array_size(leaves) != end - start) {
+      printf("FAILED: %s: %zu leaves for %llu\n", path, json_array_size(leaves),
+             (unsigned long long)(end - start));
+      rc = 1;
+    }
+    for (size_t i = 0; rc == 0 && i < json_array_size(leaves); i++) {
+      json_t *l = json_array_get(leaves, i);
+      const char *uid = json_string_value(json_object_get(l, "measurement_uid"));
+      const char *when = json_string_value(json_object_get(l, "received_at"));
+      uint8_t sha[32], hash[PX_MERKLE_HASH_LEN];
+      char text[PX_MERKLE_LEAF_MAX], shown[512];
+      time_t received;
+      int len = -1;
+      if (uid != NULL && when != NULL && px_time_parse_utc(when, &received) == 0 &&
+          px__unhex(json_string_value(json_object_get(l, "content_sha256")), sha, 32) == 0)
+        len = px_merkle_log_leaf(sha, uid, received, text, sizeof(text));
+      if (len < 0 || px_merkle_leaf_hash(text, (size_t)len, hash) != 0) {
+        printf("FAILED: leaf %llu is malformed\n", (unsigned long long)(start + i));
+        rc = 1;
+        break;
+      }
+      px_merkle_append(f, hash, NULL);
+      if (!measurements)
+        continue;
+      char rpath[256], *body = NULL, err[512];
+      long status = 0;
+      snprintf(rpath, sizeof(rpath), "/api/v1/raw_measurement?measurement_uid=%s", uid);
+      uint8_t got[32];
+      if (px_http_request(cfg, rpath, NULL, &status, &body, err, sizeof(err)) != 0 ||
+          status != 200) {
+        printf("FAILED: %s (leaf %llu) is in the log but not served (HTTP %ld)\n",
+               px_term_str(uid, shown, sizeof(shown)), (unsigned long long)(start + i), status);
+        (*bad)++;
+      } else if (SHA256((const uint8_t *)body, strlen(body), got) == NULL ||
+                 memcmp(got, sha, 32) != 0) {
+        printf("FAILED: %s (leaf %llu): the bytes served are not the ones logged\n",
+               px_term_str(uid, shown, sizeof(shown)), (unsigned long long)(start + i));
+        (*bad)++;
+      }
+      free(body);
+    }
+    json_decref(doc);
+  }
+  if (rc == 0) {
+    uint8_t root[PX_MERKLE_HASH_LEN];
+    px_merkle_root(f, root);
+    if (memcmp(root, head->root, sizeof(root)) != 0) {
+      char a[160];
+      px__describe(head, a, sizeof(a));
+      printf("FAILED: the leaves do not make the signed root (%s): a leaf was altered, "
+             "removed or reordered\n", a);
+      rc = 1;
+    }
+  }
+  free(f);
+  return rc;
+}
+
+int px_cmd_audit(int argc, char **argv) {
+  const char *prog = "parallax audit";
+  static const struct option own[] = {
+      {"since-sth", required_argument, NULL, 's'},
+      {"measurements", no_argument, NULL, 'm'},
+      {NULL, 0, NULL, 0},
+  };
+  struct option *opts = px_agent_options(own, false);
+  px_agent_opts_t agent;
+  const char *since = NULL;
+  bool measurements = false;
+  char err[512];
+  int c, code = PX_EXIT_OK;
+  px__head_t now = {0}, old = {0};
+  json_t *doc = NULL;
+
+  if (opts == NULL)
+    return PX_EXIT_RUNTIME;
+  memset(&agent, 0, sizeof(agent));
+  opterr = 0;
+  optind = 1;
+  while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+    if (c == 'h') {
+      puts("Usage: parallax audit --collector URL [--since-sth FILE] [--measurements]\n"
+           "Checks a collector's measurement log (docs/transparency.md): the signature of\n"
+           "its latest tree head (parallax-sth-v1); with --since-sth, that it extends the\n"
+           "head saved in FILE (which then receives the new one); every leaf, the root\n"
+           "recomputed here; with --measurements, that every logged measurement is\n"
+           "served with the very bytes logged.\n"
+           "Exit status: 0 all checks passed, 1 a check failed or the collector could not\n"
+           "be read, 2 bad usage.");
+      goto done;
+    } else if (c == 's') {
+      since = optarg;
+    } else if (c == 'm') {
+      measurements = true;
+    } else if (c == '?' || c == ':') {
+      px_cli_getopt_error(prog, c, argv);
+      code = PX_EXIT_USAGE;
+      goto done;
+    } else if (px_agent_apply(&agent, c, optarg, err, sizeof(err)) != 0) {
+      px_cli_error(prog, "%s", err);
+      code = PX_EXIT_USAGE;
+      goto done;
+    }
+  }
+  if (agent.collector == NULL || optind < argc) {
+    fprintf(stderr, "%s: give --collector URL\n", prog);
+    code = PX_EXIT_USAGE;
+    goto done;
+  }
+  px_upload_config_t cfg = {agent.collector, agent.proxy, agent.collector_ca,
+                            agent.collector_pin, 60000};
+  const char *why;
+  char text[160];
+  if (since != NULL) {
+    char *saved = NULL;
+    size_t n;
+    int rc = px_read_file(since, &saved, &n);
+    json_t *sd = rc == 0 ? json_loadb(saved, n, 0, NULL) : NULL;
+    free(saved);
+    if (rc == -ENOENT) {
+      printf("%s: no saved head yet: this audit starts the record\n", since);
+    } else if (sd == NULL || px__head(sd, &old, &why) != 0) {
+      fprintf(stderr, "%s: %s: %s\n", prog, since, rc != 0 ? strerror(-rc) : sd ? why
+                                                                              : "not JSON");
+      json_decref(sd);
+      code = PX_EXIT_USAGE;
+      goto done;
+    }
+    json_decref(sd);
+  }
+  if (px__get(&cfg, prog, "/api/v1/log/sth", &doc) != 0) {
+    code = PX_EXIT_RUNTIME;
+    goto done;
+  }
+  if (px__head(doc, &now, &why) != 0) {
+    printf("FAILED: the collector's tree head: %s\n", why);
+    code = PX_EXIT_RUNTIME;
+    goto done;
+  }
+  px__describe(&now, text, sizeof(text));
+  printf("tree head: %s, by %s: signature good\n", text, now.key_id);
+  if (old.doc != NULL && px__consistent(&cfg, prog, &old, &now) != 0) {
+    code = PX_EXIT_RUNTIME;
+    goto done;
+  }
+  if (old.doc != NULL)
+    printf("it extends the saved head of size %llu\n", (unsigned long long)old.size);
+  size_t bad = 0;
+  int rc = px__replay(&cfg, prog, &now, measurements, &bad);
+  if (rc != 0 || bad > 0) {
+    if (bad > 0)
+      printf("%zu logged measurement(s) not served as logged\n", bad);
+    code = PX_EXIT_RUNTIME;
+    goto done;
+  }
+  printf("%llu leaves replayed: they make the signed root%s\n", (unsigned long long)now.size,
+         measurements ? ", and every measurement is served as logged" : "");
+  if (since != NULL) {
+    char *out = json_dumps(now.doc, JSON_COMPACT);
+    char dir[4096];
+    snprintf(dir, sizeof(dir), "%s", since);
+    char *slash = strrchr(dir, '/');
+    const char *name = slash != NULL ? slash + 1 : since;
+    if (slash != NULL)
+      *slash = '\0';
+    else
+      snprintf(dir, sizeof(dir), ".");
+    if (out == NULL || px_write_file_atomic(dir, name, out, strlen(out), 0644) != 0) {
+      fprintf(stderr, "%s: cannot save the new head in %s\n", prog, since);
+      code = PX_EXIT_RUNTIME;
+    }
+    free(out);
+  }
+done:
+  json_decref(doc);
+  json_decref(now.doc);
+  json_decref(old.doc);
+  free(opts);
+  return code;
+}
