@@ -35,7 +35,8 @@ demo_world() {
     forum.example.org > "$OUT/targets.txt"
   "$WORLD" exec core -- "$COLLECTOR_BIN" --listen "${URL#http://}" \
     --db "sqlite:$OUT/collector.sqlite" --ca-file "$W/pki/ca.pem" \
-    --targets "$OUT/targets.txt" --allow-nonpublic-addresses 2>"$OUT/collector.log" &
+    --targets "$OUT/targets.txt" --allow-nonpublic-addresses --sth-interval 5 \
+    2>"$OUT/collector.log" &
   COLLECTOR_PID=$!
   for _ in $(seq 100); do
     "$WORLD" exec core -- curl -fsS "$URL/healthz" >/dev/null 2>&1 && break
@@ -98,6 +99,23 @@ PY
   echo "      -n parallax-measurement-v1 -s $OUT/m.json.sig < $OUT/m.json"
   ssh-keygen -Y verify -f "$OUT/allowed_signers" -I "$KEY_ID" -n parallax-measurement-v1 \
     -s "$OUT/m.json.sig" < "$OUT/m.json" | sed 's/^/  -> /'
+  echo
+  echo "== ...and that the collector kept every one: its signed log (docs/transparency.md)"
+  echo "  parallax audit --collector $URL --since-sth $OUT/collector-sth.json --measurements"
+  # A head covering every upload: the collector signs at most once a
+  # minute, so wait for one that has them all.
+  local stored=0 head=-1 tries=0
+  stored=$(sqlite3 "$OUT/collector.sqlite" "SELECT count(*) FROM measurements")
+  while [ "$head" != "$stored" ] && [ $tries -lt 70 ]; do
+    head=$("$WORLD" exec core -- curl -fsS "$URL/api/v1/log/sth" | jq .tree_size)
+    [ "$head" = "$stored" ] || sleep 1
+    tries=$((tries + 1))
+  done
+  "$WORLD" exec core -- "$PX" audit --collector "$URL" --since-sth "$OUT/collector-sth.json" \
+    --measurements | sed 's/^/  -> /'
+  "$WORLD" exec core -- curl -fsS "$URL/api/v1/log/proof/inclusion?measurement_uid=$(
+    jq -r .measurement_uid "$OUT/cn-icloud.jsonl")" |
+    jq -c '{leaf_index, tree_size, root_hash, audit_path}' | sed 's/^/  inclusion proof of the CN measurement: /'
   echo
   echo "The web view: $URL/?domain=www.icloud.com (inside the world's core namespace)."
   echo "Data: the collector's database $OUT/collector.sqlite; agents' spools in $OUT/agents/."
