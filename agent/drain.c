@@ -53,7 +53,7 @@ int px_drain(px_uploader_t *u, px_spool_t *sp, bool respect_backoff, px_drain_re
     free(content);
     free(sig);
     if (o.result == PX_UPLOAD_ACCEPTED) {
-      int mrc = px_spool_mark_sent(sp, l.names[i], o.uid);
+      int mrc = px_spool_mark_sent_logged(sp, l.names[i], o.uid, o.leaf_index);
       if (mrc == 0) {
         rep->accepted++;
         rep->pending--;

@@ -427,11 +427,18 @@ static char *px__note(json_t *obj) {
 }
 
 int px_spool_mark_sent(px_spool_t *sp, const char *name, const char *uid) {
+  return px_spool_mark_sent_logged(sp, name, uid, -1);
+}
+
+int px_spool_mark_sent_logged(px_spool_t *sp, const char *name, const char *uid,
+                              long long leaf_index) {
   char when[PX_TIME_ISO_LEN];
   px_time_format_iso(time(NULL), when);
   json_t *o = json_object();
   json_object_set_new(o, "measurement_uid", px_json_string_or_null(uid));
   json_object_set_new(o, "sent_at", json_string(when));
+  if (leaf_index >= 0)
+    json_object_set_new(o, "leaf_index", json_integer(leaf_index));
   char *note = px__note(o);
   if (note == NULL)
     return -ENOMEM;

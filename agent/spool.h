@@ -92,6 +92,11 @@ int px_spool_read(px_spool_t *sp, const char *name, char **content, size_t *n,
  * midway leaves it pending (it will be sent again, and the collector
  * answers a duplicate with the same uid). */
 int px_spool_mark_sent(px_spool_t *sp, const char *name, const char *uid);
+/* The same, the receipt also keeping the collector's answer: the
+ * measurement's leaf in its log (leaf_index >= 0), which `parallax verify
+ * --log` later asks the collector to prove. */
+int px_spool_mark_sent_logged(px_spool_t *sp, const char *name, const char *uid,
+                              long long leaf_index);
 int px_spool_mark_rejected(px_spool_t *sp, const char *name, long status,
                            const char *reason);
 int px_spool_counts(px_spool_t *sp, size_t *pending, size_t *sent, size_t *rejected);

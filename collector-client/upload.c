@@ -106,6 +106,7 @@ void px_uploader_free(px_uploader_t *u) {
 void px_upload_one(px_uploader_t *u, const char *content, size_t n, const char *signature,
                    px_upload_outcome_t *out) {
   memset(out, 0, sizeof(*out));
+  out->leaf_index = -1;
   json_t *req = json_object();
   json_object_set_new(req, "format", json_string("json"));
   json_object_set_new(req, "content", json_stringn(content, n));
@@ -143,6 +144,8 @@ void px_upload_one(px_uploader_t *u, const char *content, size_t n, const char *
     out->result = PX_UPLOAD_ACCEPTED;
     const char *uid = json_string_value(json_object_get(resp, "measurement_uid"));
     snprintf(out->uid, sizeof(out->uid), "%s", uid ? uid : "");
+    json_t *leaf = json_object_get(resp, "leaf_index");
+    out->leaf_index = json_is_integer(leaf) ? (long long)json_integer_value(leaf) : -1;
   } else {
     const char *code = json_string_value(json_object_get(resp, "error"));
     const char *detail = json_string_value(json_object_get(resp, "detail"));

@@ -27,6 +27,7 @@ typedef struct px_upload_outcome {
   px_upload_result_t result;
   long http_status;      /* 0 when no HTTP answer */
   char uid[128];
+  long long leaf_index;  /* its place in the collector's log; -1 when it keeps none */
   char error[512];       /* error code and detail, or the transport error */
 } px_upload_outcome_t;
 

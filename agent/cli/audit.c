@@ -6,6 +6,7 @@
  * checks that its bytes are the logged ones. On success the new head is
  * saved in FILE for the next audit. It trusts nothing the collector
  * computes: leaf hashes and roots are recomputed here (common/merkle.c). */
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
@@ -358,5 +359,192 @@ done:
   json_decref(now.doc);
   json_decref(old.doc);
   free(opts);
+  return code;
+}
+
+/* ---- parallax verify --log: an agent's own measurements -------------------- */
+
+/* The content of a sent entry NAME (NAME.jsonl, or an older version's
+ * NAME.json) into *content; 0 or a negative errno. */
+static int px__sent_content(const char *dir, const char *name, char **content, size_t *n) {
+  char path[4800], *text = NULL;
+  size_t len;
+  snprintf(path, sizeof(path), "%s/%s.jsonl", dir, name);
+  if (px_read_file(path, &text, &len) == 0) {
+    json_t *e = json_loadb(text, len, 0, NULL);
+    free(text);
+    const char *c = json_string_value(json_object_get(e, "content"));
+    int rc = c != NULL ? 0 : -EINVAL;
+    if (c != NULL) {
+      *n = json_string_length(json_object_get(e, "content"));
+      *content = malloc(*n + 1);
+      if (*content == NULL)
+        rc = -ENOMEM;
+      else
+        memcpy(*content, c, *n + 1);
+    }
+    json_decref(e);
+    return rc;
+  }
+  snprintf(path, sizeof(path), "%s/%s.json", dir, name);
+  return px_read_file(path, content, n);
+}
+
+/* One sent measurement: its inclusion in the head, recomputed from our
+ * own copy of its bytes. 0 included, 1 failed (said), 2 not yet covered
+ * by the head. */
+static int px__check_sent(const px_upload_config_t *cfg, const char *prog, const char *dir,
+                          const char *name, const px__head_t *head) {
+  char path[4800], *text = NULL, shown[600];
+  size_t len;
+  snprintf(path, sizeof(path), "%s/%s.receipt", dir, name);
+  if (px_read_file(path, &text, &len) != 0)
+    return 0; /* no receipt: nothing claimed */
+  json_t *r = json_loadb(text, len, 0, NULL);
+  free(text);
+  const char *uid = json_string_value(json_object_get(r, "measurement_uid"));
+  json_t *want_leaf = json_object_get(r, "leaf_index");
+  char uidbuf[PX_MERKLE_LEAF_MAX];
+  snprintf(uidbuf, sizeof(uidbuf), "%s", uid != NULL ? uid : "");
+  long long want = json_is_integer(want_leaf) ? (long long)json_integer_value(want_leaf) : -1;
+  json_decref(r);
+  if (uidbuf[0] == '\0')
+    return 0;
+  px_term_str(uidbuf, shown, sizeof(shown));
+  char *content = NULL;
+  size_t n = 0;
+  uint8_t sha[32];
+  if (px__sent_content(dir, name, &content, &n) != 0) {
+    printf("%s: our copy of it is gone (sent/%s): not checked\n", shown, name);
+    return 0;
+  }
+  SHA256((const uint8_t *)content, n, sha);
+  free(content);
+  char url[512], enc[256], err[512], *body = NULL;
+  long status = 0;
+  px_percent_encode(uidbuf, enc, sizeof(enc));
+  snprintf(url, sizeof(url), "/api/v1/log/proof/inclusion?measurement_uid=%s&tree_size=%llu",
+           enc, (unsigned long long)head->size);
+  if (px_http_request(cfg, url, NULL, &status, &body, err, sizeof(err)) != 0) {
+    fprintf(stderr, "%s: %s\n", prog, px_term_str(err, url, sizeof(url)));
+    return 1;
+  }
+  json_t *p = json_loads(body, 0, NULL);
+  free(body);
+  int rc = 1;
+  char hd[160];
+  px__describe(head, hd, sizeof(hd));
+  if (status == 404) {
+    printf("FAILED: %s: accepted by the collector but not in its log (%s): dropped\n", shown,
+           hd);
+  } else if (status == 400) {
+    rc = 2; /* logged after the signed head was: the next one covers it */
+  } else if (status != 200 || p == NULL) {
+    printf("FAILED: %s: the collector answered HTTP %ld\n", shown, status);
+  } else {
+    const char *when = json_string_value(json_object_get(p, "received_at"));
+    json_t *idx = json_object_get(p, "leaf_index");
+    time_t received;
+    char leaf[PX_MERKLE_LEAF_MAX];
+    uint8_t hash[PX_MERKLE_HASH_LEN];
+    px_merkle_proof_t *proof = malloc(sizeof(*proof));
+    int len2 = -1;
+    if (when != NULL && px_time_parse_utc(when, &received) == 0)
+      len2 = px_merkle_log_leaf(sha, uidbuf, received, leaf, sizeof(leaf));
+    if (proof == NULL || len2 < 0 || !json_is_integer(idx) ||
+        px__path(json_object_get(p, "audit_path"), proof) != 0 ||
+        px_merkle_leaf_hash(leaf, (size_t)len2, hash) != 0) {
+      printf("FAILED: %s: a malformed proof\n", shown);
+    } else if (px_merkle_verify_inclusion((uint64_t)json_integer_value(idx), head->size, hash,
+                                          proof, head->root) != 0) {
+      printf("FAILED: %s: the log does not hold the bytes we sent (%s)\n", shown, hd);
+    } else if (want >= 0 && json_integer_value(idx) != want) {
+      printf("FAILED: %s: logged at leaf %lld, but the collector answered leaf %lld when it "
+             "took it\n", shown, (long long)json_integer_value(idx), want);
+    } else {
+      rc = 0;
+    }
+    free(proof);
+  }
+  json_decref(p);
+  return rc;
+}
+
+int px_verify_log(const char *collector, const char *state_dir_flag) {
+  const char *prog = "parallax verify --log";
+  px_agent_opts_t agent;
+  char err[512], sent[4200], saved_path[4200];
+  memset(&agent, 0, sizeof(agent));
+  agent.state_dir_flag = state_dir_flag;
+  agent.state_must_exist = true;
+  if (px_agent_state(&agent, err, sizeof(err)) != 0) {
+    fprintf(stderr, "%s: %s\n", prog, err);
+    return PX_EXIT_USAGE;
+  }
+  px_upload_config_t cfg = {collector, NULL, NULL, NULL, 60000};
+  px__head_t now = {0}, old = {0};
+  json_t *doc = NULL;
+  const char *why;
+  int code = PX_EXIT_OK;
+  if (px__get(&cfg, prog, "/api/v1/log/sth", &doc) != 0)
+    return PX_EXIT_RUNTIME;
+  if (px__head(doc, &now, &why) != 0) {
+    printf("FAILED: the collector's tree head: %s\n", why);
+    json_decref(doc);
+    return PX_EXIT_RUNTIME;
+  }
+  /* The last head this agent saw of this collector, and its consistency. */
+  snprintf(saved_path, sizeof(saved_path), "%s/log-sth.json", agent.state_dir);
+  char *text = NULL;
+  size_t n;
+  if (px_read_file(saved_path, &text, &n) == 0) {
+    json_t *s = json_loadb(text, n, 0, NULL);
+    const char *from = json_string_value(json_object_get(s, "collector"));
+    if (from != NULL && strcmp(from, collector) == 0 &&
+        px__head(json_object_get(s, "head"), &old, &why) == 0 &&
+        px__consistent(&cfg, prog, &old, &now) != 0)
+      code = PX_EXIT_RUNTIME;
+    json_decref(s);
+  }
+  free(text);
+  size_t checked = 0, failed = 0, later = 0;
+  snprintf(sent, sizeof(sent), "%s/spool/sent", agent.state_dir);
+  DIR *d = code == PX_EXIT_OK ? opendir(sent) : NULL;
+  for (struct dirent *e; d != NULL && (e = readdir(d)) != NULL;) {
+    size_t len = strlen(e->d_name);
+    if (len <= 8 || strcmp(e->d_name + len - 8, ".receipt") != 0)
+      continue;
+    char name[512];
+    snprintf(name, sizeof(name), "%.*s", (int)(len - 8), e->d_name);
+    int rc = px__check_sent(&cfg, prog, sent, name, &now);
+    checked += rc == 0;
+    failed += rc == 1;
+    later += rc == 2;
+  }
+  if (d != NULL)
+    closedir(d);
+  char hd[160];
+  px__describe(&now, hd, sizeof(hd));
+  if (code == PX_EXIT_OK)
+    printf("%zu measurement(s) of this agent proven in the log (%s)%s%zu failed\n", checked, hd,
+           later > 0 ? ", some sent after it, for the next head; " : "; ", failed);
+  if (failed > 0)
+    code = PX_EXIT_RUNTIME;
+  if (code == PX_EXIT_OK) {
+    json_t *s = json_object();
+    json_object_set_new(s, "collector", json_string(collector));
+    json_object_set(s, "head", now.doc);
+    char *out = json_dumps(s, JSON_COMPACT);
+    json_decref(s);
+    if (out == NULL || px_write_file_atomic(agent.state_dir, "log-sth.json", out, strlen(out),
+                                            0600) != 0) {
+      fprintf(stderr, "%s: cannot keep the head in %s\n", prog, saved_path);
+      code = PX_EXIT_RUNTIME;
+    }
+    free(out);
+  }
+  json_decref(doc);
+  json_decref(now.doc);
+  json_decref(old.doc);
   return code;
 }

@@ -9,6 +9,7 @@
 #include "agent/cli/common.h"
 #include "agent/cli/measure.h"
 #include "agent/cli/keys.h"
+#include "agent/cli/run.h"
 #include "common/keyfile.h"
 #include "agent/cli/rotate.h"
 #include "common/allowed_signers.h"
@@ -212,13 +213,14 @@ static void px__verify_export(px__verify_t *v, const char *path, char *data, siz
 int px_cmd_verify(int argc, char **argv) {
   static const struct option opts[] = {
       {"allowed-signers", required_argument, NULL, 'a'},
+      {"log", required_argument, NULL, 'l'},
       /* Accepted like every agent command; verifying needs no state. */
       {"state-dir", required_argument, NULL, 's'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
   px__verify_t v;
-  const char *signers = NULL;
+  const char *signers = NULL, *log_url = NULL, *state_dir = NULL;
   int c;
 
   memset(&v, 0, sizeof(v));
@@ -227,19 +229,28 @@ int px_cmd_verify(int argc, char **argv) {
   while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
     if (c == 'h') {
       puts("Usage: parallax verify [--allowed-signers FILE] FILE...\n"
+           "       parallax verify --log URL [--state-dir DIR]\n"
            "Verify the OpenSSH signatures of measurements: M.json with M.json.sig beside\n"
            "it (downloaded, or as older versions spooled), a spool entry (NAME.jsonl,\n"
            "one {\"content\", \"signature\"} line) or a collector export (.jsonl, one\n"
            "{\"content\", \"signature\", \"key_id\"} per line). With --allowed-signers, the\n"
            "signing key must also be listed there for namespace parallax-measurement-v1,\n"
-           "at the measurement's time. Exit status 1 if anything fails to verify.");
+           "at the measurement's time. With --log, this agent's sent measurements are\n"
+           "proven in the collector's signed log (docs/transparency.md), and its head\n"
+           "must extend the last one seen. Exit status 1 if anything fails to verify.");
       return PX_EXIT_OK;
     }
     if (c == '?' || c == ':')
       return px__getopt_error("parallax verify", c, argv);
     if (c == 'a')
       signers = optarg;
+    else if (c == 'l')
+      log_url = optarg;
+    else if (c == 's')
+      state_dir = optarg;
   }
+  if (log_url != NULL && optind >= argc)
+    return px_verify_log(log_url, state_dir);
   if (optind >= argc) {
     fprintf(stderr, "parallax verify: give the files to verify\n");
     return PX_EXIT_USAGE;

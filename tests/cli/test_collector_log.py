@@ -6,6 +6,7 @@ the C code (common/merkle.c), from the measurements' raw bytes. Then the
 database is edited behind the collector's back and the check catches it.
 SQLite only for now: on PostgreSQL the store keeps no log yet (its
 endpoints answer 404), which this test asserts too."""
+import glob
 import hashlib
 import json
 import os
@@ -316,6 +317,46 @@ class Log(pxtest.TestCase):
         self.signed_head(14)
         out = self.parallax_audit(ok=False)
         self.assertIn("FAILED: the new head does not extend the saved one", out)
+
+    def test_an_agent_checks_its_own_measurements(self):
+        """`parallax upload` keeps each answer's leaf_index in the receipt;
+        `parallax verify --log` proves every sent measurement in the signed
+        log from the agent's own copy, and that the head extends the last
+        one it saw."""
+        if self.c.database.pg:
+            return
+        lines = cl.measure_lines("www.example.test", "www.icloud.com:8443",
+                                 extra=("--probe-cc", "DE", "--probe-asn", "3320"))
+        agent = cl.Agent(os.path.join(self.dir, "agent"))
+        agent.spool(lines)
+        p = pxtest.run(["upload", "--state-dir", agent.dir, "--collector", self.c.url])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        receipts = sorted(glob.glob(os.path.join(agent.dir, "spool", "sent", "*.receipt")))
+        self.assertEqual(len(receipts), 2)
+        self.assertEqual(sorted(json.load(open(r))["leaf_index"] for r in receipts), [0, 1])
+        self.signed_head(2)
+
+        def verify(ok=True):
+            p = pxtest.run(["verify", "--log", self.c.url, "--state-dir", agent.dir])
+            self.assertEqual(p.returncode, 0 if ok else 1, p.stdout + p.stderr)
+            return p.stdout
+        self.assertIn("2 measurement(s) of this agent proven in the log", verify())
+        self.assertTrue(os.path.exists(os.path.join(agent.dir, "log-sth.json")))
+        # The operator drops one and rebuilds the log without it: the new
+        # head does not extend the one the agent saw.
+        uid = json.load(open(receipts[0]))["measurement_uid"]
+        db = self.c.database
+        self.c.stop()
+        db.sql(f"DELETE FROM log_nodes; DELETE FROM log_leaves; DELETE FROM summaries WHERE uid = "
+               f"'{uid}'; DELETE FROM measurements WHERE uid = '{uid}';")
+        self.c.start()
+        for i, (content, sig) in enumerate(self.pairs[:2]):
+            self.c.submit(cl.submit_body(content, sig))
+        self.signed_head(3)
+        self.assertIn("does not extend the saved one", verify(ok=False))
+        # Without that memory, the agent still finds its measurement missing.
+        os.unlink(os.path.join(agent.dir, "log-sth.json"))
+        self.assertIn(f"FAILED: {uid}: accepted by the collector but not in its log", verify(False))
 
     def test_heads_are_signed_at_most_every_interval(self):
         self.c.stop()
