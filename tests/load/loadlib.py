@@ -7,6 +7,7 @@ one (ctest, bounded counts, no assertion on speed); `make soak` sets
 PX_SOAK=1 and the same code runs at full size (1,000 concurrent clients,
 20 kill cycles, 20,000 targets) and writes its figures to PX_REPORT (one
 JSON object per line) for docs/reliability.md."""
+import hashlib
 import json
 import os
 import sqlite3
@@ -161,6 +162,47 @@ def stored(db):
     finally:
         con.close()
     return {uid: sha.lower() for uid, sha in rows}
+
+
+def check_log(test, db, when):
+    """The measurement log and the measurements are one: every stored
+    measurement has exactly one leaf with its content hash, every leaf a
+    measurement, the leaves are numbered 0..n-1 without a gap, and the
+    root of the leaves is the one the stored subtrees give (what the
+    collector serves). A kill -9 must never leave one without the other."""
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    try:
+        leaves = con.execute("SELECT leaf_index, measurement_uid, hex(content_sha256), "
+                             "received_at FROM log_leaves ORDER BY leaf_index").fetchall()
+        nodes = {(lv, ix): h for lv, ix, h in con.execute("SELECT level, idx, hash FROM log_nodes")}
+    finally:
+        con.close()
+    rows = stored(db)
+    test.assertEqual([l[0] for l in leaves], list(range(len(leaves))), f"{when}: leaf numbering")
+    test.assertEqual({l[1]: l[2].lower() for l in leaves}, rows,
+                     f"{when}: the log and the measurements differ")
+    hashes = []
+    for _, uid, sha, received in leaves:
+        when_s = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(received))
+        hashes.append(hashlib.sha256(b"\x00" + f"{sha.lower()} {uid} {when_s}".encode()).digest())
+    # Every perfect subtree the collector kept is the hash of its leaves.
+    for (level, index), h in nodes.items():
+        lo, hi = index << level, (index + 1) << level
+        test.assertLessEqual(hi, len(hashes), f"{when}: a subtree beyond the last leaf")
+        test.assertEqual(h, merkle_root(hashes[lo:hi]), f"{when}: subtree ({level}, {index})")
+    return len(leaves)
+
+
+def merkle_root(hashes):
+    """RFC 9162 MTH of leaf hashes."""
+    if not hashes:
+        return hashlib.sha256(b"").digest()
+    if len(hashes) == 1:
+        return hashes[0]
+    k = 1
+    while k * 2 < len(hashes):
+        k *= 2
+    return hashlib.sha256(b"\x01" + merkle_root(hashes[:k]) + merkle_root(hashes[k:])).digest()
 
 
 def integrity(db):

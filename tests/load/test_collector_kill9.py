@@ -8,6 +8,9 @@ be there with its bytes. Then the collector restarts on the original files,
 and the same holds on the live database. At the end every measurement was
 acknowledged, each is stored exactly once, and a measurement committed
 whose 200 was lost to the kill came back as a duplicate with the same uid.
+The measurement log holds exactly the stored measurements, at every kill
+(loadlib.check_log): never a measurement without its leaf, nor a leaf
+without its measurement, and every kept subtree is its leaves' hash.
 
 tests/cli/test_collector_crash.py does the same with real agents
 (`parallax upload`, receipts in spool/sent/); this one is the volume
@@ -77,12 +80,14 @@ class Kill9(pxtest.TestCase):
             wal = os.path.getsize(c.db + "-wal") if os.path.exists(c.db + "-wal") else 0
             self.assertEqual(loadlib.integrity(crash), (0, "ok"), f"kill {kills}: crash state")
             rows = loadlib.check_acks_stored(self, crash, acked, f"kill {kills}: crash state")
+            loadlib.check_log(self, crash, f"kill {kills}: crash state")
             shutil.rmtree(os.path.dirname(crash))
             t0 = time.monotonic()
             c.start()
             restart_s = time.monotonic() - t0
             self.assertEqual(loadlib.integrity(c.db), (0, "ok"), f"after restart {kills}")
             loadlib.check_acks_stored(self, c.db, acked, f"after restart {kills}")
+            loadlib.check_log(self, c.db, f"after restart {kills}")
             g.proc.send_signal(signal.SIGCONT)
             cycles.append({"kill": kills, "acknowledged": len(acked), "stored": len(rows),
                            "hot_wal_bytes": wal, "restart_s": round(restart_s, 2)})
@@ -106,6 +111,7 @@ class Kill9(pxtest.TestCase):
         self.assertEqual(keys, 1)
         self.assertEqual(c.stop(), 0, c.log())
         self.assertEqual(loadlib.integrity(c.db), (0, "ok"), "after a clean stop")
+        self.assertEqual(loadlib.check_log(self, c.db, "after a clean stop"), COUNT)
         dups = sum(1 for a in acks if a[3])
         loadlib.report("collector_kill9", cycles=CYCLES, kills=kills, connections=CONNECTIONS,
                        measurements=COUNT, stored=len(rows), exactly_once=True,
