@@ -250,6 +250,9 @@ class Pid1(pxtest.TestCase):
                    "StatusText")
         self.assertEqual((s["Type"], s["ActiveState"], s["SubState"]),
                          ("notify", "active", "running"), s)
+        # What it told systemd with READY=1.
+        self.assertEqual(s["StatusText"], f"listening on 127.0.0.1:{self.port}, database "
+                         "sqlite:/var/lib/parallax-collector/collector.sqlite", s)
         uid = int(b.run("stat", "-c", "%u", f"/proc/{s['MainPID']}").stdout)
         self.assertTrue(61184 <= uid <= 65519, f"collector uid {uid} is not a dynamic user")
 
@@ -264,6 +267,7 @@ class Pid1(pxtest.TestCase):
             self.assertEqual(conn_st, 200, doc)
             acked.append(doc["measurement_uid"])
         body = json.dumps(cl.submit_body(*signed[5])).encode()
+        before = self.requests()
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60 * cl.SLOW)
         self.addCleanup(conn.close)
         conn.putrequest("POST", "/api/v1/submit_measurement")
@@ -272,14 +276,23 @@ class Pid1(pxtest.TestCase):
         conn.endheaders()
         half = len(body) // 2
         conn.sock.sendall(body[:half])
-        time.sleep(0.5)  # the request line and headers are parsed
+        # In the collector's hands (counted once its request line is
+        # parsed) before the stop: a poll that sees two more requests than
+        # the poll before it saw the POST as well.
+        seen = [before]
+
+        def counted():
+            seen.append(self.requests())
+            return seen[-1] >= seen[-2] + 2
+        cl.wait_until(counted, 10, "the request to be in flight")
         b.run("systemctl", "stop", "--no-block", "parallax-collector.service")
         cl.wait_until(lambda: b.show("parallax-collector.service", "ActiveState")["ActiveState"]
                       == "deactivating", 10, "the stop to begin")
         time.sleep(0.5)
         # Still stopping: it waits for the request it is answering.
-        self.assertEqual(b.show("parallax-collector.service", "ActiveState")["ActiveState"],
-                         "deactivating")
+        s = b.show("parallax-collector.service", "ActiveState", "StatusText")
+        self.assertEqual(s, {"ActiveState": "deactivating",
+                             "StatusText": "stopping: finishing requests in flight"})
         conn.sock.sendall(body[half:])
         resp = conn.getresponse()
         answer = resp.read()
@@ -302,6 +315,12 @@ class Pid1(pxtest.TestCase):
         self.assertTrue(61184 <= int(owner) <= 65519, owner)
         self.assertEqual(int(mode, 8) & 0o077, 0, mode)
 
+    def requests(self):
+        """parallax_collector_requests_total, this request included."""
+        st, _, body = cl.get(self.url + "/metrics")
+        assert st == 200, (st, body)
+        return cl.parse_metrics(body.decode())[("parallax_collector_requests_total", ())]
+
     def submit(self, content, signature):
         data = json.dumps(cl.submit_body(content, signature)).encode()
         st, _, raw = cl.post(self.url + "/api/v1/submit_measurement", data,
@@ -314,6 +333,8 @@ class Pid1(pxtest.TestCase):
             self.skipTest("needs the collector of test_2")
         st, _, body = cl.get(self.url + "/api/v1/measurements?limit=1000")
         before = len(json.loads(body)["results"])
+        # Installed, no consent yet: a round is not even started.
+        self.assertNotConsented()
         b.run("parallax", "setup", "--yes", "--collector", self.url,
               "--resolver", pxtest.DNS, "--no-system-resolver", "--port", pxtest.TLS_PORT,
               "--ca-file", "/px/ca.pem", "--allow-nonpublic-addresses", "--timeout", "2000",
@@ -383,7 +404,33 @@ class Pid1(pxtest.TestCase):
         self.assertEqual(nxt.group(1), b.show("parallax.timer", "NextElapseUSecRealtime")
                          ["NextElapseUSecRealtime"])
 
-    def test_4_security_of_the_running_units(self):
+    def assertNotConsented(self):
+        b = self.box
+        b.run("systemctl", "start", "parallax.service")
+        s = b.show("parallax.service", "ConditionResult", "ActiveState")
+        self.assertEqual(s, {"ConditionResult": "no", "ActiveState": "inactive"})
+
+    def test_4_withdraw_and_consent_again(self):
+        b = self.box
+        if b.run("test", "-e", "/var/lib/parallax/consent", check=False).returncode != 0:
+            self.skipTest("needs the round of test_3")
+        b.run("parallax", "setup", "--withdraw")
+        self.assertNotConsented()
+        runs = b.run("parallax", "status").stdout
+        self.assertIn("consent: not given", runs)
+        # Consent again, as root, into the directory the dynamic user owns
+        # now: the next round (started by hand, the timer may too) reads it.
+        b.run("parallax", "setup", "--yes")
+        b.run("systemctl", "start", "parallax.service", timeout=120)
+        s = b.show("parallax.service", "ConditionResult", "Result", "ExecMainStatus")
+        self.assertEqual(s, {"ConditionResult": "yes", "Result": "success", "ExecMainStatus": "0"},
+                         self.journal("parallax.service"))
+        status = b.run("parallax", "status").stdout
+        self.assertIn("consent: given", status)
+        last = re.findall(r"^  \S+  exit (\d+)  (\d+)/(\d+) measured", status, re.M)
+        self.assertEqual(last[-1], ("0", "2", "2"), status)
+
+    def test_5_security_of_the_running_units(self):
         for unit, limit in (("parallax.service", 2.0), ("parallax-collector.service", 2.0)):
             p = self.box.run("systemd-analyze", "security", "--no-pager", unit)
             m = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", p.stdout)
