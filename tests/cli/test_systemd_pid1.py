@@ -311,7 +311,13 @@ class Pid1(pxtest.TestCase):
         self.assertEqual((s["Result"], s["ExecMainStatus"]), ("success", "0"),
                          self.journal("parallax-collector"))
 
+        # Back, with the watchdog docs/operator.md offers as a drop-in.
+        b.write("/etc/systemd/system/parallax-collector.service.d/watchdog.conf",
+                "[Service]\nWatchdogSec=2s\n")
+        b.run("systemctl", "daemon-reload")
         b.run("systemctl", "start", "parallax-collector.service", timeout=120)
+        started = b.show("parallax-collector.service", "MainPID", "WatchdogUSec")
+        self.assertEqual(started["WatchdogUSec"], "2s", started)
         st, _, body = cl.get(self.url + "/api/v1/measurements?limit=100")
         self.assertEqual(st, 200, body)
         stored = {r["measurement_uid"] for r in json.loads(body)["results"]}
@@ -321,6 +327,14 @@ class Pid1(pxtest.TestCase):
         owner, mode = out.stdout.split()
         self.assertTrue(61184 <= int(owner) <= 65519, owner)
         self.assertEqual(int(mode, 8) & 0o077, 0, mode)
+        # Three watchdog periods later: pinged, not restarted.
+        time.sleep(6)
+        s = b.show("parallax-collector.service", "MainPID", "NRestarts", "ActiveState",
+                   "WatchdogTimestampMonotonic", "ExecMainStartTimestampMonotonic")
+        self.assertEqual((s["ActiveState"], s["MainPID"], s["NRestarts"]),
+                         ("active", started["MainPID"], "0"), self.journal("parallax-collector"))
+        self.assertGreater(int(s["WatchdogTimestampMonotonic"]),
+                           int(s["ExecMainStartTimestampMonotonic"]) + 4_000_000, s)
 
     def requests(self):
         """parallax_collector_requests_total, this request included."""
@@ -436,6 +450,42 @@ class Pid1(pxtest.TestCase):
         self.assertIn("consent: given", status)
         last = re.findall(r"^  \S+  exit (\d+)  (\d+)/(\d+) measured", status, re.M)
         self.assertEqual(last[-1], ("0", "2", "2"), status)
+
+    def doc_command(self, doc, needle):
+        """The shell command of doc's code block line containing needle,
+        continuation lines joined, without its sudo."""
+        with open(os.path.join(pxtest.SOURCE, "docs", doc)) as f:
+            text = f.read().replace("\\\n", " ")
+        lines = [line.strip() for line in text.splitlines() if needle in line]
+        self.assertTrue(lines, f"{doc} has no command with {needle!r}")
+        cmd = lines[0].split()
+        self.assertEqual(cmd[0], "sudo", lines[0])
+        return cmd[1:]
+
+    def test_4b_key_rotation_as_volunteer_md_says(self):
+        b = self.box
+        if b.run("test", "-e", "/var/lib/parallax/consent", check=False).returncode != 0:
+            self.skipTest("needs the round of test_3")
+        key = re.compile(r"^key id: (\S+)$", re.M)
+        old = key.search(b.run("parallax", "status").stdout).group(1)
+        # The service's own user runs it (DynamicUser=, User=parallax):
+        # the next round can still use what it wrote.
+        b.run(*self.doc_command("volunteer.md", "parallax keygen --rotate"), timeout=120)
+        status = b.run("parallax", "status").stdout
+        self.assertNotEqual(key.search(status).group(1), old, status)
+        self.assertIn("key rotation: waiting to be sent", status)
+        b.run("systemctl", "start", "parallax.service", timeout=120)
+        s = b.show("parallax.service", "Result", "ExecMainStatus")
+        self.assertEqual(s, {"Result": "success", "ExecMainStatus": "0"},
+                         self.journal("parallax.service"))
+        status = b.run("parallax", "status").stdout
+        self.assertNotIn("key rotation: waiting", status)
+        # (Only the consent marker, readable by all, is root's: test_4's
+        # `parallax setup --yes` wrote it, as designed.)
+        out = b.run("find", "/var/lib/private/parallax", "!", "-uid",
+                    b.run("stat", "-c", "%u", "/var/lib/private/parallax").stdout.strip(),
+                    "!", "-name", "consent").stdout
+        self.assertEqual(out, "", "files the service's user does not own")
 
     def test_5_security_of_the_running_units(self):
         for unit, limit in (("parallax.service", 2.0), ("parallax-collector.service", 2.0)):
