@@ -20,6 +20,7 @@ operator would:
 Skipped (77) with the reason when the container cannot be had: not root,
 systemd-nspawn missing (Debian's systemd-container), or nspawn not booting
 (its command line and output are in the message)."""
+import ctypes
 import http.client
 import json
 import os
@@ -76,6 +77,12 @@ def unavailable():
     return None
 
 
+def _die_with_parent():
+    """In nspawn before exec: a test killed by ctest's timeout takes its
+    container with it (SIGTERM makes nspawn power the container off)."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 class Container:
     """A booted systemd-nspawn container over the host's root. Owns the
     nspawn process; shutdown() powers it off (and kills it if it hangs)."""
@@ -117,7 +124,8 @@ class Container:
         else why not, with nspawn's command line and output."""
         log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+                                     stderr=subprocess.STDOUT, start_new_session=True,
+                                     preexec_fn=_die_with_parent)
         log.close()
         own = os.readlink("/proc/self/ns/pid")
         deadline = time.monotonic() + timeout
