@@ -238,7 +238,7 @@ class Pid1(pxtest.TestCase):
         b.run("rm", "-rf", "/etc/parallax", "/var/lib/parallax", "/var/lib/private/parallax",
               "/var/lib/parallax-collector", "/var/lib/private/parallax-collector")
         b.run("dpkg", "-i", "/px/px.deb")
-        # postinst reloaded the running systemd: the units are known to it.
+        # The running systemd knows the units, from the package's path.
         for unit in ("parallax.service", "parallax.timer", "parallax-collector.service"):
             st = b.show(unit, "LoadState", "FragmentPath")
             self.assertEqual(st["LoadState"], "loaded", (unit, st))
