@@ -30,6 +30,10 @@ packages=(
   jq
   # parallax setup's dialogue, driven through a pseudo-terminal by a test
   python3-pexpect
+  # the units under a real systemd as PID 1 (tests/cli/test_systemd_pid1.py):
+  # systemd-nspawn boots the host's systemd in a container, the .deb that
+  # cpack makes (dpkg-shlibdeps) is installed in it
+  systemd systemd-container dpkg-dev
 )
 for opt in "$@"; do
   case $opt in
