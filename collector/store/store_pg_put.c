@@ -26,7 +26,8 @@
 /* Batches in flight at once in a process: while one waits for its
  * COMMIT to reach the disk, others fill and run on other backends (with
  * 2, the quick ingest bench's p50 latency was twice that with 4, at the
- * same rate). Four of the pool's ten connections by default. */
+ * same rate). Four of the pool's ten connections by default, half a
+ * smaller pool: the analysis and the readers need theirs. */
 #define PX__PG_LEADERS_MAX 4
 /* Tries of one submission on its own, as before batches. */
 #define PX__PG_TRIES 4
@@ -384,6 +385,11 @@ int px__pg_put(px_store_t *base, px_submission_t *sub, bool *duplicate) {
   px__pg_job_t job = {.sub = sub, .key_line = px_ssh_pubkey_line(sub->key), .rc = -EIO};
   if (job.key_line == NULL)
     return -ENOMEM;
+  unsigned leaders = s->pool_size / 2;
+  if (leaders > PX__PG_LEADERS_MAX)
+    leaders = PX__PG_LEADERS_MAX;
+  if (leaders < 1)
+    leaders = 1;
   pthread_cond_init(&job.cv, NULL);
   pthread_mutex_lock(&s->put_mu);
   if (s->put_tail != NULL)
@@ -394,7 +400,7 @@ int px__pg_put(px_store_t *base, px_submission_t *sub, bool *duplicate) {
   while (!job.done) {
     /* Lead while the job is still queued; once another leader has taken
      * it, wait for that one's answer. */
-    if (s->put_leaders < PX__PG_LEADERS_MAX && s->put_head != NULL) {
+    if (s->put_leaders < leaders && s->put_head != NULL) {
       s->put_leaders++;
       px__pg_lead(s, &job);
       s->put_leaders--;
