@@ -38,7 +38,7 @@ typedef struct px__sshsig_key {
 } px__sshsig_key_t;
 
 /* The cached key of raw, or a new one. 0 or -ENOMEM (nothing held). */
-int px__sshsig_key_take(const uint8_t raw[32], px__sshsig_key_t *k);
+int px__sshsig_key_take(const uint8_t raw[32], px__sshsig_key_t *out);
 /* Gives k back: its context stays for the next verifier of the key; a
  * key not yet cached is cached only when verified (a signature checked
  * out with it) and k->pk is filled. */

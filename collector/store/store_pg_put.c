@@ -175,8 +175,8 @@ static bool px__pg_batch_find(px__pgconn_t *c, px__pg_job_t **jobs, size_t n) {
  * are known. Returns 0 or the failure of px__pg_failed. */
 static int px__pg_batch_write(px__pg_t *s, px__pgconn_t *c, px__pg_job_t **jobs, size_t n) {
   px__pg_job_t *bykey[PX__PG_BATCH_MAX];
-  memcpy(bykey, jobs, n * sizeof(*jobs));
-  qsort(bykey, n, sizeof(*bykey), px__pg_by_key);
+  memcpy(bykey, jobs, n * sizeof(px__pg_job_t *));
+  qsort(bykey, n, sizeof(px__pg_job_t *), px__pg_by_key);
   if (PQenterPipelineMode(c->conn) != 1)
     return -EIO;
   /* What each statement sent answers when it succeeds. */
@@ -304,12 +304,12 @@ static void px__pg_batch_try(px__pg_t *s, px__pg_job_t **jobs, size_t n) {
   } else {
     /* The ones still to write, in content order; the same content twice
      * in one batch waits for the next (which finds the first). */
-    px__pg_job_t *w[PX__PG_BATCH_MAX];
+    px__pg_job_t *w[PX__PG_BATCH_MAX] = {NULL};
     size_t m = 0;
     for (size_t i = 0; i < n; i++)
       if (!jobs[i]->answered)
         w[m++] = jobs[i];
-    qsort(w, m, sizeof(*w), px__pg_by_content);
+    qsort(w, m, sizeof(px__pg_job_t *), px__pg_by_content);
     size_t k = 0;
     for (size_t i = 0; i < m; i++)
       if (k == 0 || px__pg_by_content(&w[k - 1], &w[i]) != 0)

@@ -578,7 +578,6 @@ PX_TEST(store_postgresql_group_commit_isolates) {
   px__key(&old);
   px__key(&stranger);
   time_t vb = px__start(20), stored;
-  bool dup;
   px__m_t first;
   px__m(&first, 1000, &old, px__start(1));
   px__put_new(s, &first);
@@ -645,7 +644,6 @@ PX_TEST(store_postgresql_group_commit_isolates) {
   assert_int_equal(px_store_count(s, &nm, &nk), 0);
   assert_int_equal(nm, nm0 + fresh_total);
   assert_int_equal(nk, nk0); /* the stranger's duplicates added no key */
-  (void)dup;
   px_store_close(s);
   free(dir);
 }
