@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "common/encoding.h"
+#include "common/sshsig_keys.h"
 #include "common/wire.h"
 
 #define PX__MAGIC "SSHSIG"
@@ -18,7 +19,7 @@ static void px__fingerprint(const uint8_t *blob, size_t n, char out[PX_KEY_ID_LE
   uint8_t md[32];
   unsigned md_len;
   char b64[45]; /* 44 base64 characters of 32 bytes, with padding */
-  EVP_Digest(blob, n, md, &md_len, EVP_sha256(), NULL);
+  EVP_Digest(blob, n, md, &md_len, px__sshsig_md(false), NULL);
   px_base64_encode(md, sizeof(md), b64);
   /* OpenSSH prints the digest without padding: 43 characters. */
   memcpy(out, "SHA256:", 7);
@@ -95,7 +96,7 @@ static int px__signed_data(px_wbuf_t *b, const char *ns, const char *hash_alg,
                            const uint8_t *msg, size_t n) {
   uint8_t md[EVP_MAX_MD_SIZE];
   unsigned md_len;
-  const EVP_MD *md_type = strcmp(hash_alg, "sha512") == 0 ? EVP_sha512() : EVP_sha256();
+  const EVP_MD *md_type = px__sshsig_md(strcmp(hash_alg, "sha512") == 0);
   if (EVP_Digest(msg, n, md, &md_len, md_type, NULL) != 1)
     return -EIO;
   px_wbuf_put(b, PX__MAGIC, 6);
@@ -434,10 +435,9 @@ int px_sshsig_verify_canonical(const char *armored, size_t armored_len, const ch
   uint8_t *blob = NULL;
   size_t blob_len = 0;
   px__sshsig_t s;
-  px_ssh_pubkey_t key_id;
   px_wbuf_t data, out;
-  EVP_PKEY *key = NULL;
-  EVP_MD_CTX *md = NULL;
+  px__sshsig_key_t key;
+  bool held = false, verified = false;
   int rc;
 
   if (why == NULL)
@@ -454,28 +454,33 @@ int px_sshsig_verify_canonical(const char *armored, size_t armored_len, const ch
     goto done;
   if (px__signed_data(&data, ns, s.hash_alg, msg, n) != 0)
     PX__FAIL(-ENOMEM, "out of memory");
-  key = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, s.raw_key, 32);
-  md = EVP_MD_CTX_new();
-  if (key == NULL || md == NULL)
+  /* The key comes from the signature's own blob, so a cached entry is
+   * found only by the very bytes that signed: it saves building the
+   * EVP_PKEY, its context and its fingerprint, never a verification. */
+  if (px__sshsig_key_take(s.raw_key, &key) != 0)
     PX__FAIL(-ENOMEM, "out of memory");
-  if (EVP_DigestVerifyInit(md, NULL, NULL, NULL, key) != 1 ||
-      EVP_DigestVerify(md, s.sig, sizeof(s.sig), data.data, data.len) != 1)
+  held = true;
+  if (EVP_DigestVerify(key.md, s.sig, sizeof(s.sig), data.data, data.len) != 1)
     PX__FAIL(-EPERM, "signature does not verify");
-  if (px__pubkey_from_raw(s.raw_key, &key_id) != 0)
-    PX__FAIL(-ENOMEM, "out of memory");
+  if (!key.have_pk) {
+    if (px__pubkey_from_raw(s.raw_key, &key.pk) != 0)
+      PX__FAIL(-ENOMEM, "out of memory");
+    key.have_pk = true;
+  }
+  verified = true;
   if (canonical != NULL) {
-    px__blob_build(&out, &key_id, ns, s.hash_alg, s.sig);
+    px__blob_build(&out, &key.pk, ns, s.hash_alg, s.sig);
     *canonical = out.failed ? NULL : px__armor(out.data, out.len);
     if (*canonical == NULL)
       PX__FAIL(-ENOMEM, "out of memory");
   }
   if (signer != NULL)
-    *signer = key_id;
+    *signer = key.pk;
   *why = NULL;
 done:
   ERR_clear_error();
-  EVP_MD_CTX_free(md);
-  EVP_PKEY_free(key);
+  if (held)
+    px__sshsig_key_give(&key, verified);
   px_wbuf_free(&data);
   px_wbuf_free(&out);
   free(blob);

@@ -35,6 +35,24 @@ static const char *const px__pg_stmts[PX__PG_NSTMT] = {
         "q AS (INSERT INTO analysis_queue (measurement_start_time, measurement_id) "
         "SELECT measurement_start_time, id FROM m) "
         "SELECT id FROM m",
+    /* The same, in a transaction that holds the key row (FOR SHARE):
+     * nothing is inserted when the key was rotated at or before the
+     * measurement started. Answers the id (NULL when nothing was
+     * inserted) and the key's valid_before (0: never rotated). */
+    [PX__PG_INSERT_CHECKED] =
+        "WITH k AS (SELECT coalesce(valid_before, 0) AS vb FROM keys WHERE key_id = $5::text), "
+        "m AS (INSERT INTO measurements (uid, content_sha256, content, signature, key_id, "
+        "probe_cc, probe_asn, test_name, input, domain, measurement_start_time, received_at, "
+        "geo_mismatch, uploader_cc) SELECT $1::text, $2::bytea, $3::bytea, $4::text, $5::text, "
+        "$6::text, $7::text, $8::text, $9::text, $10::text, $11::bigint, $12::bigint, "
+        "$13::boolean, $14::text WHERE NOT EXISTS (SELECT 1 FROM k WHERE vb <> 0 AND "
+        "$11::bigint >= vb) ON CONFLICT (content_sha256, measurement_start_time) DO NOTHING "
+        "RETURNING id, measurement_start_time), "
+        "u AS (INSERT INTO measurement_uids (uid, measurement_start_time, measurement_id) "
+        "SELECT $1::text, measurement_start_time, id FROM m), "
+        "q AS (INSERT INTO analysis_queue (measurement_start_time, measurement_id) "
+        "SELECT measurement_start_time, id FROM m) "
+        "SELECT (SELECT id FROM m), coalesce((SELECT vb FROM k), 0)",
     /* Sorted before locking: two rotations lock their keys in one order. */
     [PX__PG_KEYS_LOCK] = "SELECT key_id, coalesce(valid_before, 0) FROM keys "
                          "WHERE key_id IN ($1, $2) ORDER BY key_id FOR UPDATE",
@@ -247,9 +265,15 @@ static PGconn *px__pg_connect_plain(const char *conninfo, char *err, size_t errl
     return NULL;
   }
   PQsetNoticeProcessor(conn, px__pg_quiet, NULL);
+  /* Measurement content is TOASTed: lz4 (PostgreSQL 14 and later, when
+   * built with it) compresses it at a fraction of pglz's CPU, and every
+   * reader decompresses either. */
   PGresult *r = PQexec(conn, "SET client_min_messages = warning; "
                              "SELECT set_config('synchronous_commit', 'on', false) "
-                             "WHERE current_setting('synchronous_commit') = 'off'");
+                             "WHERE current_setting('synchronous_commit') = 'off'; "
+                             "SELECT set_config('default_toast_compression', 'lz4', false) "
+                             "FROM pg_settings WHERE name = 'default_toast_compression' "
+                             "AND 'lz4' = ANY (enumvals)");
   bool ok = r != NULL && PQresultStatus(r) == PGRES_TUPLES_OK;
   PQclear(r);
   if (!ok) {
@@ -420,6 +444,7 @@ static void px__pg_close(px_store_t *base) {
   pthread_mutex_destroy(&s->mu);
   pthread_cond_destroy(&s->cv);
   pthread_mutex_destroy(&s->months_mu);
+  pthread_mutex_destroy(&s->put_mu);
   free(s);
 }
 
@@ -495,6 +520,7 @@ int px_store_pg_open(const char *url, px_store_t **out, char *err, size_t errlen
   pthread_mutex_init(&s->mu, NULL);
   pthread_cond_init(&s->cv, NULL);
   pthread_mutex_init(&s->months_mu, NULL);
+  pthread_mutex_init(&s->put_mu, NULL);
   if (s->pool == NULL) {
     px__pg_close(&s->base);
     return -ENOMEM;

@@ -24,6 +24,7 @@ typedef enum {
   PX__PG_KEY_SEEN,     /* last_seen forward, returning valid_before */
   PX__PG_KEY_SHARE,    /* valid_before, the row locked against rotation */
   PX__PG_INSERT,       /* a measurement, its uid and its queue entry */
+  PX__PG_INSERT_CHECKED, /* the same unless its key was rotated away before it started */
   PX__PG_KEYS_LOCK,    /* two keys' valid_before, locked for a rotation */
   PX__PG_KEY_ROTATE,   /* valid_before of one key */
   PX__PG_KEY_IMPORT,   /* a key merged in from another store */
@@ -85,6 +86,12 @@ typedef struct px__pg {
   void (*on_commit)(void *data);
   void *on_commit_data;
 
+  /* Submissions waiting for a batch (store_pg_put.c), and how many
+   * threads are writing batches. */
+  pthread_mutex_t put_mu;
+  struct px__pg_job *put_head, *put_tail;
+  unsigned put_leaders;
+
   /* Queue entries this node's analysis deleted since it last vacuumed
    * the queue (see px__pg_analyze). */
   _Atomic int64_t queue_dead;
@@ -135,6 +142,11 @@ int px__pg_exec(px__pgconn_t *c, const char *sql);
  * kind of failure, not per row) and marks c broken when the connection
  * is gone. */
 bool px__pg_ok(px__pgconn_t *c, PGresult *r, ExecStatusType want, const char *what);
+/* How a try of a write ended, beyond 0 and the errors put() returns. */
+#define PX__PG_RETRY 1      /* a deadlock, a serialization failure: try again */
+#define PX__PG_NO_MONTH 2   /* the month's partition is missing */
+/* What a failed result means: PX__PG_RETRY, PX__PG_NO_MONTH or -EIO. */
+int px__pg_failed(PGresult *r);
 /* SQLSTATE of a failed result ("" when none). */
 const char *px__pg_state(PGresult *r);
 

@@ -12,6 +12,7 @@
 #include "common/allowed_signers.h"
 #include "common/encoding.h"
 #include "common/sshsig.h"
+#include "common/sshsig_keys.h"
 #include "common/wire.h"
 #include "tests/runner.h"
 
@@ -621,4 +622,127 @@ PX_TEST(allowed_signers_parsing) {
   EVP_PKEY_free(k2);
   px_test_rmrf(d);
   free(d);
+}
+
+static int px__verify_as(const char *sig, const char *msg, px_ssh_pubkey_t *signer) {
+  return px_sshsig_verify(sig, strlen(sig), PX_SSHSIG_NAMESPACE, (const uint8_t *)msg,
+                          strlen(msg), signer, NULL);
+}
+
+/* The key cache answers by the signature's own key bytes, so once a key
+ * is cached it still verifies nothing but its own signatures of the very
+ * message: not another key's signature presented under its name, not a
+ * changed message, and a failure leaves its reused context good. */
+PX_TEST(sshsig_key_cache_never_crosses_keys) {
+  (void)state;
+  px_sshsig_keys_reset(0);
+  EVP_PKEY *a = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+  EVP_PKEY *b = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+  px_ssh_pubkey_t pa, pb, got;
+  px_sshsig_key_stats_t st;
+  char *sa = NULL, *sb = NULL;
+  assert_int_equal(px_ssh_pubkey_from_pkey(a, &pa), 0);
+  assert_int_equal(px_ssh_pubkey_from_pkey(b, &pb), 0);
+  assert_int_equal(px_sshsig_sign(a, PX_SSHSIG_NAMESPACE, (const uint8_t *)px__msg,
+                                  strlen(px__msg), &sa), 0);
+  assert_int_equal(px_sshsig_sign(b, PX_SSHSIG_NAMESPACE, (const uint8_t *)px__msg,
+                                  strlen(px__msg), &sb), 0);
+
+  for (int round = 0; round < 3; round++) {
+    assert_int_equal(px__verify_as(sa, px__msg, &got), 0);
+    assert_string_equal(got.key_id, pa.key_id);
+    assert_memory_equal(got.blob, pa.blob, sizeof(pa.blob));
+  }
+  px_sshsig_key_stats(&st);
+  assert_int_equal(st.misses, 1);
+  assert_int_equal(st.hits, 2);
+  assert_int_equal(st.entries, 1);
+
+  /* B's signature with A's key in its place: A is cached, and refuses it. */
+  size_t n;
+  uint8_t *blob = px__unarmor(sb, &n);
+  uint8_t *at = memmem(blob, n, pb.blob, sizeof(pb.blob));
+  assert_non_null(at);
+  memcpy(at, pa.blob, sizeof(pa.blob));
+  size_t forged_len;
+  char *forged = px__armor_with(blob, n, "", "\n", &forged_len);
+  assert_int_equal(px__verify_as(forged, px__msg, NULL), -EPERM);
+  px_sshsig_key_stats(&st);
+  assert_int_equal(st.hits, 3);
+
+  /* A changed message, through A's cached (and reused) context. */
+  char tampered[sizeof(px__msg)];
+  memcpy(tampered, px__msg, sizeof(px__msg));
+  tampered[10] ^= 1;
+  assert_int_equal(px__verify_as(sa, tampered, NULL), -EPERM);
+  assert_int_equal(px__verify_as(sa, px__msg, &got), 0);
+  assert_string_equal(got.key_id, pa.key_id);
+
+  /* B, verified after A, is B; a failed key is never cached. */
+  assert_int_equal(px__verify_as(sb, px__msg, &got), 0);
+  assert_string_equal(got.key_id, pb.key_id);
+  EVP_PKEY *c = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+  char *sc = NULL;
+  assert_int_equal(px_sshsig_sign(c, PX_SSHSIG_NAMESPACE, (const uint8_t *)px__msg,
+                                  strlen(px__msg), &sc), 0);
+  assert_int_equal(px__verify_as(sc, tampered, NULL), -EPERM);
+  px_sshsig_key_stats(&st);
+  assert_int_equal(st.entries, 2);
+  assert_int_equal(px__verify_as(sc, px__msg, &got), 0);
+  px_sshsig_key_stats(&st);
+  assert_int_equal(st.entries, 3);
+
+  free(blob);
+  free(forged);
+  free(sa);
+  free(sb);
+  free(sc);
+  EVP_PKEY_free(a);
+  EVP_PKEY_free(b);
+  EVP_PKEY_free(c);
+  px_sshsig_keys_reset(0);
+}
+
+/* At its bound the cache evicts (least recently used first) and stays
+ * within it; an evicted key verifies as before, built again. */
+#define PX__EVICT_KEYS 24
+PX_TEST(sshsig_key_cache_evicts_at_bound) {
+  (void)state;
+  px_sshsig_keys_reset(8);
+  EVP_PKEY *k[PX__EVICT_KEYS];
+  char *sig[PX__EVICT_KEYS];
+  px_ssh_pubkey_t pub[PX__EVICT_KEYS], got;
+  px_sshsig_key_stats_t st;
+  for (int i = 0; i < PX__EVICT_KEYS; i++) {
+    k[i] = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+    assert_int_equal(px_ssh_pubkey_from_pkey(k[i], &pub[i]), 0);
+    assert_int_equal(px_sshsig_sign(k[i], PX_SSHSIG_NAMESPACE, (const uint8_t *)px__msg,
+                                    strlen(px__msg), &sig[i]), 0);
+  }
+  for (int pass = 0; pass < 2; pass++) {
+    for (int i = 0; i < PX__EVICT_KEYS; i++) {
+      assert_int_equal(px__verify_as(sig[i], px__msg, &got), 0);
+      assert_string_equal(got.key_id, pub[i].key_id);
+      px_sshsig_key_stats(&st);
+      assert_true(st.entries <= 8);
+    }
+  }
+  px_sshsig_key_stats(&st);
+  /* 24 keys through 8 places twice: every key has been built at least
+   * once, and whatever did not fit was evicted. */
+  assert_true(st.misses >= PX__EVICT_KEYS);
+  assert_int_equal(st.hits + st.misses, 2 * PX__EVICT_KEYS);
+  assert_int_equal(st.evictions, st.misses - st.entries);
+  assert_true(st.evictions >= PX__EVICT_KEYS - 8);
+
+  /* The most recently used key of the last pass is still there. */
+  uint64_t hits = st.hits;
+  assert_int_equal(px__verify_as(sig[PX__EVICT_KEYS - 1], px__msg, &got), 0);
+  px_sshsig_key_stats(&st);
+  assert_int_equal(st.hits, hits + 1);
+  for (int i = 0; i < PX__EVICT_KEYS; i++) {
+    free(sig[i]);
+    EVP_PKEY_free(k[i]);
+  }
+  px_sshsig_keys_reset(0);
 }

@@ -543,3 +543,107 @@ PX_TEST(store_postgresql_export_snapshot) {
   px_store_close(b);
   free(dir);
 }
+
+/* ---- group commit: one submission's outcome is its own -------------------------- */
+
+#define PX__GROUP_THREADS 24
+
+typedef struct {
+  px_store_t *store;
+  px__m_t m;
+  pthread_barrier_t *start;
+  int rc;
+  bool dup;
+} px__group_t;
+
+static void *px__group_put(void *arg) {
+  px__group_t *g = arg;
+  pthread_barrier_wait(g->start);
+  g->rc = px_store_put(g->store, &g->m.sub, &g->dup);
+  return NULL;
+}
+
+/* Submissions sent at once, so they share batches: one from a key rotated
+ * away, ones already stored (signed by a key the store has never seen),
+ * pairs of the same new content, and plain new ones. Each gets its own
+ * answer; the refused and the duplicates change nothing, not even the key
+ * list; everything new is stored once. Three rounds. */
+PX_TEST(store_postgresql_group_commit_isolates) {
+  (void)state;
+  char url[1024], *dir;
+  px__fresh_db(true, url, sizeof(url), &dir);
+  px_store_t *s = px__open(url);
+  px__key_t k, old, stranger;
+  px__key(&k);
+  px__key(&old);
+  px__key(&stranger);
+  time_t vb = px__start(20), stored;
+  px__m_t first;
+  px__m(&first, 1000, &old, px__start(1));
+  px__put_new(s, &first);
+  assert_int_equal(px_store_rotate_key(s, &old.pub, &k.pub, vb, vb, &stored), 0);
+  static px__m_t pre[PX__GROUP_THREADS];
+  for (int i = 0; i < PX__GROUP_THREADS; i++) {
+    px__m(&pre[i], 2000 + i, &k, px__start(i % 10));
+    px__put_new(s, &pre[i]);
+  }
+  int64_t nm0, nk0, nm, nk;
+  assert_int_equal(px_store_count(s, &nm0, &nk0), 0);
+  assert_int_equal(nk0, 2);
+
+  static px__group_t g[PX__GROUP_THREADS];
+  pthread_t th[PX__GROUP_THREADS];
+  pthread_barrier_t start;
+  int fresh_total = 0;
+  for (int round = 0; round < 3; round++) {
+    assert_int_equal(pthread_barrier_init(&start, NULL, PX__GROUP_THREADS), 0);
+    for (int j = 0; j < PX__GROUP_THREADS; j++) {
+      memset(&g[j], 0, sizeof(g[j]));
+      g[j].store = s;
+      g[j].start = &start;
+      int i = 100 * (round + 1) + j;
+      if (j % 6 == 0)
+        px__m(&g[j].m, i, &old, vb + j); /* started after the rotation */
+      else if (j % 6 == 1)
+        g[j].m = pre[j], g[j].m.sub.content = g[j].m.content, g[j].m.sub.key = &stranger.pub;
+      else if (j % 6 == 3)
+        px__m(&g[j].m, i - 1, &k, px__start((j - 1) % 10) + round); /* j - 1's content */
+      else
+        px__m(&g[j].m, i, &k, px__start(j % 10) + round);
+    }
+    for (int j = 0; j < PX__GROUP_THREADS; j++)
+      assert_int_equal(pthread_create(&th[j], NULL, px__group_put, &g[j]), 0);
+    for (int j = 0; j < PX__GROUP_THREADS; j++)
+      pthread_join(th[j], NULL);
+    pthread_barrier_destroy(&start);
+    int fresh = 0, pairs_fresh[PX__GROUP_THREADS] = {0};
+    for (int j = 0; j < PX__GROUP_THREADS; j++) {
+      if (j % 6 == 0) {
+        assert_int_equal(g[j].rc, -EKEYREVOKED);
+        assert_int_equal(g[j].m.sub.key_valid_before, vb);
+        continue;
+      }
+      assert_int_equal(g[j].rc, 0);
+      if (j % 6 == 1) {
+        assert_true(g[j].dup);
+        assert_string_equal(g[j].m.sub.stored_key_id, k.pub.key_id);
+        continue;
+      }
+      fresh += !g[j].dup;
+      if (j % 6 == 2 || j % 6 == 3)
+        pairs_fresh[j - j % 6] += !g[j].dup;
+      else
+        assert_false(g[j].dup);
+    }
+    /* Of each pair of one content exactly one was new. */
+    for (int j = 0; j < PX__GROUP_THREADS; j += 6)
+      assert_int_equal(pairs_fresh[j], 1);
+    assert_int_equal(fresh, PX__GROUP_THREADS / 6 * 3);
+    fresh_total += fresh;
+  }
+  assert_int_equal(px_store_count(s, &nm, &nk), 0);
+  assert_int_equal(nm, nm0 + fresh_total);
+  assert_int_equal(nk, nk0); /* the stranger's duplicates added no key */
+  px_store_close(s);
+  free(dir);
+}
