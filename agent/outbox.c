@@ -18,7 +18,7 @@
  * measurements a second, a wake-up per line cost more than the lines.
  * The loop never waits for this; a line is kept at most this much later. */
 #define PX__BATCH_LINES 256
-#define PX__GATHER_NS (5 * 1000 * 1000)
+#define PX__GATHER_NS ((uint64_t)5 * 1000 * 1000)
 
 typedef struct px__item {
   struct px__item *next;

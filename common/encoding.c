@@ -122,6 +122,26 @@ void px_hex_encode(const uint8_t *in, size_t n, char *out) {
   out[2 * n] = '\0';
 }
 
+static int px__nibble(char c) {
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  return -1;
+}
+
+int px_hex_decode(const char *s, uint8_t *out, size_t n) {
+  if (s == NULL || strlen(s) != 2 * n)
+    return -EINVAL;
+  for (size_t i = 0; i < n; i++) {
+    int hi = px__nibble(s[2 * i]), lo = px__nibble(s[2 * i + 1]);
+    if (hi < 0 || lo < 0)
+      return -EINVAL;
+    out[i] = (uint8_t)(hi << 4 | lo);
+  }
+  return 0;
+}
+
 int px_parse_ulong(const char *s, unsigned long min, unsigned long max, unsigned long *out) {
   char *end;
   if (s[0] < '0' || s[0] > '9')

@@ -23,6 +23,10 @@ int px_base64_decode(const char *in, size_t n, uint8_t *out, size_t out_cap,
 /* Lower-case hex of in[0..n) into out (2n + 1 bytes), NUL-terminated. */
 void px_hex_encode(const uint8_t *in, size_t n, char *out);
 
+/* Exactly 2n lower-case hex digits into out[0..n): the spelling
+ * px_hex_encode writes and nothing else. 0 or -EINVAL. */
+int px_hex_decode(const char *s, uint8_t *out, size_t n);
+
 /* A decimal in [min, max], digits only (no sign, no spaces). 0 or
  * -EINVAL. */
 int px_parse_ulong(const char *s, unsigned long min, unsigned long max, unsigned long *out);

@@ -85,7 +85,7 @@ int px_merkle_subtree_hash(px_merkle_get_fn get, void *ctx, uint64_t lo, uint64_
 
 /* A proof: at most 2 * 64 hashes (a consistency proof of a 2^64-leaf
  * tree is longer than an inclusion proof). */
-#define PX_MERKLE_PROOF_MAX (2 * PX_MERKLE_MAX_DEPTH)
+#define PX_MERKLE_PROOF_MAX ((size_t)2 * PX_MERKLE_MAX_DEPTH)
 typedef struct px_merkle_proof {
   size_t n;
   uint8_t hashes[PX_MERKLE_PROOF_MAX][PX_MERKLE_HASH_LEN];

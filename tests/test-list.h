@@ -5,6 +5,7 @@
 PX_TEST_ENTRY(base64_vectors, NONE)
 PX_TEST_ENTRY(base64_rejects_malformed, NONE)
 PX_TEST_ENTRY(hex_encode, NONE)
+PX_TEST_ENTRY(hex_decode_only_what_encode_writes, NONE)
 PX_TEST_ENTRY(netaddr_parse_hostport, NONE)
 PX_TEST_ENTRY(netaddr_format, NONE)
 PX_TEST_ENTRY(netaddr_public_unicast, NONE)

@@ -34,18 +34,6 @@ typedef struct {
   json_t *doc; /* as the collector sent it (saved as is) */
 } px__head_t;
 
-static int px__unhex(const char *s, uint8_t *out, size_t n) {
-  if (s == NULL || strlen(s) != 2 * n)
-    return -EINVAL;
-  for (size_t i = 0; i < n; i++) {
-    unsigned v;
-    if (sscanf(s + 2 * i, "%2x", &v) != 1 || s[2 * i] == '+' || s[2 * i] == '-')
-      return -EINVAL;
-    out[i] = (uint8_t)v;
-  }
-  return 0;
-}
-
 /* GET path as JSON; 0, or -1 with the reason printed. */
 static int px__get(const px_upload_config_t *cfg, const char *prog, const char *path,
                    json_t **out) {
@@ -81,7 +69,7 @@ static int px__head(json_t *doc, px__head_t *h, const char **why) {
   const char *sig = json_string_value(json_object_get(doc, "signature"));
   *why = "not a signed tree head";
   if (!json_is_integer(size) || json_integer_value(size) < 0 || key_id == NULL || sig == NULL ||
-      when == NULL || px__unhex(root, h->root, sizeof(h->root)) != 0 ||
+      when == NULL || px_hex_decode(root, h->root, sizeof(h->root)) != 0 ||
       px_time_parse_utc(when, &h->timestamp) != 0)
     return -1;
   h->size = (uint64_t)json_integer_value(size);
@@ -112,7 +100,7 @@ static int px__path(json_t *a, px_merkle_proof_t *p) {
   if (!json_is_array(a) || json_array_size(a) > PX_MERKLE_PROOF_MAX)
     return -EINVAL;
   for (size_t i = 0; i < json_array_size(a); i++)
-    if (px__unhex(json_string_value(json_array_get(a, i)), p->hashes[p->n++],
+    if (px_hex_decode(json_string_value(json_array_get(a, i)), p->hashes[p->n++],
                   PX_MERKLE_HASH_LEN) != 0)
       return -EINVAL;
   return 0;
@@ -195,10 +183,10 @@ static int px__replay(const px_upload_config_t *cfg, const char *prog, const px_
       time_t received;
       int len = -1;
       if (uid != NULL && when != NULL && px_time_parse_utc(when, &received) == 0 &&
-          px__unhex(json_string_value(json_object_get(l, "content_sha256")), sha, 32) == 0)
+          px_hex_decode(json_string_value(json_object_get(l, "content_sha256")), sha, 32) == 0)
         len = px_merkle_log_leaf(sha, uid, received, text, sizeof(text));
       if (len < 0 || px_merkle_leaf_hash(text, (size_t)len, hash) != 0) {
-        printf("FAILED: leaf %llu is malformed\n", (unsigned long long)(start + i));
+        printf("FAILED: leaf %llu is malformed\n", (unsigned long long)start + i);
         rc = 1;
         break;
       }
@@ -212,12 +200,12 @@ static int px__replay(const px_upload_config_t *cfg, const char *prog, const px_
       if (px_http_request(cfg, rpath, NULL, &status, &body, err, sizeof(err)) != 0 ||
           status != 200) {
         printf("FAILED: %s (leaf %llu) is in the log but not served (HTTP %ld)\n",
-               px_term_str(uid, shown, sizeof(shown)), (unsigned long long)(start + i), status);
+               px_term_str(uid, shown, sizeof(shown)), (unsigned long long)start + i, status);
         (*bad)++;
       } else if (SHA256((const uint8_t *)body, strlen(body), got) == NULL ||
                  memcmp(got, sha, 32) != 0) {
         printf("FAILED: %s (leaf %llu): the bytes served are not the ones logged\n",
-               px_term_str(uid, shown, sizeof(shown)), (unsigned long long)(start + i));
+               px_term_str(uid, shown, sizeof(shown)), (unsigned long long)start + i);
         (*bad)++;
       }
       free(body);

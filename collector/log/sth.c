@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/encoding.h"
 #include "common/merkle.h"
 #include "common/timeutil.h"
 
@@ -16,26 +17,40 @@ int px_sth_text(uint64_t size, const uint8_t root[32], time_t timestamp, char *o
  * px_sth_text writes it, so the key vouches for nothing else, whatever
  * the parent (which parses requests) was made to send. */
 static int px__check(const char *msg, size_t n, char *why, size_t whylen) {
-  unsigned long long size;
-  char hex[65], when[32], tail;
+  static const char size_key[] = "{\"tree_size\":", root_key[] = ",\"root_hash\":\"",
+                    time_key[] = "\",\"timestamp\":\"";
+  char copy[PX_STH_TEXT_MAX + 1], again[PX_STH_TEXT_MAX + 1], hex[65], *p, *end;
   uint8_t root[32];
   time_t ts;
-  char copy[PX_STH_TEXT_MAX + 1], again[PX_STH_TEXT_MAX + 1];
   if (n > PX_STH_TEXT_MAX)
     goto refuse;
   memcpy(copy, msg, n);
   copy[n] = '\0';
-  if (strlen(copy) != n ||
-      sscanf(copy, "{\"tree_size\":%llu,\"root_hash\":\"%64[0-9a-f]\",\"timestamp\":\"%20[0-9TZ:-]\"%c",
-             &size, hex, when, &tail) != 4 ||
-      tail != '}' || strlen(hex) != 64 || px_time_parse_utc(when, &ts) != 0)
+  if (strlen(copy) != n || strncmp(copy, size_key, sizeof(size_key) - 1) != 0)
     goto refuse;
-  for (size_t i = 0; i < 32; i++) {
-    unsigned v;
-    if (sscanf(hex + 2 * i, "%2x", &v) != 1)
-      goto refuse;
-    root[i] = (uint8_t)v;
-  }
+  p = copy + sizeof(size_key) - 1;
+  if (*p < '0' || *p > '9')
+    goto refuse;
+  errno = 0;
+  unsigned long long size = strtoull(p, &end, 10);
+  if (errno != 0 || strncmp(end, root_key, sizeof(root_key) - 1) != 0)
+    goto refuse;
+  p = end + sizeof(root_key) - 1;
+  if (strlen(p) < 64)
+    goto refuse;
+  memcpy(hex, p, 64);
+  hex[64] = '\0';
+  p += 64;
+  if (px_hex_decode(hex, root, sizeof(root)) != 0 ||
+      strncmp(p, time_key, sizeof(time_key) - 1) != 0)
+    goto refuse;
+  p += sizeof(time_key) - 1;
+  end = strchr(p, '"');
+  if (end == NULL || strcmp(end, "\"}") != 0)
+    goto refuse;
+  *end = '\0';
+  if (px_time_parse_utc(p, &ts) != 0)
+    goto refuse;
   /* Rendered again, byte for byte: no other spelling of the same head. */
   if (px_sth_text(size, root, ts, again, sizeof(again)) != (int)n || memcmp(again, msg, n) != 0)
     goto refuse;

@@ -146,8 +146,11 @@ static int px__backfill(px__sqlite_t *s, char *err, size_t errlen) {
                    SQLITE_OK && rc == 0)
     rc = -EIO;
   if (rc != 0) {
+    char why[128];
     snprintf(err, errlen, "cannot add the stored measurements to the log: %s",
-             msg != NULL ? msg : rc == -EIO ? sqlite3_errmsg(s->writer) : strerror(-rc));
+             msg != NULL     ? msg
+             : rc == -EIO    ? sqlite3_errmsg(s->writer)
+                             : strerror_r(-rc, why, sizeof(why)));
     s->log_work = s->log;
   } else {
     s->log = s->log_work;

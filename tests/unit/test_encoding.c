@@ -56,6 +56,19 @@ PX_TEST(hex_encode) {
   assert_string_equal(out, "");
 }
 
+PX_TEST(hex_decode_only_what_encode_writes) {
+  uint8_t out[4];
+  (void)state;
+  assert_int_equal(px_hex_decode("00ab7fff", out, 4), 0);
+  assert_memory_equal(out, "\x00\xab\x7f\xff", 4);
+  assert_int_equal(px_hex_decode("", out, 0), 0);
+  /* One spelling only: upper case, signs, spaces and the wrong length are
+   * refused, so a hash read back compares byte for byte. */
+  const char *bad[] = {"00AB7fff", "00ab7ff", "00ab7fff0", "+0ab7fff", " 0ab7fff", "00ab7fg0", NULL};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+    assert_int_equal(px_hex_decode(bad[i], out, 4), -EINVAL);
+}
+
 PX_TEST(json_lossy_utf8) {
   (void)state;
   struct {

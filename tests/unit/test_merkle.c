@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/encoding.h"
 #include "common/merkle.h"
 #include "tests/runner.h"
 
@@ -23,13 +24,8 @@ static const char *const px__roots_hex[] = {
     "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328"};
 
 static void px__unhex(const char *hex, uint8_t *out, size_t *n) {
-  size_t len = strlen(hex) / 2;
-  for (size_t i = 0; i < len; i++) {
-    unsigned v;
-    assert_int_equal(sscanf(hex + 2 * i, "%2x", &v), 1);
-    out[i] = (uint8_t)v;
-  }
-  *n = len;
+  *n = strlen(hex) / 2;
+  assert_int_equal(px_hex_decode(hex, out, *n), 0);
 }
 
 /* The perfect subtrees px_merkle_append reports, kept as a store would. */
@@ -66,6 +62,7 @@ static void px__append(px__mem_t *m, px_merkle_frontier_t *f, const uint8_t leaf
 
 /* MTH straight from RFC 9162 2.1.1, over the leaf hashes: the reference
  * the frontier and the proofs are held to. */
+/* NOLINTNEXTLINE(misc-no-recursion) */
 static void px__mth(const uint8_t (*leaf)[32], size_t n, uint8_t out[32]) {
   if (n == 1) {
     memcpy(out, leaf[0], 32);

@@ -34,8 +34,7 @@ PX_TEST(sth_signer_signs_only_tree_heads) {
   free(sig);
   static const char *const refused[] = {
       "",
-      "{\"software_name\":\"parallax\",\"test_name\":\"tls_cert_consistency\","
-      "\"probe_ip\":\"127.0.0.1\"}",
+      "{\"software_name\":\"parallax\",\"test_name\":\"tls_cert_consistency\",\"probe_ip\":\"127.0.0.1\"}",
       "{\"tree_size\": 5,\"root_hash\":\"00070e151c232a31383f464d545b626970777e858c939aa1a8afb6bdc4cbd2d9\",\"timestamp\":\"2014-10-20T12:00:00Z\"}",
       "{\"tree_size\":05,\"root_hash\":\"00070e151c232a31383f464d545b626970777e858c939aa1a8afb6bdc4cbd2d9\",\"timestamp\":\"2014-10-20T12:00:00Z\"}",
       "{\"tree_size\":5,\"root_hash\":\"00070E151c232a31383f464d545b626970777e858c939aa1a8afb6bdc4cbd2d9\",\"timestamp\":\"2014-10-20T12:00:00Z\"}",
