@@ -41,6 +41,8 @@ void px_merkle_node_hash(const uint8_t left[PX_MERKLE_HASH_LEN],
 int px_merkle_log_leaf(const uint8_t content_sha256[32], const char *uid, time_t received_at,
                        char *out, size_t n) {
   char sha[65], when[32];
+  if (uid[0] == '\0')
+    return -EINVAL; /* the leaf text's fields are separated by one space */
   for (const char *p = uid; *p != '\0'; p++)
     if ((unsigned char)*p <= ' ' || *p == 0x7f)
       return -EINVAL;

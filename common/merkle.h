@@ -31,7 +31,8 @@ void px_merkle_node_hash(const uint8_t left[PX_MERKLE_HASH_LEN],
  *   "9f86…0f00a08 20141020120000_CN_tlscertconsistency_1d9b26917f723166 2014-10-20T12:00:07Z"
  * Text, so that a leaf hash can be checked by hand (printf '\000%s' LEAF |
  * sha256sum). Writes it NUL-terminated into out; returns its length, or
- * -ENOBUFS / -EINVAL (a uid with a space or a control character). */
+ * -ENOBUFS / -EINVAL (an empty uid, or one with a space or a control
+ * character). */
 #define PX_MERKLE_LEAF_MAX 192
 int px_merkle_log_leaf(const uint8_t content_sha256[32], const char *uid, time_t received_at,
                        char *out, size_t n);

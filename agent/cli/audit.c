@@ -19,6 +19,7 @@
 #include "agent/cli/measure.h"
 #include "agent/cli/run.h"
 #include "collector-client/http.h"
+#include "collector-client/log_proof.h"
 #include "common/encoding.h"
 #include "common/fileio.h"
 #include "common/merkle.h"
@@ -27,10 +28,7 @@
 #include "common/timeutil.h"
 
 typedef struct {
-  uint64_t size;
-  uint8_t root[PX_MERKLE_HASH_LEN];
-  time_t timestamp;
-  char key_id[PX_KEY_ID_LEN];
+  px_log_head_t h;
   json_t *doc; /* as the collector sent it (saved as is) */
 } px__head_t;
 
@@ -61,49 +59,18 @@ static int px__get(const px_upload_config_t *cfg, const char *prog, const char *
 /* A signed head from doc, its signature checked (namespace
  * parallax-sth-v1, by the key it names). 0, or -1 with why. */
 static int px__head(json_t *doc, px__head_t *h, const char **why) {
-  memset(h, 0, sizeof(*h));
-  json_t *size = json_object_get(doc, "tree_size");
-  const char *root = json_string_value(json_object_get(doc, "root_hash"));
-  const char *when = json_string_value(json_object_get(doc, "timestamp"));
-  const char *key_id = json_string_value(json_object_get(doc, "key_id"));
-  const char *sig = json_string_value(json_object_get(doc, "signature"));
-  *why = "not a signed tree head";
-  if (!json_is_integer(size) || json_integer_value(size) < 0 || key_id == NULL || sig == NULL ||
-      when == NULL || px_hex_decode(root, h->root, sizeof(h->root)) != 0 ||
-      px_time_parse_utc(when, &h->timestamp) != 0)
+  h->doc = NULL;
+  if (px_log_head_parse(doc, &h->h, why) != 0)
     return -1;
-  h->size = (uint64_t)json_integer_value(size);
-  char text[PX_MERKLE_STH_TEXT_MAX + 1];
-  int n = px_merkle_sth_text(h->size, h->root, h->timestamp, text, sizeof(text));
-  px_ssh_pubkey_t signer;
-  if (n < 0 || px_sshsig_verify(sig, strlen(sig), PX_MERKLE_STH_NAMESPACE, (const uint8_t *)text,
-                                (size_t)n, &signer, why) != 0)
-    return -1;
-  if (strcmp(signer.key_id, key_id) != 0) {
-    *why = "signed by another key than the one it names";
-    return -1;
-  }
-  snprintf(h->key_id, sizeof(h->key_id), "%s", key_id);
   h->doc = json_incref(doc);
   return 0;
 }
 
 static void px__describe(const px__head_t *h, char *out, size_t n) {
   char root[2 * PX_MERKLE_HASH_LEN + 1], when[PX_TIME_ISO_LEN];
-  px_hex_encode(h->root, sizeof(h->root), root);
-  px_time_format_iso(h->timestamp, when);
-  snprintf(out, n, "size %llu, root %.16s…, signed %s", (unsigned long long)h->size, root, when);
-}
-
-static int px__path(json_t *a, px_merkle_proof_t *p) {
-  p->n = 0;
-  if (!json_is_array(a) || json_array_size(a) > PX_MERKLE_PROOF_MAX)
-    return -EINVAL;
-  for (size_t i = 0; i < json_array_size(a); i++)
-    if (px_hex_decode(json_string_value(json_array_get(a, i)), p->hashes[p->n++],
-                  PX_MERKLE_HASH_LEN) != 0)
-      return -EINVAL;
-  return 0;
+  px_hex_encode(h->h.root, sizeof(h->h.root), root);
+  px_time_format_iso(h->h.timestamp, when);
+  snprintf(out, n, "size %llu, root %.16s…, signed %s", (unsigned long long)h->h.size, root, when);
 }
 
 /* The old head extends into the new one. 0, or 1 with the failure said. */
@@ -112,36 +79,30 @@ static int px__consistent(const px_upload_config_t *cfg, const char *prog, const
   char a[160], b[160];
   px__describe(old, a, sizeof(a));
   px__describe(now, b, sizeof(b));
-  if (strcmp(old->key_id, now->key_id) != 0) {
+  if (strcmp(old->h.key_id, now->h.key_id) != 0) {
     printf("FAILED: the collector's tree-head key changed: %s signed the saved head (%s), %s "
-           "the new one (%s)\n", old->key_id, a, now->key_id, b);
+           "the new one (%s)\n", old->h.key_id, a, now->h.key_id, b);
     return 1;
   }
-  if (old->size > now->size) {
+  if (old->h.size > now->h.size) {
     printf("FAILED: the log shrank: the saved head has %s, the new one %s\n", a, b);
     return 1;
   }
-  if (old->size == 0)
+  if (old->h.size == 0)
     return 0;
-  if (old->size == now->size) {
-    if (memcmp(old->root, now->root, sizeof(old->root)) == 0)
+  if (old->h.size == now->h.size) {
+    if (memcmp(old->h.root, now->h.root, sizeof(old->h.root)) == 0)
       return 0;
     printf("FAILED: two histories of the same size, both signed: %s and %s\n", a, b);
     return 1;
   }
   char path[128];
   snprintf(path, sizeof(path), "/api/v1/log/proof/consistency?first=%llu&second=%llu",
-           (unsigned long long)old->size, (unsigned long long)now->size);
+           (unsigned long long)old->h.size, (unsigned long long)now->h.size);
   json_t *doc;
   if (px__get(cfg, prog, path, &doc) != 0)
     return 1;
-  px_merkle_proof_t *p = malloc(sizeof(*p));
-  int rc = p != NULL && px__path(json_object_get(doc, "consistency_path"), p) == 0 &&
-                   px_merkle_verify_consistency(old->size, now->size, old->root, now->root, p) ==
-                       0
-               ? 0
-               : 1;
-  free(p);
+  int rc = px_log_consistency_check(doc, &old->h, &now->h) == 0 ? 0 : 1;
   json_decref(doc);
   if (rc != 0)
     printf("FAILED: the new head does not extend the saved one (a forked or rewritten "
@@ -149,7 +110,7 @@ static int px__consistent(const px_upload_config_t *cfg, const char *prog, const
   return rc;
 }
 
-/* Replays leaves [0, head->size), checking each measurement's bytes when
+/* Replays leaves [0, head->h.size), checking each measurement's bytes when
  * asked; 0 when the recomputed root is the head's. */
 static int px__replay(const px_upload_config_t *cfg, const char *prog, const px__head_t *head,
                       bool measurements, size_t *bad) {
@@ -158,8 +119,8 @@ static int px__replay(const px_upload_config_t *cfg, const char *prog, const px_
     return -1;
   px_merkle_frontier_init(f);
   int rc = 0;
-  for (uint64_t start = 0; rc == 0 && start < head->size; start += 1000) {
-    uint64_t end = start + 1000 < head->size ? start + 1000 : head->size;
+  for (uint64_t start = 0; rc == 0 && start < head->h.size; start += 1000) {
+    uint64_t end = start + 1000 < head->h.size ? start + 1000 : head->h.size;
     char path[128];
     snprintf(path, sizeof(path), "/api/v1/log/leaves?start=%llu&end=%llu",
              (unsigned long long)start, (unsigned long long)end);
@@ -175,17 +136,9 @@ static int px__replay(const px_upload_config_t *cfg, const char *prog, const px_
       rc = 1;
     }
     for (size_t i = 0; rc == 0 && i < json_array_size(leaves); i++) {
-      json_t *l = json_array_get(leaves, i);
-      const char *uid = json_string_value(json_object_get(l, "measurement_uid"));
-      const char *when = json_string_value(json_object_get(l, "received_at"));
       uint8_t sha[32], hash[PX_MERKLE_HASH_LEN];
-      char text[PX_MERKLE_LEAF_MAX], shown[512];
-      time_t received;
-      int len = -1;
-      if (uid != NULL && when != NULL && px_time_parse_utc(when, &received) == 0 &&
-          px_hex_decode(json_string_value(json_object_get(l, "content_sha256")), sha, 32) == 0)
-        len = px_merkle_log_leaf(sha, uid, received, text, sizeof(text));
-      if (len < 0 || px_merkle_leaf_hash(text, (size_t)len, hash) != 0) {
+      char uid[PX_MERKLE_LEAF_MAX], shown[512];
+      if (px_log_leaf_parse(json_array_get(leaves, i), hash, sha, uid, sizeof(uid)) != 0) {
         printf("FAILED: leaf %llu is malformed\n", (unsigned long long)start + i);
         rc = 1;
         break;
@@ -193,9 +146,10 @@ static int px__replay(const px_upload_config_t *cfg, const char *prog, const px_
       px_merkle_append(f, hash, NULL);
       if (!measurements)
         continue;
-      char rpath[256], *body = NULL, err[512];
+      char rpath[1024], enc[768], *body = NULL, err[512];
       long status = 0;
-      snprintf(rpath, sizeof(rpath), "/api/v1/raw_measurement?measurement_uid=%s", uid);
+      px_percent_encode(uid, enc, sizeof(enc));
+      snprintf(rpath, sizeof(rpath), "/api/v1/raw_measurement?measurement_uid=%s", enc);
       uint8_t got[32];
       if (px_http_request(cfg, rpath, NULL, &status, &body, err, sizeof(err)) != 0 ||
           status != 200) {
@@ -215,7 +169,7 @@ static int px__replay(const px_upload_config_t *cfg, const char *prog, const px_
   if (rc == 0) {
     uint8_t root[PX_MERKLE_HASH_LEN];
     px_merkle_root(f, root);
-    if (memcmp(root, head->root, sizeof(root)) != 0) {
+    if (memcmp(root, head->h.root, sizeof(root)) != 0) {
       char a[160];
       px__describe(head, a, sizeof(a));
       printf("FAILED: the leaves do not make the signed root (%s): a leaf was altered, "
@@ -309,13 +263,13 @@ int px_cmd_audit(int argc, char **argv) {
     goto done;
   }
   px__describe(&now, text, sizeof(text));
-  printf("tree head: %s, by %s: signature good\n", text, now.key_id);
+  printf("tree head: %s, by %s: signature good\n", text, now.h.key_id);
   if (old.doc != NULL && px__consistent(&cfg, prog, &old, &now) != 0) {
     code = PX_EXIT_RUNTIME;
     goto done;
   }
   if (old.doc != NULL)
-    printf("it extends the saved head of size %llu\n", (unsigned long long)old.size);
+    printf("it extends the saved head of size %llu\n", (unsigned long long)old.h.size);
   size_t bad = 0;
   int rc = px__replay(&cfg, prog, &now, measurements, &bad);
   if (rc != 0 || bad > 0) {
@@ -324,7 +278,7 @@ int px_cmd_audit(int argc, char **argv) {
     code = PX_EXIT_RUNTIME;
     goto done;
   }
-  printf("%llu leaves replayed: they make the signed root%s\n", (unsigned long long)now.size,
+  printf("%llu leaves replayed: they make the signed root%s\n", (unsigned long long)now.h.size,
          measurements ? ", and every measurement is served as logged" : "");
   if (since != NULL) {
     char *out = json_dumps(now.doc, JSON_COMPACT);
@@ -408,11 +362,11 @@ static int px__check_sent(const px_upload_config_t *cfg, const char *prog, const
   }
   SHA256((const uint8_t *)content, n, sha);
   free(content);
-  char url[512], enc[256], err[512], *body = NULL;
+  char url[1024], enc[600], err[512], *body = NULL;
   long status = 0;
   px_percent_encode(uidbuf, enc, sizeof(enc));
   snprintf(url, sizeof(url), "/api/v1/log/proof/inclusion?measurement_uid=%s&tree_size=%llu",
-           enc, (unsigned long long)head->size);
+           enc, (unsigned long long)head->h.size);
   if (px_http_request(cfg, url, NULL, &status, &body, err, sizeof(err)) != 0) {
     fprintf(stderr, "%s: %s\n", prog, px_term_str(err, url, sizeof(url)));
     return 1;
@@ -430,29 +384,17 @@ static int px__check_sent(const px_upload_config_t *cfg, const char *prog, const
   } else if (status != 200 || p == NULL) {
     printf("FAILED: %s: the collector answered HTTP %ld\n", shown, status);
   } else {
-    const char *when = json_string_value(json_object_get(p, "received_at"));
-    json_t *idx = json_object_get(p, "leaf_index");
-    time_t received;
-    char leaf[PX_MERKLE_LEAF_MAX];
-    uint8_t hash[PX_MERKLE_HASH_LEN];
-    px_merkle_proof_t *proof = malloc(sizeof(*proof));
-    int len2 = -1;
-    if (when != NULL && px_time_parse_utc(when, &received) == 0)
-      len2 = px_merkle_log_leaf(sha, uidbuf, received, leaf, sizeof(leaf));
-    if (proof == NULL || len2 < 0 || !json_is_integer(idx) ||
-        px__path(json_object_get(p, "audit_path"), proof) != 0 ||
-        px_merkle_leaf_hash(leaf, (size_t)len2, hash) != 0) {
-      printf("FAILED: %s: a malformed proof\n", shown);
-    } else if (px_merkle_verify_inclusion((uint64_t)json_integer_value(idx), head->size, hash,
-                                          proof, head->root) != 0) {
+    uint64_t at = 0;
+    int ck = px_log_inclusion_check(p, uidbuf, sha, &head->h, &at);
+    if (ck == -EBADMSG)
       printf("FAILED: %s: the log does not hold the bytes we sent (%s)\n", shown, hd);
-    } else if (want >= 0 && json_integer_value(idx) != want) {
-      printf("FAILED: %s: logged at leaf %lld, but the collector answered leaf %lld when it "
-             "took it\n", shown, (long long)json_integer_value(idx), want);
-    } else {
+    else if (ck != 0)
+      printf("FAILED: %s: a malformed proof\n", shown);
+    else if (want >= 0 && at != (uint64_t)want)
+      printf("FAILED: %s: logged at leaf %llu, but the collector answered leaf %lld when it "
+             "took it\n", shown, (unsigned long long)at, want);
+    else
       rc = 0;
-    }
-    free(proof);
   }
   json_decref(p);
   return rc;
