@@ -82,8 +82,8 @@ static void px__usage(FILE *out) {
         "                          services)\n"
         "  --allow-nonpublic-addresses  control addresses may be non-public (test worlds)\n"
         "  --sth-key FILE          the key that signs the measurement log's tree heads\n"
-        "                          (created on first start; default STATE_DIR/sth-key,\n"
-        "                          or beside a --db sqlite: file)\n"
+        "                          (created on first start; default beside a --db\n"
+        "                          sqlite: file, else STATE_DIR/sth-key)\n"
         "  --sth-interval SECONDS  sign a new tree head at most this often (default 60)\n"
         "  --geoip-db FILE         a MaxMind-format database (country or ASN layout, e.g.\n"
         "                          GeoLite2-Country, GeoLite2-ASN, DB-IP lite); repeatable.\n"
@@ -385,7 +385,8 @@ static int px__main(int argc, char **argv, px_collector_t *c) {
     fprintf(stderr, "parallax-collector: unexpected argument '%s'\n", argv[optind]);
     return PX_EXIT_USAGE;
   }
-  if (db == NULL || (sth_key == NULL && state_flag != NULL)) {
+  bool on_sqlite = db == NULL || strncmp(db, "sqlite:", 7) == 0;
+  if (db == NULL || (sth_key == NULL && (state_flag != NULL || !on_sqlite))) {
     char state[4096];
     if (px_state_dir_resolve(state_flag, "parallax-collector", state, sizeof(state), err,
                              sizeof(err)) != 0) {
@@ -407,10 +408,11 @@ static int px__main(int argc, char **argv, px_collector_t *c) {
       sth_key = keybuf;
     }
   }
-  /* The log is kept on SQLite (for now): its key, where nothing else
-   * says, beside the database in the collector's own directory. */
-  bool logged = strncmp(db, "sqlite:", 7) == 0;
-  if (logged && sth_key == NULL) {
+  /* The tree-head key, where nothing else says: beside a SQLite database
+   * in the collector's own directory, else in the state directory (the
+   * nodes on one PostgreSQL database share one log: give them the same
+   * key, docs/operator.md). */
+  if (sth_key == NULL) {
     const char *path = db + 7, *slash = strrchr(path, '/');
     snprintf(keybuf, sizeof(keybuf), "%.*s/sth-key", slash != NULL ? (int)(slash - path) : 1,
              slash != NULL ? path : ".");
@@ -418,8 +420,7 @@ static int px__main(int argc, char **argv, px_collector_t *c) {
   }
   /* The signer forks now, before any thread: the key never enters this
    * process, which parses requests. */
-  if (logged &&
-      px_sth_signer_start(&c->sth, sth_key, sth_interval, err, sizeof(err)) != 0) {
+  if (px_sth_signer_start(&c->sth, sth_key, sth_interval, err, sizeof(err)) != 0) {
     fprintf(stderr, "parallax-collector: the tree-head key %s: %s\n", sth_key, err);
     return PX_EXIT_RUNTIME;
   }

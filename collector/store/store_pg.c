@@ -15,8 +15,9 @@
  * it is opened; binding is positional ($1…). Times are Unix seconds (as
  * in the SQLite store), content and hashes bytea. */
 static const char *const px__pg_stmts[PX__PG_NSTMT] = {
-    [PX__PG_FIND] = "SELECT key_id FROM measurements "
-                    "WHERE content_sha256 = $1 AND measurement_start_time = $2",
+    [PX__PG_FIND] = "SELECT m.key_id, l.leaf_index FROM measurements m LEFT JOIN log_leaves l "
+                    "ON l.content_sha256 = m.content_sha256 "
+                    "WHERE m.content_sha256 = $1 AND m.measurement_start_time = $2",
     [PX__PG_KEY_ADD] = "INSERT INTO keys (key_id, public_key, first_seen, last_seen) "
                        "VALUES ($1, $2, $3, $3) ON CONFLICT (key_id) DO NOTHING",
     [PX__PG_KEY_SEEN] = "UPDATE keys SET last_seen = $2 WHERE key_id = $1 AND last_seen < $2 "
@@ -135,6 +136,22 @@ static const char *const px__pg_stmts[PX__PG_NSTMT] = {
     /* The list as one text, a uid a line: uids hold no newline. */
     [PX__PG_COUNT_UIDS] = "SELECT count(*) FROM measurement_uids "
                           "WHERE uid = ANY (string_to_array($1, E'\\n'))",
+    /* The measurement log (store_pg_log.c). */
+    [PX__PG_LOG_LOCK] = "SELECT size, frontier FROM log_head WHERE id = 1 FOR UPDATE",
+    [PX__PG_LOG_HEAD] = "SELECT size, frontier FROM log_head WHERE id = 1",
+    [PX__PG_LOG_HEAD_SET] = "UPDATE log_head SET size = $1, frontier = $2 WHERE id = 1",
+    [PX__PG_LOG_LEAF_ADD] = "INSERT INTO log_leaves (leaf_index, measurement_uid, "
+                            "content_sha256, received_at) VALUES ($1, $2, $3, $4)",
+    [PX__PG_LOG_NODE_ADD] = "INSERT INTO log_nodes (level, idx, hash) VALUES ($1, $2, $3)",
+    [PX__PG_LOG_NODE] = "SELECT hash FROM log_nodes WHERE level = $1 AND idx = $2",
+    [PX__PG_LOG_LEAF_AT] = "SELECT leaf_index, measurement_uid, content_sha256, received_at "
+                           "FROM log_leaves WHERE leaf_index = $1",
+    [PX__PG_LOG_LEAF_OF] = "SELECT leaf_index, measurement_uid, content_sha256, received_at "
+                           "FROM log_leaves WHERE measurement_uid = $1",
+    [PX__PG_LOG_UNLOGGED] =
+        "SELECT m.uid, m.content_sha256, m.received_at FROM measurements m WHERE NOT EXISTS "
+        "(SELECT 1 FROM log_leaves l WHERE l.measurement_uid = m.uid) "
+        "ORDER BY m.received_at, m.id LIMIT $1",
 };
 
 /* ---- parameters and results ----------------------------------------------- */
@@ -499,6 +516,9 @@ static const px_store_ops_t px__pg_ops = {
     .summaries = px__pg_summaries,
     .set_commit_hook = px__pg_set_commit_hook,
     .ping = px__pg_ping,
+    .log_head = px__pg_log_head,
+    .log_node = px__pg_log_node,
+    .log_leaf = px__pg_log_leaf,
     .migrate = &px__pg_migrate_ops,
 };
 
@@ -541,6 +561,8 @@ int px_store_pg_open(const char *url, px_store_t **out, char *err, size_t errlen
       snprintf(err, errlen, "postgresql: cannot create this month's partitions: %s",
                PQerrorMessage(c->conn));
     px__pg_release(s, c);
+    if (rc == 0)
+      rc = px__pg_log_backfill(s, err, errlen);
   } else if (rc != 0 && err[0] == '\0') {
     snprintf(err, errlen, "postgresql: cannot connect");
   }

@@ -19,7 +19,7 @@
  * The researcher API's filtered statements are prepared on first use,
  * one per combination of filters (px__pg_prepare_once). */
 typedef enum {
-  PX__PG_FIND,         /* key_id of stored content: sha256, start time */
+  PX__PG_FIND,         /* key_id and leaf of stored content: sha256, start time */
   PX__PG_KEY_ADD,      /* a key, unless known */
   PX__PG_KEY_SEEN,     /* last_seen forward, returning valid_before */
   PX__PG_KEY_SHARE,    /* valid_before, the row locked against rotation */
@@ -50,6 +50,15 @@ typedef enum {
   PX__PG_MIG_REFUSE,   /* a refused source row */
   PX__PG_MIG_REFUSED,  /* every refused row of a source */
   PX__PG_COUNT_UIDS,   /* how many of a list of uids are stored */
+  PX__PG_LOG_LOCK,     /* the log's size and frontier, its row locked until COMMIT */
+  PX__PG_LOG_HEAD,     /* the same, unlocked */
+  PX__PG_LOG_HEAD_SET, /* the log's new size and frontier */
+  PX__PG_LOG_LEAF_ADD, /* one leaf */
+  PX__PG_LOG_NODE_ADD, /* one perfect subtree */
+  PX__PG_LOG_NODE,     /* a perfect subtree's hash */
+  PX__PG_LOG_LEAF_AT,  /* the leaf at an index */
+  PX__PG_LOG_LEAF_OF,  /* the leaf of a uid */
+  PX__PG_LOG_UNLOGGED, /* stored measurements without a leaf, oldest first */
   PX__PG_NSTMT
 } px__pg_stmt_t;
 
@@ -135,6 +144,13 @@ PGresult *px__pg_run_named(px__pgconn_t *c, const char *name, const px__pg_args_
 /* Prepares sql as name on c unless bit mask of *prepared says it is. */
 int px__pg_prepare_once(px__pgconn_t *c, uint64_t prepared[2], unsigned mask, const char *name,
                         const char *sql);
+/* Pipeline mode (store_pg_put.c): send prepared statement st (false,
+ * the connection marked broken, when it could not be sent); the next
+ * statement's result, the rest of its results read (NULL: the connection
+ * is gone); the sync's own result, and out of pipeline mode. */
+bool px__pg_send(px__pgconn_t *c, px__pg_stmt_t st, const px__pg_args_t *a);
+PGresult *px__pg_next(px__pgconn_t *c);
+bool px__pg_pipe_end(px__pgconn_t *c);
 /* A statement without values: BEGIN, COMMIT, ROLLBACK. 0 or -EIO. */
 int px__pg_exec(px__pgconn_t *c, const char *sql);
 
@@ -206,6 +222,20 @@ int px__pg_count_uids(px_store_t *base, const char *const *uids, size_t n, size_
 int px__pg_migration_refused(px_store_t *base, const char *source,
                              int (*cb)(void *data, const char *uid, const char *reason),
                              void *data);
+
+/* The measurement log (store_pg_log.c). append runs on c inside the
+ * caller's transaction, outside pipeline mode: it locks the log's head
+ * row (held until the caller's COMMIT or ROLLBACK, so every node appends
+ * in one order) and appends subs[0..n) in that order, at indexes
+ * *first_index and on. 0 or what px__pg_failed says. */
+int px__pg_log_append(px__pgconn_t *c, const px_submission_t *const *subs, size_t n,
+                      int64_t *first_index);
+/* Measurements stored before the log existed become leaves, oldest
+ * first (at open; any node may, the lock makes it once). */
+int px__pg_log_backfill(px__pg_t *s, char *err, size_t errlen);
+int px__pg_log_head(px_store_t *base, uint64_t *size, uint8_t root[32]);
+int px__pg_log_node(px_store_t *base, unsigned level, uint64_t index, uint8_t out[32]);
+int px__pg_log_leaf(px_store_t *base, int64_t index, const char *uid, px_log_leaf_t *out);
 
 /* Export accounting (store_pg.c): an export holds a pool connection for
  * its lifetime; at most exports_max do. */

@@ -67,6 +67,8 @@ typedef struct {
   size_t queued;
   int rc;          /* the first failure */
   size_t inserted; /* rows an INSERT stored */
+  size_t rows;     /* INSERT results read so far */
+  bool *stored;    /* per row, in order: whether its INSERT stored it */
   bool moved;      /* the progress row moved */
 } px__pg_pipe_t;
 
@@ -90,8 +92,11 @@ static int px__pg_pipe_sync(px__pg_pipe_t *p) {
     }
     ExecStatusType st = PQresultStatus(r);
     bool ok = p->kinds[i] == PX__Q_INSERT ? st == PGRES_TUPLES_OK : st == PGRES_COMMAND_OK;
-    if (ok && p->kinds[i] == PX__Q_INSERT)
-      p->inserted += PQntuples(r) > 0 ? 1 : 0;
+    if (p->kinds[i] == PX__Q_INSERT) {
+      bool stored = ok && PQntuples(r) > 0;
+      p->inserted += stored;
+      p->stored[p->rows++] = stored;
+    }
     else if (ok && p->kinds[i] == PX__Q_MOVE)
       p->moved = strcmp(PQcmdTuples(r), "1") == 0;
     if (!ok && p->rc == 0) {
@@ -148,9 +153,13 @@ static int px__pg_pipe_row(px__pg_pipe_t *p, const px_submission_t *sub) {
 static int px__pg_import_try(px__pgconn_t *c, const char *source, int64_t from_id,
                              int64_t to_id, const px_submission_t *rows, size_t n,
                              const px_refusal_t *refused, size_t nrefused, size_t *copied) {
-  px__pg_pipe_t p = {.c = c};
-  if (PQenterPipelineMode(c->conn) != 1)
+  px__pg_pipe_t p = {.c = c, .stored = calloc(n > 0 ? n : 1, sizeof(bool))};
+  const px_submission_t **logged = calloc(n > 0 ? n : 1, sizeof(*logged));
+  if (p.stored == NULL || logged == NULL || PQenterPipelineMode(c->conn) != 1) {
+    free(p.stored);
+    free((void *)logged);
     return -EIO;
+  }
   px__pg_pipe_send(&p, PX__Q_PLAIN, -1, NULL, "BEGIN");
   for (size_t i = 0; p.rc == 0 && i < n; i++)
     px__pg_pipe_row(&p, &rows[i]);
@@ -176,17 +185,26 @@ static int px__pg_import_try(px__pgconn_t *c, const char *source, int64_t from_i
   int rc = p.rc;
   if (rc == 0 && !p.moved)
     rc = -ESTALE;
-  if (rc == 0) {
-    px__pg_pipe_send(&p, PX__Q_PLAIN, -1, NULL, "COMMIT");
-    rc = px__pg_pipe_sync(&p);
-  }
-  if (PQexitPipelineMode(c->conn) != 1)
+  if (PQexitPipelineMode(c->conn) != 1) {
     c->broken = true;
+    rc = rc != 0 ? rc : -EIO;
+  }
+  /* The new rows become leaves in the source's order (the order of its
+   * own log), then the COMMIT. */
+  size_t nlogged = 0;
+  for (size_t i = 0; i < p.rows && i < n; i++)
+    if (p.stored[i])
+      logged[nlogged++] = &rows[i];
+  int64_t first;
+  if (rc == 0)
+    rc = px__pg_log_append(c, logged, nlogged, &first) != 0 ? -EIO : px__pg_exec(c, "COMMIT");
   if (rc != 0 && !c->broken && PQstatus(c->conn) == CONNECTION_OK &&
       PQtransactionStatus(c->conn) != PQTRANS_IDLE)
     px__pg_exec(c, "ROLLBACK");
   if (rc == 0)
     *copied = p.inserted;
+  free(p.stored);
+  free((void *)logged);
   return rc;
 }
 

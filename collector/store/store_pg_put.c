@@ -59,7 +59,7 @@ static void px__pg_answer(px__pg_job_t *j, int rc, bool duplicate) {
 
 /* Sends prepared statement st; false (the connection marked broken) when
  * it could not be sent. */
-static bool px__pg_send(px__pgconn_t *c, px__pg_stmt_t st, const px__pg_args_t *a) {
+bool px__pg_send(px__pgconn_t *c, px__pg_stmt_t st, const px__pg_args_t *a) {
   char name[16];
   snprintf(name, sizeof(name), "px_%d", (int)st);
   if (PQsendQueryPrepared(c->conn, name, a->n, a->v, a->len, a->fmt, 0) == 1)
@@ -77,7 +77,7 @@ static bool px__pg_send_plain(px__pgconn_t *c, const char *sql) {
 
 /* The next statement's result (the caller PQclear()s) with the rest of
  * its results read; NULL when the connection is gone. */
-static PGresult *px__pg_next(px__pgconn_t *c) {
+PGresult *px__pg_next(px__pgconn_t *c) {
   PGresult *r = PQgetResult(c->conn), *more;
   if (r == NULL) {
     c->broken = true;
@@ -89,7 +89,7 @@ static PGresult *px__pg_next(px__pgconn_t *c) {
 }
 
 /* The sync's own result, and out of pipeline mode. */
-static bool px__pg_pipe_end(px__pgconn_t *c) {
+bool px__pg_pipe_end(px__pgconn_t *c) {
   PGresult *r = PQgetResult(c->conn);
   bool ok = r != NULL && PQresultStatus(r) == PGRES_PIPELINE_SYNC;
   PQclear(r);
@@ -160,6 +160,7 @@ static bool px__pg_batch_find(px__pgconn_t *c, px__pg_job_t **jobs, size_t n) {
     } else if (PQntuples(r) > 0) {
       px_submission_t *sub = jobs[i]->sub;
       snprintf(sub->stored_key_id, sizeof(sub->stored_key_id), "%s", PQgetvalue(r, 0, 0));
+      sub->leaf_index = PQgetisnull(r, 0, 1) ? -1 : px__pg_get_i64(r, 0, 1);
       px__pg_answer(jobs[i], 0, true);
     }
     PQclear(r);
@@ -260,6 +261,15 @@ static int px__pg_batch_write(px__pg_t *s, px__pgconn_t *c, px__pg_job_t **jobs,
     }
     return 0;
   }
+  /* The leaves, last: the log's lock is held from here to the COMMIT. */
+  const px_submission_t *subs[PX__PG_BATCH_MAX];
+  int64_t first;
+  for (size_t i = 0; i < n; i++)
+    subs[i] = jobs[i]->sub;
+  if ((rc = px__pg_log_append(c, subs, n, &first)) != 0) {
+    px__pg_exec(c, "ROLLBACK");
+    return rc;
+  }
   PGresult *r = PQexec(c->conn, "COMMIT");
   /* Sent: from here on the outcome may be unknown, never retried (the
    * client's retry, idempotent, settles it). */
@@ -267,8 +277,10 @@ static int px__pg_batch_write(px__pg_t *s, px__pgconn_t *c, px__pg_job_t **jobs,
   PQclear(r);
   for (size_t i = 0; i < n; i++) {
     px_submission_t *sub = jobs[i]->sub;
-    if (committed)
+    if (committed) {
       snprintf(sub->stored_key_id, sizeof(sub->stored_key_id), "%s", sub->key->key_id);
+      sub->leaf_index = first + (int64_t)i;
+    }
     px__pg_answer(jobs[i], committed ? 0 : -EIO, false);
   }
   if (committed) {

@@ -167,6 +167,18 @@ static const char *const px__pg_migrations[] = {
     "CREATE INDEX summaries_window ON summaries (domain, measurement_start_time) "
     "INCLUDE (measurement_id, key_id, digest, uid, probe_cc, probe_asn);"
     "DROP INDEX summaries_domain;",
+    /* 7: the measurement log (store_pg_log.c; the SQLite store's
+     * migration 9), and its head: one row, the size and the frontier, that
+     * every appender locks, so the nodes on one database keep one log in
+     * one order. What is stored already is added at the next start. */
+    "CREATE TABLE log_leaves (leaf_index bigint PRIMARY KEY, "
+    "measurement_uid text NOT NULL UNIQUE, content_sha256 bytea NOT NULL UNIQUE, "
+    "received_at bigint NOT NULL);"
+    "CREATE TABLE log_nodes (level int NOT NULL, idx bigint NOT NULL, hash bytea NOT NULL, "
+    "PRIMARY KEY (level, idx));"
+    "CREATE TABLE log_head (id int PRIMARY KEY CHECK (id = 1), size bigint NOT NULL, "
+    "frontier bytea NOT NULL);"
+    "INSERT INTO log_head VALUES (1, 0, ''::bytea);",
     NULL,
 };
 

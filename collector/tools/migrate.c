@@ -34,6 +34,7 @@
 #include "collector/ingest/validate.h"
 #include "common/encoding.h"
 #include "common/log.h"
+#include "common/merkle.h"
 #include "common/sshsig.h"
 
 #define PX__MIG_OK 0
@@ -604,6 +605,53 @@ static int px__mig_print_refusal(void *data, const char *uid, const char *reason
   return 0;
 }
 
+static int px__mig_node(void *ctx, unsigned level, uint64_t index, uint8_t out[32]) {
+  return px_store_log_node(ctx, level, index, out);
+}
+
+/* The source's measurement log carried in its order: the destination's
+ * first n leaves (n the source's size) make the source's root, so every
+ * tree head the source signed still holds. Prints the result; 0, 1 when
+ * they differ, or a negative error. */
+static int px__mig_check_log(px__mig_t *m) {
+  uint64_t n = 0, dn = 0;
+  uint8_t root[32], droot[32], at[32];
+  int rc = px_store_log_head(m->src, &n, root);
+  if (rc == 0)
+    rc = px_store_log_head(m->dst, &dn, droot);
+  if (rc != 0) {
+    px_log(PX_LOG_ERR, "cannot read the measurement logs: %s", px__mig_err(rc));
+    return rc;
+  }
+  char hex[65];
+  px_hex_encode(root, sizeof(root), hex);
+  if (n == 0) {
+    printf("log: the source has none%s\n",
+           m->src_measurements > 0 ? " (written by an older collector, or loaded in bulk): "
+                                     "the destination logs what it stores, in the source's order"
+                                   : "");
+    return 0;
+  }
+  rc = dn < n ? 1 : px_merkle_subtree_hash(px__mig_node, m->dst, 0, n, at);
+  if (rc < 0) {
+    px_log(PX_LOG_ERR, "cannot read the destination's log: %s", px__mig_err(rc));
+    return rc;
+  }
+  if (rc == 0 && memcmp(at, root, sizeof(root)) == 0) {
+    printf("log: carried in order: the destination's first %" PRIu64 " leaves make the "
+           "source's root %.16s… (%" PRIu64 " leaves in all)\n", n, hex, dn);
+    return 0;
+  }
+  if (dn < n)
+    printf("log: NOT CARRIED: the destination's log has %" PRIu64 " leaves, the source's %" PRIu64
+           " (root %.16s…); a refused measurement is a leaf that was not copied\n", dn, n, hex);
+  else
+    printf("log: NOT CARRIED: the destination's first %" PRIu64 " leaves (of %" PRIu64 ") do "
+           "not make the source's root %.16s…; a measurement stored in the destination before "
+           "or during the migration changed the order\n", n, dn, hex);
+  return 1;
+}
+
 /* Compares the source with the destination and prints the result on
  * stdout. 0 when they agree and nothing was refused, 1 when not, or a
  * negative error. */
@@ -633,8 +681,11 @@ static int px__mig_check(px__mig_t *m) {
   printf("refused: %" PRId64 "%s\n", refused, refused ? " (listed above; not copied)" : "");
   bool agree = held + refused == rows && rows == m->src_measurements && kc.same == m->src_keys;
   printf("counts: %s\n", agree ? "agree" : "DO NOT AGREE");
+  int log = px__mig_check_log(m);
   fflush(stdout);
-  return agree && refused == 0 ? 0 : 1;
+  if (log < 0)
+    return log;
+  return agree && refused == 0 && log == 0 ? 0 : 1;
 }
 
 /* ---- the command ------------------------------------------------------------- */

@@ -264,6 +264,13 @@ class Collector:
         q = urllib.parse.urlencode(params, quote_via=urllib.parse.quote, safe="")
         return f"{self.url}{path}" + (f"?{q}" if q else "")
 
+    def key_args(self):
+        """On PostgreSQL the tree-head key would go to the state directory:
+        the test's own directory instead, as it is beside a SQLite file."""
+        if self.database.pg and "--sth-key" not in self.extra and "--state-dir" not in self.extra:
+            return ["--sth-key", os.path.join(self.workdir, "sth-key")]
+        return []
+
     def start(self, timeout=15):
         assert self.proc is None or self.proc.poll() is not None, "already running"
         self.starts += 1
@@ -272,7 +279,7 @@ class Collector:
         log.flush()
         self.proc = subprocess.Popen(
             [COLLECTOR_BIN, "--listen", f"127.0.0.1:{self.port}", "--db", self.database.url]
-            + self.extra, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+            + self.key_args() + self.extra, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
             env=dict(os.environ, **self.env) if self.env else None)
         log.close()
         deadline = time.monotonic() + timeout * SLOW

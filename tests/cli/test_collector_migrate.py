@@ -113,6 +113,37 @@ class Migrate(pxtest.TestCase):
         for flag in ("--from", "--to", "--batch"):
             self.assertIn(flag, p.stdout)
 
+    def test_the_log_is_carried(self):
+        """A SQLite collector's measurement log (docs/transparency.md) moves
+        to PostgreSQL in its order: migrate checks the root, and a
+        researcher's head saved from the SQLite collector is extended by
+        the PostgreSQL one (same key, same leaves), every measurement
+        served as logged."""
+        d = os.path.join(self.tmp, "logged")
+        os.makedirs(d)
+        src = os.path.join(d, "collector.sqlite")
+        gen_store.generate(cl.COLLECTOR_BIN, src, 60, days=1)
+        saved = os.path.join(d, "sth.json")
+        sq = self.collector("logged-sqlite", cl.Database(d, store="sqlite", path=src))
+        self.assertIn("60 stored measurement(s) added to the log", sq.log())
+        p = pxtest.run(["audit", "--collector", sq.url, "--since-sth", saved, "--measurements"])
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertIn("60 leaves replayed", p.stdout)
+        sq.stop()
+        pg_db = cl.Database(d, store="postgresql")
+        p = self.migrate("--from", f"sqlite:{src}", "--to", pg_db.url)
+        out, err = p.communicate(timeout=300 * cl.SLOW)
+        self.assertEqual(p.returncode, 0, out + err)
+        self.assertIn("log: carried in order: the destination's first 60 leaves make the "
+                      "source's root", out)
+        pg = self.collector("logged-pg", pg_db)
+        pg.stop()
+        pg.extra += ["--sth-key", os.path.join(d, "sth-key")]  # the SQLite collector's key
+        pg.start(timeout=60)
+        p = pxtest.run(["audit", "--collector", pg.url, "--since-sth", saved, "--measurements"])
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertIn("it extends the saved head of size 60", p.stdout)
+
     def test_migrate_interrupted_and_resumed(self):
         t_start = time.monotonic()
         info = self.info
@@ -168,6 +199,8 @@ class Migrate(pxtest.TestCase):
                       "unchanged", out)
         self.assertIn("refused: 4", out)
         self.assertIn("counts: agree", out)
+        self.assertIn("log: the source has none (written by an older collector, or loaded in "
+                      "bulk)", out)
         reasons = {"signature": "bad signature", "signature-other-content": "bad signature",
                    "hash": "content hash mismatch", "key": "not by the recorded key"}
         for uid, what in info["tampered"].items():

@@ -70,6 +70,28 @@ class TwoNodes(pxtest.TestCase):
                 out[i] = pair
         return out
 
+    def check_one_log(self, db, nodes, answers, acked):
+        """Both nodes appended to one measurement log (docs/transparency.md):
+        a leaf per stored measurement, numbered without a gap, each at the
+        index its 200 answer said, and one root served by either node,
+        recomputed here from the leaves."""
+        from test_collector_log import leaf_hash, mth
+        leaves = db.sql("SELECT leaf_index, measurement_uid, encode(content_sha256, 'hex'), "
+                        "received_at FROM log_leaves ORDER BY leaf_index")
+        self.assertEqual([int(l[0]) for l in leaves], list(range(BURST)))
+        self.assertEqual(sorted(l[1] for l in leaves), sorted(acked.values()))
+        for got in answers.values():
+            for _, st, doc in got:
+                if st == 200:
+                    self.assertEqual(leaves[doc["leaf_index"]][1], doc["measurement_uid"])
+        hashes = [leaf_hash(f"{sha} {uid} {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(int(t)))}"
+                            .encode()) for _, uid, sha, t in leaves]
+        root = mth(hashes).hex()
+        for c in nodes:
+            st, _, raw = cl.get(c.api("/api/v1/log/sth", tree_size=BURST))
+            self.assertEqual(st, 200, raw)
+            self.assertEqual(json.loads(raw)["root_hash"], root)
+
     def test_two_nodes_one_database(self):
         db = cl.Database(self.tmp)
         a, b = self.node("a", db), self.node("b", db)
@@ -175,6 +197,7 @@ class TwoNodes(pxtest.TestCase):
         # Stored exactly once, readable alike from both nodes.
         self.assertEqual(db.count(), BURST)
         self.assertEqual(db.integrity()[:2], (0, "ok"))
+        self.check_one_log(db, (a, b), answers, acked)
         for c in (a, b):
             listed = c.list_all(limit=50)
             self.assertEqual(sorted(r["measurement_uid"] for r in listed), sorted(acked.values()))
