@@ -122,6 +122,20 @@ static json_t *px__signed_json(px_request_t *r, const px_sth_t *h) {
   return o;
 }
 
+/* A head kept in the store's history, as it was served when signed. */
+static json_t *px__kept_json(const px_log_head_t *h) {
+  char when[PX_TIME_ISO_LEN];
+  json_t *o = json_object();
+  px_time_format_iso(h->timestamp, when);
+  json_object_set_new(o, "tree_size", json_integer((json_int_t)h->tree_size));
+  json_object_set_new(o, "root_hash", px__hex(h->root));
+  json_object_set_new(o, "timestamp", json_string(when));
+  json_object_set_new(o, "key_id", json_string(h->key_id));
+  json_object_set_new(o, "public_key", json_string(h->public_key));
+  json_object_set_new(o, "signature", json_string(h->signature));
+  return o;
+}
+
 enum MHD_Result px_api_log_sth(px_request_t *r, const px_query_t *q) {
   static const char *const names[] = {"tree_size", NULL};
   enum MHD_Result ret;
@@ -149,8 +163,18 @@ enum MHD_Result px_api_log_sth(px_request_t *r, const px_query_t *q) {
   if (n > size)
     return px_respond_error(r, MHD_HTTP_BAD_REQUEST, "bad_query",
                             "tree_size: larger than the log");
-  /* Any other size: its root, which a consistency proof ties to a signed
-   * head; unsigned (signed heads are not kept). */
+  /* A size that was signed once: that head, from the history. */
+  px_log_head_t kept;
+  rc = px_store_log_head_get(r->c->store, (int64_t)n, &kept);
+  if (rc == 0) {
+    json_t *o = px__kept_json(&kept);
+    px_log_head_free(&kept);
+    return px_respond_json(r, MHD_HTTP_OK, o);
+  }
+  if (rc != -ENOENT && rc != -ENOTSUP)
+    return px__storage(r, rc);
+  /* Any other size: its root, unsigned, which a consistency proof ties to
+   * a signed head. */
   rc = n == size ? 0 : px__root_at(r, n, root);
   if (rc != 0)
     return px__storage(r, rc);

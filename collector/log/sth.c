@@ -98,6 +98,23 @@ static uint64_t px__mono_s(void) {
   return (uint64_t)ts.tv_sec;
 }
 
+/* The new latest head into the store's history; a store that cannot keep
+ * it costs the history, not the head. */
+static void px__keep(px_sth_signer_t *t, px_store_t *store) {
+  px_log_head_t h = {.tree_size = t->latest.tree_size, .timestamp = t->latest.timestamp,
+                     .public_key = px_ssh_pubkey_line(&t->signer.pub),
+                     .signature = t->latest.signature};
+  memcpy(h.root, t->latest.root, sizeof(h.root));
+  snprintf(h.key_id, sizeof(h.key_id), "%s", t->signer.pub.key_id);
+  int rc = h.public_key != NULL ? px_store_log_head_put(store, &h) : -ENOMEM;
+  if (rc != 0 && rc != -ENOTSUP) {
+    char why[128];
+    fprintf(stderr, "parallax-collector: the tree head of size %llu is served but not kept: "
+            "%s\n", (unsigned long long)h.tree_size, strerror_r(-rc, why, sizeof(why)));
+  }
+  free(h.public_key);
+}
+
 int px_sth_latest(px_sth_signer_t *t, px_store_t *store, px_sth_t *out, char *err, size_t errlen) {
   memset(out, 0, sizeof(*out));
   if (!t->running) {
@@ -114,6 +131,24 @@ int px_sth_latest(px_sth_signer_t *t, px_store_t *store, px_sth_t *out, char *er
   }
   pthread_mutex_lock(&t->mu);
   uint64_t now = px__mono_s();
+  if (!t->looked) {
+    /* After a restart: the head kept last, if it is still the log's and
+     * this key's, rather than a new signature of the same tree. */
+    t->looked = true;
+    px_log_head_t kept;
+    if (px_store_log_head_get(store, -1, &kept) == 0) {
+      if (kept.tree_size == size && memcmp(kept.root, root, sizeof(root)) == 0 &&
+          strcmp(kept.key_id, t->signer.pub.key_id) == 0 &&
+          (t->latest.signature = strdup(kept.signature)) != NULL) {
+        t->latest.tree_size = size;
+        t->latest.timestamp = kept.timestamp;
+        memcpy(t->latest.root, root, sizeof(root));
+        t->have = true;
+        t->signed_at = now;
+      }
+      px_log_head_free(&kept);
+    }
+  }
   bool grown = !t->have || size != t->latest.tree_size ||
                memcmp(root, t->latest.root, sizeof(root)) != 0;
   if (grown && (!t->have || now - t->signed_at >= t->interval_s)) {
@@ -127,6 +162,7 @@ int px_sth_latest(px_sth_signer_t *t, px_store_t *store, px_sth_t *out, char *er
       memcpy(t->latest.root, root, sizeof(root));
       t->have = true;
       t->signed_at = now;
+      px__keep(t, store);
     }
   }
   if (rc == 0 && t->have) {

@@ -44,6 +44,7 @@ typedef struct px_sth_signer {
   pthread_mutex_t mu;
   px_sth_t latest; /* tree_size 0 and no signature until the first */
   bool have;
+  bool looked;        /* for the head kept in the store at the first request */
   uint64_t signed_at; /* monotonic seconds of the latest signature */
 } px_sth_signer_t;
 
@@ -58,6 +59,8 @@ void px_sth_signer_stop(px_sth_signer_t *t);
  * caller's). The store's current head is signed first when none was yet,
  * or when the log has grown and the latest is at least interval_s old:
  * heads are signed at most every interval_s, and only when asked for.
+ * Each new one is kept in the store (px_store_log_head_put), and after a
+ * restart the kept one is served again while the log has not grown.
  * -ENOTSUP when the store keeps no log. */
 int px_sth_latest(px_sth_signer_t *t, px_store_t *store, px_sth_t *out, char *err, size_t errlen);
 

@@ -123,6 +123,25 @@ int px_store_log_leaf(px_store_t *s, int64_t index, const char *uid, px_log_leaf
   return s->ops->log_leaf != NULL ? s->ops->log_leaf(s, index, uid, out) : -ENOTSUP;
 }
 
+void px_log_head_free(px_log_head_t *h) {
+  free(h->public_key);
+  free(h->signature);
+  h->public_key = h->signature = NULL;
+}
+
+int px_store_log_head_put(px_store_t *s, const px_log_head_t *h) {
+  return s->ops->log_head_put != NULL ? s->ops->log_head_put(s, h) : -ENOTSUP;
+}
+
+int px_store_log_heads(px_store_t *s, int (*cb)(void *data, const px_log_head_t *h), void *data) {
+  return s->ops->log_heads != NULL ? s->ops->log_heads(s, cb, data) : -ENOTSUP;
+}
+
+int px_store_log_head_get(px_store_t *s, int64_t tree_size, px_log_head_t *out) {
+  memset(out, 0, sizeof(*out));
+  return s->ops->log_head_get != NULL ? s->ops->log_head_get(s, tree_size, out) : -ENOTSUP;
+}
+
 int px_filter_dup(px_filter_t *dst, const px_filter_t *src) {
   *dst = *src;
   const char *const from[] = {src->probe_cc, src->probe_asn, src->domain, src->test_name,

@@ -248,6 +248,28 @@ int px_store_log_node(px_store_t *s, unsigned level, uint64_t index, uint8_t out
 /* The leaf at index (uid NULL) or of measurement uid; -ENOENT if none. */
 int px_store_log_leaf(px_store_t *s, int64_t index, const char *uid, px_log_leaf_t *out);
 
+/* A signed tree head as kept (collector/log/sth.c): the first one signed
+ * of each size, so any head a researcher was ever shown can be fetched
+ * again. public_key and signature are heap strings (px_log_head_free). */
+typedef struct px_log_head {
+  uint64_t tree_size;
+  uint8_t root[32];
+  time_t timestamp;
+  char key_id[PX_KEY_ID_LEN];
+  char *public_key; /* "ssh-ed25519 AAAA…" */
+  char *signature;  /* armored SSHSIG */
+} px_log_head_t;
+
+void px_log_head_free(px_log_head_t *h);
+/* Keeps h unless a head of its size is kept already (then 0 too). */
+int px_store_log_head_put(px_store_t *s, const px_log_head_t *h);
+/* The head kept for tree_size, or the largest kept (tree_size -1);
+ * -ENOENT if none. */
+int px_store_log_head_get(px_store_t *s, int64_t tree_size, px_log_head_t *out);
+/* Every kept head, smallest first (the SQLite store, a migration's
+ * source, only); cb's non-zero return stops and is returned. */
+int px_store_log_heads(px_store_t *s, int (*cb)(void *data, const px_log_head_t *h), void *data);
+
 /* ---- the interface every store implements ---------------------------------
  * Each function above is a thin dispatcher through s->ops (collector/store/store.c);
  * an implementation embeds px_store_t as the first member of its own struct.
@@ -291,6 +313,9 @@ typedef struct px_store_ops {
   int (*log_head)(px_store_t *s, uint64_t *size, uint8_t root[32]);
   int (*log_node)(px_store_t *s, unsigned level, uint64_t index, uint8_t out[32]);
   int (*log_leaf)(px_store_t *s, int64_t index, const char *uid, px_log_leaf_t *out);
+  int (*log_head_put)(px_store_t *s, const px_log_head_t *h);
+  int (*log_head_get)(px_store_t *s, int64_t tree_size, px_log_head_t *out);
+  int (*log_heads)(px_store_t *s, int (*cb)(void *data, const px_log_head_t *h), void *data);
   /* A migration's operations (collector/store/store_migrate.h): every
    * store is counted and can be a source; only a destination has the
    * rest. */

@@ -152,6 +152,13 @@ static const char *const px__pg_stmts[PX__PG_NSTMT] = {
         "SELECT m.uid, m.content_sha256, m.received_at FROM measurements m WHERE NOT EXISTS "
         "(SELECT 1 FROM log_leaves l WHERE l.measurement_uid = m.uid) "
         "ORDER BY m.received_at, m.id LIMIT $1",
+    [PX__PG_LOG_HEAD_PUT] = "INSERT INTO log_heads (tree_size, root_hash, signed_at, key_id, "
+                            "public_key, signature) VALUES ($1, $2, $3, $4, $5, $6) "
+                            "ON CONFLICT (tree_size) DO NOTHING",
+    [PX__PG_LOG_HEAD_GET] = "SELECT tree_size, root_hash, signed_at, key_id, public_key, "
+                            "signature FROM log_heads WHERE tree_size = $1",
+    [PX__PG_LOG_HEAD_TOP] = "SELECT tree_size, root_hash, signed_at, key_id, public_key, "
+                            "signature FROM log_heads ORDER BY tree_size DESC LIMIT 1",
 };
 
 /* ---- parameters and results ----------------------------------------------- */
@@ -519,6 +526,8 @@ static const px_store_ops_t px__pg_ops = {
     .log_head = px__pg_log_head,
     .log_node = px__pg_log_node,
     .log_leaf = px__pg_log_leaf,
+    .log_head_put = px__pg_log_head_put,
+    .log_head_get = px__pg_log_head_get,
     .migrate = &px__pg_migrate_ops,
 };
 

@@ -59,6 +59,9 @@ typedef enum {
   PX__PG_LOG_LEAF_AT,  /* the leaf at an index */
   PX__PG_LOG_LEAF_OF,  /* the leaf of a uid */
   PX__PG_LOG_UNLOGGED, /* stored measurements without a leaf, oldest first */
+  PX__PG_LOG_HEAD_PUT, /* a signed tree head, unless one of its size is kept */
+  PX__PG_LOG_HEAD_GET, /* the signed tree head of a size */
+  PX__PG_LOG_HEAD_TOP, /* the largest signed tree head */
   PX__PG_NSTMT
 } px__pg_stmt_t;
 
@@ -236,6 +239,8 @@ int px__pg_log_backfill(px__pg_t *s, char *err, size_t errlen);
 int px__pg_log_head(px_store_t *base, uint64_t *size, uint8_t root[32]);
 int px__pg_log_node(px_store_t *base, unsigned level, uint64_t index, uint8_t out[32]);
 int px__pg_log_leaf(px_store_t *base, int64_t index, const char *uid, px_log_leaf_t *out);
+int px__pg_log_head_put(px_store_t *base, const px_log_head_t *h);
+int px__pg_log_head_get(px_store_t *base, int64_t tree_size, px_log_head_t *out);
 
 /* Export accounting (store_pg.c): an export holds a pool connection for
  * its lifetime; at most exports_max do. */

@@ -290,3 +290,55 @@ int px__pg_log_leaf(px_store_t *base, int64_t index, const char *uid, px_log_lea
   px__pg_release(s, c);
   return rc;
 }
+
+/* ---- signed tree heads ------------------------------------------------------ */
+
+int px__pg_log_head_put(px_store_t *base, const px_log_head_t *h) {
+  px__pg_t *s = px__pgs(base);
+  int rc;
+  px__pgconn_t *c = px__pg_checkout(s, &rc);
+  if (c == NULL)
+    return rc;
+  px__pg_args_t a = {0};
+  px__pg_i64(&a, (int64_t)h->tree_size);
+  px__pg_bin(&a, h->root, sizeof(h->root));
+  px__pg_i64(&a, h->timestamp);
+  px__pg_text(&a, h->key_id);
+  px__pg_text(&a, h->public_key);
+  px__pg_text(&a, h->signature);
+  PGresult *r = px__pg_run(c, PX__PG_LOG_HEAD_PUT, &a, false);
+  rc = px__pg_ok(c, r, PGRES_COMMAND_OK, "log") ? 0 : -EIO;
+  PQclear(r);
+  px__pg_release(s, c);
+  return rc;
+}
+
+int px__pg_log_head_get(px_store_t *base, int64_t tree_size, px_log_head_t *out) {
+  px__pg_t *s = px__pgs(base);
+  int rc;
+  px__pgconn_t *c = px__pg_checkout(s, &rc);
+  if (c == NULL)
+    return rc;
+  px__pg_args_t a = {0};
+  px__pg_i64(&a, tree_size);
+  PGresult *r = tree_size >= 0 ? px__pg_run(c, PX__PG_LOG_HEAD_GET, &a, true)
+                               : px__pg_run(c, PX__PG_LOG_HEAD_TOP, NULL, true);
+  rc = -EIO;
+  if (px__pg_ok(c, r, PGRES_TUPLES_OK, "log")) {
+    rc = -ENOENT;
+    if (PQntuples(r) == 1 && PQgetlength(r, 0, 1) == 32) {
+      out->tree_size = (uint64_t)px__pg_get_i64(r, 0, 0);
+      memcpy(out->root, PQgetvalue(r, 0, 1), 32);
+      out->timestamp = (time_t)px__pg_get_i64(r, 0, 2);
+      snprintf(out->key_id, sizeof(out->key_id), "%s", PQgetvalue(r, 0, 3));
+      out->public_key = strdup(PQgetvalue(r, 0, 4));
+      out->signature = strdup(PQgetvalue(r, 0, 5));
+      rc = out->public_key != NULL && out->signature != NULL ? 0 : -ENOMEM;
+      if (rc != 0)
+        px_log_head_free(out);
+    }
+  }
+  PQclear(r);
+  px__pg_release(s, c);
+  return rc;
+}

@@ -179,6 +179,11 @@ static const char *const px__pg_migrations[] = {
     "CREATE TABLE log_head (id int PRIMARY KEY CHECK (id = 1), size bigint NOT NULL, "
     "frontier bytea NOT NULL);"
     "INSERT INTO log_head VALUES (1, 0, ''::bytea);",
+    /* 8: the signed tree heads, the first of each size, whichever node
+     * signed it (the SQLite store's migration 10). */
+    "CREATE TABLE log_heads (tree_size bigint PRIMARY KEY, root_hash bytea NOT NULL, "
+    "signed_at bigint NOT NULL, key_id text NOT NULL, public_key text NOT NULL, "
+    "signature text NOT NULL);",
     NULL,
 };
 

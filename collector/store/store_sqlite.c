@@ -103,6 +103,11 @@ static const char *const px__migrations[] = {
     "received_at INTEGER NOT NULL);"
     "CREATE TABLE log_nodes (level INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL, "
     "PRIMARY KEY (level, idx)) WITHOUT ROWID;",
+    /* 10: the signed tree heads, the first of each size
+     * (collector/log/sth.c). */
+    "CREATE TABLE log_heads (tree_size INTEGER PRIMARY KEY, root_hash BLOB NOT NULL, "
+    "signed_at INTEGER NOT NULL, key_id TEXT NOT NULL, public_key TEXT NOT NULL, "
+    "signature TEXT NOT NULL);",
     NULL,
 };
 
@@ -958,5 +963,8 @@ static const px_store_ops_t px__sqlite_ops = {
     .log_head = px__sq_log_head,
     .log_node = px__sq_log_node,
     .log_leaf = px__sq_log_leaf,
+    .log_head_put = px__sq_log_head_put,
+    .log_head_get = px__sq_log_head_get,
+    .log_heads = px__sq_log_heads,
     .migrate = &px__sq_migrate_ops,
 };

@@ -77,6 +77,10 @@ void px__sq_log_committed(px__sqlite_t *s, bool committed);
 int px__sq_log_head(px_store_t *base, uint64_t *size, uint8_t root[32]);
 int px__sq_log_node(px_store_t *base, unsigned level, uint64_t index, uint8_t out[32]);
 int px__sq_log_leaf(px_store_t *base, int64_t index, const char *uid, px_log_leaf_t *out);
+int px__sq_log_head_put(px_store_t *base, const px_log_head_t *h);
+int px__sq_log_head_get(px_store_t *base, int64_t tree_size, px_log_head_t *out);
+int px__sq_log_heads(px_store_t *base, int (*cb)(void *data, const px_log_head_t *h),
+                     void *data);
 
 /* store_sqlite_analysis.c's side of the ops table. */
 int px__sq_analyze(px_store_t *base, unsigned max,

@@ -7,6 +7,7 @@
  * its measurement. */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "collector/store/store_sqlite_internal.h"
@@ -254,6 +255,105 @@ int px__sq_log_leaf(px_store_t *base, int64_t index, const char *uid, px_log_lea
     } else if (step == SQLITE_DONE || step == SQLITE_ROW) {
       rc = -ENOENT;
     }
+  }
+  sqlite3_finalize(st);
+  px__store_reader_done(s, slot);
+  return rc;
+}
+
+/* ---- signed tree heads ------------------------------------------------------ */
+
+static int px__write_head(px__sqlite_t *s, px__job_t *j) {
+  const px_log_head_t *h = j->arg;
+  sqlite3_stmt *st = NULL;
+  int rc = -EIO;
+  if (sqlite3_prepare_v2(s->writer,
+                         "INSERT OR IGNORE INTO log_heads (tree_size, root_hash, signed_at, key_id, "
+                         "public_key, signature) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                         -1, &st, NULL) == SQLITE_OK) {
+    sqlite3_bind_int64(st, 1, (int64_t)h->tree_size);
+    sqlite3_bind_blob(st, 2, h->root, sizeof(h->root), SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, h->timestamp);
+    sqlite3_bind_text(st, 4, h->key_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, h->public_key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 6, h->signature, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -EIO;
+  }
+  sqlite3_finalize(st);
+  return rc;
+}
+
+int px__sq_log_head_put(px_store_t *base, const px_log_head_t *h) {
+  px__sqlite_t *s = px__sq(base);
+  if (s->readonly)
+    return -EROFS;
+  px__job_t job = {.write = px__write_head, .arg = (void *)h};
+  return px__store_run(s, &job);
+}
+
+#define PX__HEAD_COLS "SELECT tree_size, root_hash, signed_at, key_id, public_key, signature "
+
+/* The row st is on as a head (its strings the row's own, valid until the
+ * next step); -EBADMSG for a damaged row. */
+static int px__head_row(sqlite3_stmt *st, px_log_head_t *h) {
+  if (sqlite3_column_bytes(st, 1) != 32)
+    return -EBADMSG;
+  h->tree_size = (uint64_t)sqlite3_column_int64(st, 0);
+  memcpy(h->root, sqlite3_column_blob(st, 1), 32);
+  h->timestamp = (time_t)sqlite3_column_int64(st, 2);
+  snprintf(h->key_id, sizeof(h->key_id), "%s", (const char *)sqlite3_column_text(st, 3));
+  h->public_key = (char *)sqlite3_column_text(st, 4);
+  h->signature = (char *)sqlite3_column_text(st, 5);
+  return h->public_key != NULL && h->signature != NULL ? 0 : -EBADMSG;
+}
+
+int px__sq_log_head_get(px_store_t *base, int64_t tree_size, px_log_head_t *out) {
+  px__sqlite_t *s = px__sq(base);
+  int slot;
+  sqlite3 *db = px__store_reader(s, &slot);
+  sqlite3_stmt *st = NULL;
+  int rc = -EIO;
+  const char *sql = tree_size >= 0 ? PX__HEAD_COLS "FROM log_heads WHERE tree_size = ?1"
+                                   : PX__HEAD_COLS "FROM log_heads ORDER BY tree_size DESC LIMIT 1";
+  if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
+    if (tree_size >= 0)
+      sqlite3_bind_int64(st, 1, tree_size);
+    int step = sqlite3_step(st);
+    if (step == SQLITE_ROW && (rc = px__head_row(st, out)) == 0) {
+      out->public_key = strdup(out->public_key);
+      out->signature = strdup(out->signature);
+      if (out->public_key == NULL || out->signature == NULL) {
+        px_log_head_free(out);
+        rc = -ENOMEM;
+      }
+    } else if (step == SQLITE_DONE) {
+      rc = -ENOENT;
+    }
+  }
+  sqlite3_finalize(st);
+  px__store_reader_done(s, slot);
+  return rc;
+}
+
+int px__sq_log_heads(px_store_t *base, int (*cb)(void *data, const px_log_head_t *h),
+                     void *data) {
+  px__sqlite_t *s = px__sq(base);
+  int slot;
+  sqlite3 *db = px__store_reader(s, &slot);
+  sqlite3_stmt *st = NULL;
+  int rc = -EIO;
+  if (sqlite3_prepare_v2(db, PX__HEAD_COLS "FROM log_heads ORDER BY tree_size", -1, &st, NULL) ==
+      SQLITE_OK) {
+    int step;
+    rc = 0;
+    while (rc == 0 && (step = sqlite3_step(st)) == SQLITE_ROW) {
+      px_log_head_t h;
+      rc = px__head_row(st, &h);
+      if (rc == 0)
+        rc = cb(data, &h);
+    }
+    if (rc == 0 && step != SQLITE_DONE)
+      rc = -EIO;
   }
   sqlite3_finalize(st);
   px__store_reader_done(s, slot);

@@ -609,6 +609,27 @@ static int px__mig_node(void *ctx, unsigned level, uint64_t index, uint8_t out[3
   return px_store_log_node(ctx, level, index, out);
 }
 
+typedef struct {
+  px_store_t *dst;
+  uint64_t carried, skipped;
+} px__mig_heads_t;
+
+/* One head the source signed, kept by the destination when its log has
+ * the same root at that size (it does, once the order is carried). */
+static int px__mig_head(void *data, const px_log_head_t *h) {
+  px__mig_heads_t *mh = data;
+  uint8_t at[32];
+  int rc = h->tree_size == 0 ? 0 : px_merkle_subtree_hash(px__mig_node, mh->dst, 0, h->tree_size, at);
+  if (rc == -ENOENT || (rc == 0 && h->tree_size > 0 && memcmp(at, h->root, sizeof(at)) != 0)) {
+    mh->skipped++;
+    return 0;
+  }
+  if (rc == 0)
+    rc = px_store_log_head_put(mh->dst, h);
+  mh->carried += rc == 0;
+  return rc;
+}
+
 /* The source's measurement log carried in its order: the destination's
  * first n leaves (n the source's size) make the source's root, so every
  * tree head the source signed still holds. Prints the result; 0, 1 when
@@ -640,6 +661,13 @@ static int px__mig_check_log(px__mig_t *m) {
   if (rc == 0 && memcmp(at, root, sizeof(root)) == 0) {
     printf("log: carried in order: the destination's first %" PRIu64 " leaves make the "
            "source's root %.16s… (%" PRIu64 " leaves in all)\n", n, hex, dn);
+    px__mig_heads_t mh = {m->dst, 0, 0};
+    rc = px_store_log_heads(m->src, px__mig_head, &mh);
+    if (rc != 0) {
+      px_log(PX_LOG_ERR, "cannot copy the signed tree heads: %s", px__mig_err(rc));
+      return rc;
+    }
+    printf("log: %" PRIu64 " signed tree head(s) kept by the destination too\n", mh.carried);
     return 0;
   }
   if (dn < n)

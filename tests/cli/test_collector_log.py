@@ -204,6 +204,16 @@ class Log(pxtest.TestCase):
         head, problems = self.audit(13)
         self.assertEqual(problems, [])
         self.assertEqual(head["tree_size"], 13)
+        # The history: every head ever signed is served again by its size,
+        # as it was; a size never signed has its root only.
+        self.assertEqual(self.get("/api/v1/log/sth", tree_size=0), empty)
+        self.assertEqual(self.get("/api/v1/log/sth", tree_size=13), head)
+        self.assertNotIn("signature", self.get("/api/v1/log/sth", tree_size=5))
+        # A restart serves the kept head, not a new signature of the same tree.
+        self.c.stop()
+        self.c.start()
+        self.assertEqual(self.get("/api/v1/log/sth"), head)
+        self.assertEqual(self.get("/api/v1/log/sth", tree_size=0), empty)
         # A changed head (another size, another root, another time) fails.
         for k, v in (("tree_size", 12), ("root_hash", empty["root_hash"]),
                      ("timestamp", "2014-10-20T12:00:00Z")):

@@ -136,10 +136,16 @@ class Migrate(pxtest.TestCase):
         self.assertEqual(p.returncode, 0, out + err)
         self.assertIn("log: carried in order: the destination's first 60 leaves make the "
                       "source's root", out)
+        self.assertIn("log: 1 signed tree head(s) kept by the destination too", out)
         pg = self.collector("logged-pg", pg_db)
         pg.stop()
         pg.extra += ["--sth-key", os.path.join(d, "sth-key")]  # the SQLite collector's key
         pg.start(timeout=60)
+        # The head the researcher saved is served again, as it was signed.
+        with open(saved) as f:
+            head = json.load(f)
+        st, _, raw = cl.get(pg.api("/api/v1/log/sth", tree_size=60))
+        self.assertEqual((st, json.loads(raw)), (200, head))
         p = pxtest.run(["audit", "--collector", pg.url, "--since-sth", saved, "--measurements"])
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
         self.assertIn("it extends the saved head of size 60", p.stdout)
