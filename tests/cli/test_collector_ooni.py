@@ -217,14 +217,17 @@ class OoniExport(pxtest.TestCase):
         odd = {bad[0]: b'{"a":1}\n{"b":2}', bad[1]: b'{"a": 1}', bad[2]: b"[1,2]",
                bad[3]: b'{"measurement_uid":"x","a":1}', bad[4]: b'{"a":"\xff"}',
                bad[5]: b'{"a":1,"a":2}', bad[6]: b'{"a":1'}
+        # Edited while the collector is stopped: its writer and analysis
+        # would hold SQLite's lock against the sqlite3 command.
+        self.assertEqual(self.c.stop(), 0, self.c.log())
         db = self.c.database
+        edits = []
         for uid in bad:
             content = odd.get(uid, b'{"a":1}{"b":2}')
-            if db.pg:
-                db.sql(f"UPDATE measurements SET content = decode('{content.hex()}', 'hex') "
-                       f"WHERE uid = '{uid}'")
-            else:
-                db.sql(f"UPDATE measurements SET content = X'{content.hex()}' WHERE uid = '{uid}'")
+            value = f"decode('{content.hex()}', 'hex')" if db.pg else f"X'{content.hex()}'"
+            edits.append(f"UPDATE measurements SET content = {value} WHERE uid = '{uid}';")
+        db.sql(" ".join(edits))
+        self.c.start()
         lines, _ = self.ooni_export()
         self.assertEqual([l["measurement_uid"] for l in lines], order[201:])
         for l in lines:
