@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "collector/http/ooni.h"
 #include "collector/http/request.h"
 #include "collector/http/routes.h"
 #include "common/json_util.h"
@@ -21,14 +22,24 @@ static int px__bad(char *detail, size_t n, const char *reason) {
 
 int px_filter_from_query(const px_query_t *q, bool paged, px_filter_t *f, char *asn_buf,
                          char *cc_buf, char *domain_buf, char *detail, size_t detail_len) {
-  static const char *const known[] = {"probe_cc", "probe_asn", "domain", "test_name", "since",
-                                      "until",    "key_id",    "limit",  "cursor",    NULL};
+  static const char *const known[] = {"probe_cc", "probe_asn", "domain", "test_name",
+                                      "since",    "until",     "key_id", "limit",
+                                      "cursor",   "format",    NULL};
   memset(f, 0, sizeof(*f));
   for (size_t i = 0; i < q->n; i++) {
     bool ok = false;
-    for (size_t k = 0; known[k] != NULL; k++)
-      if (strcmp(q->v[i].name, known[k]) == 0)
-        ok = (paged || (strcmp(known[k], "limit") != 0 && strcmp(known[k], "cursor") != 0));
+    for (size_t k = 0; known[k] != NULL; k++) {
+      if (strcmp(q->v[i].name, known[k]) != 0)
+        continue;
+      /* limit and cursor page a listing; format shapes an export's lines
+       * (its value is the export's to check). */
+      if (strcmp(known[k], "limit") == 0 || strcmp(known[k], "cursor") == 0)
+        ok = paged;
+      else if (strcmp(known[k], "format") == 0)
+        ok = !paged;
+      else
+        ok = true;
+    }
     if (!ok) {
       snprintf(detail, detail_len, "unknown parameter \"%.64s\"", q->v[i].name);
       return -EINVAL;
@@ -128,21 +139,63 @@ enum MHD_Result px_api_measurements(px_request_t *r, const px_query_t *q) {
   return px_respond_json(r, MHD_HTTP_OK, doc);
 }
 
+/* The format parameter of raw_measurement and export.jsonl: absent (the
+ * signed bytes, the export's wrapper) or "ooni". False after a 400. */
+static bool px__format(px_request_t *r, const px_query_t *q, bool *ooni, enum MHD_Result *ret) {
+  const char *v = px_query_get(q, "format");
+  *ooni = false;
+  if (v == NULL)
+    return true;
+  if (strcmp(v, "ooni") == 0) {
+    *ooni = true;
+    return true;
+  }
+  char detail[160];
+  snprintf(detail, sizeof(detail),
+           "format: \"ooni\", or none for the default; not \"%.32s\"", v);
+  *ret = px_respond_error(r, MHD_HTTP_BAD_REQUEST, "bad_query", detail);
+  return false;
+}
+
+/* The stored content as OONI reads it (collector/http/ooni.h), or 500. */
+static enum MHD_Result px__raw_ooni(px_request_t *r, const char *uid, const char *content,
+                                    size_t len) {
+  char *line;
+  size_t n;
+  int rc = px_ooni_line(uid, content, len, &line, &n);
+  if (rc == -ENOMEM)
+    return MHD_NO;
+  if (rc != 0)
+    return px_respond_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "storage_error",
+                            "the stored content is not one compact JSON object");
+  enum MHD_Result ret = px_respond(r, MHD_HTTP_OK, "application/json", line, n);
+  free(line);
+  return ret;
+}
+
 enum MHD_Result px_api_raw(px_request_t *r, const px_query_t *q, bool signature) {
   const char *uid = px_query_get(q, "measurement_uid");
   char *content = NULL, *sig = NULL, *key_id = NULL;
   size_t len = 0;
-  if (uid == NULL || uid[0] == '\0' || q->n != 1)
-    return px_respond_error(r, MHD_HTTP_BAD_REQUEST, "bad_query",
-                            "give exactly one parameter: measurement_uid");
-  int rc = px_store_get(r->c->store, uid, &content, &len, &sig, &key_id);
   enum MHD_Result ret;
+  bool ooni = false;
+  /* raw_measurement takes format=ooni too; the signature has one form. */
+  bool has_format = !signature && px_query_get(q, "format") != NULL;
+  if (uid == NULL || uid[0] == '\0' || q->n != (has_format ? 2u : 1u))
+    return px_respond_error(r, MHD_HTTP_BAD_REQUEST, "bad_query",
+                            signature ? "give exactly one parameter: measurement_uid"
+                                      : "give measurement_uid, and format=ooni or nothing else");
+  if (has_format && !px__format(r, q, &ooni, &ret))
+    return ret;
+  int rc = px_store_get(r->c->store, uid, &content, &len, &sig, &key_id);
   if (rc == -ENOENT)
     ret = px_respond_error(r, MHD_HTTP_NOT_FOUND, "not_found", "no measurement with that uid");
   else if (rc != 0)
     ret = px_respond_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "storage_error", "lookup failed");
   else if (signature)
     ret = px_respond(r, MHD_HTTP_OK, "text/plain; charset=utf-8", sig, strlen(sig));
+  else if (ooni)
+    ret = px__raw_ooni(r, uid, content, len);
   else
     /* The exact signed bytes: no re-serialisation, no trailing newline. */
     ret = px_respond(r, MHD_HTTP_OK, "application/json", content, len);
@@ -209,10 +262,51 @@ typedef struct {
   char *buf;
   size_t len, cap, off;
   bool done;
+  bool ooni; /* format=ooni: the measurements themselves, uid added */
 } px__export_t;
+
+/* Appends text and a newline to the batch buffer. */
+static int px__export_append(px__export_t *e, const char *text, size_t n) {
+  if (e->len + n + 1 > e->cap) {
+    size_t cap = e->cap ? e->cap : 65536;
+    while (cap < e->len + n + 1)
+      cap *= 2;
+    char *b = realloc(e->buf, cap);
+    if (b == NULL)
+      return -ENOMEM;
+    e->buf = b;
+    e->cap = cap;
+  }
+  memcpy(e->buf + e->len, text, n);
+  e->buf[e->len + n] = '\n';
+  e->len += n + 1;
+  return 0;
+}
+
+/* A format=ooni line. A row that is not what upload stores (altered in
+ * the database) is left out and said on stderr, not cut into the stream:
+ * every line stays one OONI measurement. The default export still has it. */
+static int px__export_ooni_row(px__export_t *e, const px_stored_row_t *row) {
+  char *line;
+  size_t n;
+  int rc = px_ooni_line(row->uid, row->content, row->content_len, &line, &n);
+  if (rc == -EINVAL) {
+    fprintf(stderr, "parallax-collector: export: %s%s is not one compact JSON object; "
+            "left out of format=ooni\n", px_ooni_uid_ok(row->uid) ? "measurement " : "a row",
+            px_ooni_uid_ok(row->uid) ? row->uid : " with a malformed uid");
+    return 0;
+  }
+  if (rc != 0)
+    return rc;
+  rc = px__export_append(e, line, n);
+  free(line);
+  return rc;
+}
 
 static int px__export_row(void *data, const px_stored_row_t *row) {
   px__export_t *e = data;
+  if (e->ooni)
+    return px__export_ooni_row(e, row);
   char when[PX_TIME_ISO_LEN];
   json_t *line = json_object();
   px_time_format_iso(row->received_at, when);
@@ -225,24 +319,9 @@ static int px__export_row(void *data, const px_stored_row_t *row) {
   json_decref(line);
   if (text == NULL)
     return -ENOMEM;
-  size_t n = strlen(text);
-  if (e->len + n + 1 > e->cap) {
-    size_t cap = e->cap ? e->cap : 65536;
-    while (cap < e->len + n + 1)
-      cap *= 2;
-    char *b = realloc(e->buf, cap);
-    if (b == NULL) {
-      free(text);
-      return -ENOMEM;
-    }
-    e->buf = b;
-    e->cap = cap;
-  }
-  memcpy(e->buf + e->len, text, n);
-  e->buf[e->len + n] = '\n';
-  e->len += n + 1;
+  int rc = px__export_append(e, text, strlen(text));
   free(text);
-  return 0;
+  return rc;
 }
 
 static ssize_t px__export_read(void *cls, uint64_t pos, char *out, size_t max) {
@@ -259,12 +338,16 @@ static ssize_t px__export_read(void *cls, uint64_t pos, char *out, size_t max) {
     }
     if (e->done)
       return MHD_CONTENT_READER_END_OF_STREAM;
-    int n = px_store_export_next(e->rows, PX__EXPORT_ROWS, px__export_row, e);
+    /* Fewer rows than asked for is not the end: the store may have
+     * stopped at its byte bound. Nor is a batch without a line (format=ooni
+     * leaves malformed rows out). Only an empty batch is. */
+    int n;
+    do
+      n = px_store_export_next(e->rows, PX__EXPORT_ROWS, px__export_row, e);
+    while (n > 0 && e->len == 0);
     if (n < 0)
       return MHD_CONTENT_READER_END_WITH_ERROR;
-    /* Fewer rows than asked for is not the end: the store may have
-     * stopped at its byte bound. Only an empty batch is. */
-    if (n == 0 || e->len == 0) {
+    if (e->len == 0) {
       e->done = true;
       return MHD_CONTENT_READER_END_OF_STREAM;
     }
@@ -287,7 +370,8 @@ enum MHD_Result px_api_export(px_request_t *r, const px_query_t *q) {
   enum MHD_Result ret;
   px_filter_t f;
   char asn[16], cc[3], domain[256];
-  if (!px__filter(r, q, &f, false, asn, cc, domain, &ret))
+  bool ooni;
+  if (!px__filter(r, q, &f, false, asn, cc, domain, &ret) || !px__format(r, q, &ooni, &ret))
     return ret;
   /* Each export holds its buffer and a thread for as long as its client
    * reads: a bounded number at once, whatever the store. */
@@ -302,6 +386,7 @@ enum MHD_Result px_api_export(px_request_t *r, const px_query_t *q) {
     return MHD_NO;
   }
   e->c = r->c;
+  e->ooni = ooni;
   /* The export copies the filter: the stream outlives the request. */
   int rc = px_store_export_open(r->c->store, &f, &e->rows);
   if (rc != 0) {

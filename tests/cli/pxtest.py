@@ -45,12 +45,35 @@ def require_peers():
         sys.exit(77)
 
 
+_SCHEMAS = {}
+
+
+def _resolving(schema):
+    """How a validator finds the other schemas of schemas/ by their $id,
+    so that one may $ref another (ooni-export-line.schema.json refers to
+    the measurement's): locally, nothing is fetched. jsonschema 4.18 and
+    later take a referencing registry; Debian 12's 4.10 a RefResolver."""
+    import glob
+    if not _SCHEMAS:
+        for path in sorted(glob.glob(os.path.join(SOURCE, "schemas", "*.schema.json"))):
+            with open(path) as f:
+                doc = json.load(f)
+            _SCHEMAS[doc["$id"]] = doc
+    try:
+        from referencing import Registry, Resource
+    except ImportError:
+        return {"resolver": jsonschema.RefResolver.from_schema(schema, store=dict(_SCHEMAS))}
+    return {"registry": Registry().with_resources(
+        (uri, Resource.from_contents(doc)) for uri, doc in _SCHEMAS.items())}
+
+
 def load_schema(name):
     with open(os.path.join(SOURCE, "schemas", name)) as f:
         schema = json.load(f)
     jsonschema.Draft202012Validator.check_schema(schema)
     return jsonschema.Draft202012Validator(
-        schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+        schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER,
+        **_resolving(schema))
 
 
 MEASUREMENT = load_schema("measurement.schema.json")

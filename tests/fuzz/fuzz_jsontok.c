@@ -5,11 +5,14 @@
  * same strings, or a measurement could be stored that the comparison then
  * silently ignores. Any such document also goes through the analysis
  * (px_summarize): it reads whatever the database holds, including rows
- * stored under older, looser validation, and must never crash on one. */
+ * stored under older, looser validation, and must never crash on one.
+ * The same bytes, as a stored row, go through format=ooni's splice too. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "collector/analysis/analysis.h"
+#include "collector/http/ooni.h"
 #include "collector/ingest/jsontok.h"
 #include "tests/fuzz/fuzz_common.h"
 
@@ -99,6 +102,39 @@ static void px__walk(const px_jdoc_t *d, uint32_t idx, json_t *v) {
   }
 }
 
+/* format=ooni (collector/http/ooni.c) on whatever a row holds: a line it
+ * makes is one compact JSON object without a newline, the uid its first
+ * member and the rest the row's bytes, which Jansson reads as the row's
+ * members plus the uid. */
+static void px__ooni(const char *text, size_t size) {
+  static const char uid[] = "20141020120000_CN_tlscertconsistency_0123456789abcdef";
+  char *line, prefix[128], why[256];
+  size_t n;
+  if (px_ooni_line(uid, text, size, &line, &n) != 0)
+    return;
+  int p = snprintf(prefix, sizeof(prefix), PX_OONI_PREFIX_FMT, uid);
+  if (p <= 1 || n < (size_t)p || memcmp(line, prefix, (size_t)p - 1) != 0 ||
+      memchr(line, '\n', n) != NULL || memchr(line, '\r', n) != NULL)
+    px_fuzz_fail("an OONI line does not start with its uid, or holds a newline");
+  if (n > (size_t)p && (n != (size_t)p + size - 1 || memcmp(line + p, text + 1, size - 1) != 0))
+    px_fuzz_fail("an OONI line's rest is not the stored bytes");
+  px_jdoc_t doc;
+  if (px_json_tokenize(line, n, &doc, PX_JSON_COMPACT, why, sizeof(why)) != 0)
+    px_fuzz_fail("an OONI line is not compact JSON: %s", why);
+  if (doc.tok[0].type != PX_JT_OBJECT || !px_jstr_eq(&doc, 1, "measurement_uid") ||
+      !px_jstr_eq(&doc, 2, uid))
+    px_fuzz_fail("an OONI line's first member is not its uid");
+  px_jdoc_free(&doc);
+  json_t *in = json_loadb(text, size, JSON_REJECT_DUPLICATES, NULL);
+  json_t *out = json_loadb(line, n, JSON_REJECT_DUPLICATES, NULL);
+  if (in == NULL || out == NULL || json_object_del(out, "measurement_uid") != 0 ||
+      !json_equal(in, out))
+    px_fuzz_fail("an OONI line reads as other values than the stored bytes");
+  json_decref(in);
+  json_decref(out);
+  free(line);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   const char *text = (const char *)data;
   for (unsigned flags = 0; flags <= PX_JSON_COMPACT; flags += PX_JSON_COMPACT) {
@@ -122,5 +158,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     json_decref(v);
     px_jdoc_free(&doc);
   }
+  px__ooni(text, size);
   return 0;
 }

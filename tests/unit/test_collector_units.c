@@ -2,10 +2,12 @@
 #include <errno.h>
 #include <jansson.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
 #include "collector/http/netacl.h"
+#include "collector/http/ooni.h"
 #include "collector/http/query.h"
 #include "collector/store/store.h"
 #include "collector/ingest/validate.h"
@@ -214,4 +216,43 @@ PX_TEST(measurement_validation_rules) {
   char with_nl[sizeof(px__good) + 1];
   snprintf(with_nl, sizeof(with_nl), "%s\n", px__good);
   assert_int_equal(px_validate_measurement(with_nl, strlen(with_nl), time(NULL), &meta, why, sizeof(why), NULL, 0), -EINVAL);
+}
+
+/* format=ooni's splice (collector/http/ooni.c): the uid first, then the
+ * signed bytes unchanged; anything upload would not have stored gives no
+ * line at all. */
+PX_TEST(ooni_line_splices_the_signed_bytes) {
+  (void)state;
+  const char *uid = "20141020120000_CN_tlscertconsistency_0123456789abcdef";
+  char *line = NULL;
+  size_t n = 0;
+  const char *content = "{\"a\":\"caf\\u00e9 a\\/b\",\"n\":3e-06,\"o\":{\"measurement_uid\":1}}";
+  assert_int_equal(px_ooni_line(uid, content, strlen(content), &line, &n), 0);
+  assert_string_equal(line, "{\"measurement_uid\":\"20141020120000_CN_tlscertconsistency_"
+                            "0123456789abcdef\",\"a\":\"caf\\u00e9 a\\/b\",\"n\":3e-06,"
+                            "\"o\":{\"measurement_uid\":1}}");
+  assert_int_equal(n, strlen(line));
+  free(line);
+  assert_int_equal(px_ooni_line(uid, "{}", 2, &line, &n), 0);
+  assert_string_equal(line, "{\"measurement_uid\":\"20141020120000_CN_tlscertconsistency_"
+                            "0123456789abcdef\"}");
+  free(line);
+  const char *bad[] = {
+      "",   "{",    "[]",     "\"s\"",       "{\"a\":1}\n", "{\"a\": 1}", "{\"a\":1}{\"b\":2}",
+      "{\"a\":1,\"a\":2}",    "{\"measurement_uid\":\"x\"}", "{\"measurement\\u005fuid\":\"x\"}",
+      "{\"a\":\"\x01\"}",     "{\"a\":\"\xff\"}",           "\n{\"a\":1}",
+  };
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    line = (char *)"unchanged";
+    if (px_ooni_line(uid, bad[i], strlen(bad[i]), &line, &n) != -EINVAL || line != NULL)
+      fail_msg("content %zu should give no line", i);
+  }
+  const char *bad_uid[] = {"", "a\"b", "a\\b", "a b", "caf\xc3\xa9"};
+  for (size_t i = 0; i < sizeof(bad_uid) / sizeof(bad_uid[0]); i++)
+    if (px_ooni_line(bad_uid[i], "{}", 2, &line, &n) != -EINVAL)
+      fail_msg("uid %zu should be refused", i);
+  char long_uid[PX_UID_MAX + 1];
+  memset(long_uid, 'a', PX_UID_MAX);
+  long_uid[PX_UID_MAX] = '\0';
+  assert_int_equal(px_ooni_line(long_uid, "{}", 2, &line, &n), -EINVAL);
 }
