@@ -288,6 +288,9 @@ static void px__status_more(px_agent_opts_t *agent) {
   if (access(path, F_OK) == 0)
     printf("key rotation: waiting to be sent to the collector (with the next upload)\n");
 
+  pid_t running = px_run_holder(agent->state_dir);
+  if (running > 0)
+    printf("run in progress: pid %ld (its record follows when it ends)\n", (long)running);
   json_t *runs = px_runs_load(agent->state_dir);
   size_t n = json_array_size(runs);
   printf("runs: %zu recorded%s\n", n, n > 0 ? ", the latest last:" : "");

@@ -465,6 +465,9 @@ class Week(pxtest.TestCase):
             self.assertEqual(len(self.records), runs)
             out = self.status()
             self.assertNotIn("FAILED", out)
+            # The frozen round is no secret: status names it.
+            self.assertIn(f"run in progress: pid {frozen.pid} (its record follows when it "
+                          "ends)\n", out)
         finally:
             frozen.send_signal(signal.SIGCONT)
         _, err = frozen.communicate(timeout=120)
@@ -483,6 +486,7 @@ class Week(pxtest.TestCase):
         self.assertNotIn("FAILED", out)
         self.assertIn("pending: 0\n", out)
         self.assertNotIn("next automatic upload", out)
+        self.assertNotIn("run in progress", out)
 
     def day5_new_country(self):
         self.day(DAY // 2)
