@@ -31,7 +31,7 @@ int px_drain(px_uploader_t *u, px_spool_t *sp, bool respect_backoff, px_drain_re
   if (rc != 0)
     return rc;
   rep->pending = l.n;
-  if (respect_backoff && l.n > 0 && time(NULL) < st.next_attempt) {
+  if (respect_backoff && l.n > 0 && px_time_now() < st.next_attempt) {
     rep->deferred = true;
     snprintf(rep->last_error, sizeof(rep->last_error), "%s", st.last_error);
     px_spool_list_free(&l);
@@ -67,7 +67,7 @@ int px_drain(px_uploader_t *u, px_spool_t *sp, bool respect_backoff, px_drain_re
       }
       st.failures = 0;
       st.next_attempt = 0;
-      st.last_success = time(NULL);
+      st.last_success = px_time_now();
       /* What went wrong before is resolved: status must not keep showing
        * it (a later failure in this drain records its own). */
       st.last_error[0] = '\0';
@@ -77,13 +77,13 @@ int px_drain(px_uploader_t *u, px_spool_t *sp, bool respect_backoff, px_drain_re
         rep->rejected++;
         rep->pending--;
       }
-      st.last_error_at = time(NULL);
+      st.last_error_at = px_time_now();
       snprintf(st.last_error, sizeof(st.last_error), "rejected: %.490s", o.error);
       snprintf(rep->last_error, sizeof(rep->last_error), "%s", o.error);
     } else {
       gave_up = true;
       st.failures++;
-      st.last_error_at = time(NULL);
+      st.last_error_at = px_time_now();
       st.next_attempt = st.last_error_at + (time_t)px__backoff(60, st.failures - 1, 6 * 3600);
       snprintf(st.last_error, sizeof(st.last_error), "%s", o.error);
       snprintf(rep->last_error, sizeof(rep->last_error), "%s", o.error);

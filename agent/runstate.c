@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "common/encoding.h"
@@ -47,6 +49,36 @@ int px_run_lock(const char *state_dir, int *fd, pid_t *holder, char *err, size_t
     (void)!pwrite(f, pid, (size_t)n, 0);
   *fd = f;
   return 0;
+}
+
+pid_t px_run_holder(const char *state_dir) {
+  char path[4200], want[64], line[256];
+  struct stat st;
+  snprintf(path, sizeof(path), "%s/run.lock", state_dir);
+  if (stat(path, &st) != 0)
+    return 0;
+  /* How the kernel names a file in /proc/locks: MAJOR:MINOR:INODE. */
+  snprintf(want, sizeof(want), "%02x:%02x:%llu", major(st.st_dev), minor(st.st_dev),
+           (unsigned long long)st.st_ino);
+  FILE *f = fopen("/proc/locks", "r");
+  if (f == NULL)
+    return 0;
+  pid_t holder = 0;
+  /* "1: FLOCK  ADVISORY  WRITE 4242 fe:00:1234 0 EOF"; a waiter's line
+   * has "->" after the number and holds nothing. */
+  while (holder == 0 && fgets(line, sizeof(line), f) != NULL) {
+    char *save = NULL, *tok[6] = {NULL};
+    int n = 0;
+    for (char *t = strtok_r(line, " \t\n", &save); t != NULL && n < 6;
+         t = strtok_r(NULL, " \t\n", &save))
+      tok[n++] = t;
+    unsigned long pid;
+    if (n == 6 && strcmp(tok[1], "FLOCK") == 0 && strcmp(tok[5], want) == 0 &&
+        px_parse_ulong(tok[4], 1, 4194304, &pid) == 0)
+      holder = (pid_t)pid;
+  }
+  fclose(f);
+  return holder;
 }
 
 void px_run_unlock(int fd) {

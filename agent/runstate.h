@@ -22,6 +22,11 @@
  * 0 if unknown), another negative errno with a reason in err. */
 int px_run_lock(const char *state_dir, int *fd, pid_t *holder, char *err, size_t errlen);
 void px_run_unlock(int fd);
+/* The pid of the run holding the lock now, 0 when none does (or the
+ * kernel does not say). Read from /proc/locks, never by taking the lock:
+ * a reader (status) holding it even briefly would make a round that
+ * starts then exit as if another were running. */
+pid_t px_run_holder(const char *state_dir);
 
 /* 0 when consent was given; -ENOENT when not. *doc (may be NULL) receives
  * the marker's contents (caller decrefs). */

@@ -619,6 +619,34 @@ int px_spool_counts(px_spool_t *sp, size_t *pending, size_t *sent, size_t *rejec
   return 0;
 }
 
+int px_dir_bytes(const char *dir, uint64_t *bytes) {
+  *bytes = 0;
+  DIR *d = opendir(dir);
+  if (d == NULL)
+    return errno == ENOENT ? 0 : -errno;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    struct stat st;
+    /* Temporaries (".NAME") are a write in progress, not yet kept. */
+    if (e->d_name[0] == '.' || fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+        !S_ISREG(st.st_mode))
+      continue;
+    *bytes += (uint64_t)st.st_size;
+  }
+  closedir(d);
+  return 0;
+}
+
+int px_spool_unsent_bytes(px_spool_t *sp, const char *held_dir, uint64_t *pending,
+                          uint64_t *held) {
+  char dir[4200];
+  snprintf(dir, sizeof(dir), "%s/pending", sp->root);
+  int rc = px_dir_bytes(dir, pending);
+  if (rc == 0)
+    rc = px_dir_bytes(held_dir, held);
+  return rc;
+}
+
 int px_spool_prune_sent(px_spool_t *sp, size_t keep) {
   char dir[4200], path[4400];
   px_spool_list_t l;

@@ -3,6 +3,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <time.h>
 
 /* The agent's outbox, under STATE_DIR/spool:
@@ -100,6 +101,14 @@ int px_spool_mark_sent_logged(px_spool_t *sp, const char *name, const char *uid,
 int px_spool_mark_rejected(px_spool_t *sp, const char *name, long status,
                            const char *reason);
 int px_spool_counts(px_spool_t *sp, size_t *pending, size_t *sent, size_t *rejected);
+/* The bytes of the regular files in dir (temporaries, named ".…", not
+ * counted); a directory not there holds 0. */
+int px_dir_bytes(const char *dir, uint64_t *bytes);
+/* What is kept here and not yet at a collector: the bytes of pending/
+ * and of held_dir (STATE_DIR/held), which `parallax run` holds against
+ * its max_spool. sent/ is not counted: it is pruned by itself. */
+int px_spool_unsent_bytes(px_spool_t *sp, const char *held_dir, uint64_t *pending,
+                          uint64_t *held);
 /* Keeps the newest keep entries of sent/. */
 int px_spool_prune_sent(px_spool_t *sp, size_t keep);
 

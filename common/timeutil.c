@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static void px__utc(time_t t, struct tm *tm) {
@@ -105,6 +106,16 @@ double px_elapsed_seconds(uint64_t from_ns, uint64_t to_ns) {
   if (to_ns <= from_ns)
     return 0.0;
   return round((double)(to_ns - from_ns) / 1e3) / 1e6;
+}
+
+time_t px_time_now(void) {
+  time_t now = time(NULL);
+#ifdef PX_TEST_HOOKS
+  const char *offset = getenv("PX_TEST_CLOCK_OFFSET_S");
+  if (offset != NULL)
+    now += (time_t)strtoll(offset, NULL, 10);
+#endif
+  return now;
 }
 
 void px_sleep_ms(unsigned ms) {

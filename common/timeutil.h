@@ -23,6 +23,14 @@ int px_time_parse_utc(const char *s, time_t *out);
  * microsecond so the JSON shows no binary-fraction noise. */
 double px_elapsed_seconds(uint64_t from_ns, uint64_t to_ns);
 
+/* The wall clock the agent keeps its books by: the upload backoff, the
+ * run records, what `status` compares them with. time(NULL), except in
+ * test builds (PX_TEST_HOOKS), where PX_TEST_CLOCK_OFFSET_S seconds are
+ * added: a test can then let hours pass (a simulated week, a suspend)
+ * in seconds. Measurements keep the real clock (and the check-in's
+ * correction of it): the collector, another machine, did not jump. */
+time_t px_time_now(void);
+
 /* Sleeps ms milliseconds, signals or not. (usleep is gone from POSIX 2008
  * and may refuse a second or more.) */
 void px_sleep_ms(unsigned ms);

@@ -29,6 +29,7 @@ const struct option px_agent_long_options[] = {
     {"max-targets", required_argument, NULL, PX_OPT_MAX_TARGETS},
     {"max-runtime", required_argument, NULL, PX_OPT_MAX_RUNTIME},
     {"max-bytes", required_argument, NULL, PX_OPT_MAX_BYTES},
+    {"max-spool", required_argument, NULL, PX_OPT_MAX_SPOOL},
     {"log-level", required_argument, NULL, PX_OPT_LOG_LEVEL},
     {"public-address", required_argument, NULL, PX_OPT_PUBLIC_ADDRESS},
     {NULL, 0, NULL, 0},
@@ -57,6 +58,9 @@ static const struct {
                          "                              15m, 1h); those in flight finish\n"},
     {PX_OPT_MAX_BYTES, "  --max-bytes SIZE            run budget: start no target once this much\n"
                        "                              DNS and TLS traffic is spent (500k, 20M, 1G)\n"},
+    {PX_OPT_MAX_SPOOL, "  --max-spool SIZE            measure nothing new while this much is unsent\n"
+                       "                              (pending and held; default 50M): the round\n"
+                       "                              only uploads; nothing unsent is deleted\n"},
     {PX_OPT_PUBLIC_ADDRESS, "  --public-address IP         also scrub this address of ours from\n"
                             "                              measurements; 'unknown' uploads without\n"
                             "                              knowing it (e.g. through a proxy)\n"},
@@ -149,6 +153,12 @@ int px_agent_apply(px_agent_opts_t *o, int code, const char *arg, char *err, siz
   case PX_OPT_MAX_BYTES:
     if (px_parse_size(arg, &o->max_bytes) != 0 || o->max_bytes == 0) {
       snprintf(err, errlen, "--max-bytes: expected a size such as 500k, 20M or 1G, not '%s'", arg);
+      return -EINVAL;
+    }
+    return 0;
+  case PX_OPT_MAX_SPOOL:
+    if (px_parse_size(arg, &o->max_spool) != 0 || o->max_spool == 0) {
+      snprintf(err, errlen, "--max-spool: expected a size such as 500k, 50M or 1G, not '%s'", arg);
       return -EINVAL;
     }
     return 0;

@@ -29,6 +29,8 @@ typedef struct px_agent_opts {
   unsigned max_targets;      /* the run budget, 0 for none */
   uint64_t max_runtime_s;
   uint64_t max_bytes;
+  uint64_t max_spool;        /* unsent bytes (pending + held) at which a run
+                                measures nothing new; 0: PX_DEFAULT_MAX_SPOOL */
   int log_level;             /* PX_LOG_*, 0 for the default */
   const char *public_address; /* scrubbed like the check-in's echo; "unknown" */
   bool state_read_only;      /* the command only reads the state (status) */
@@ -49,8 +51,14 @@ enum {
   PX_OPT_MAX_BYTES,
   PX_OPT_LOG_LEVEL,
   PX_OPT_PUBLIC_ADDRESS,
+  PX_OPT_MAX_SPOOL,
   PX_OPT__AGENT_LAST
 };
+
+/* 50 MiB: about a week of hourly rounds of the collector's default list
+ * (18 targets; a measurement is a few KiB to a few tens of KiB) while no
+ * collector answers, and small beside any disk a volunteer's machine has. */
+#define PX_DEFAULT_MAX_SPOOL (50ULL * 1024 * 1024)
 
 extern const struct option px_agent_long_options[]; /* zero-terminated */
 #define PX_AGENT_NOPTS (PX_OPT__AGENT_LAST - PX_OPT_STATE_DIR)

@@ -44,8 +44,8 @@ static void px__usage(FILE *out) {
         out);
   px_agent_flags_usage(out, true);
   px_measure_flags_usage(out);
-  fputs("\nExit status: 0 the round ran (or another was running), 1 runtime error,\n"
-        "2 bad usage or no consent.\n",
+  fputs("\nExit status: 0 the round ran (or another was running, or the spool was\n"
+        "full and the round only uploaded), 1 runtime error, 2 bad usage or no consent.\n",
         out);
 }
 
@@ -66,6 +66,10 @@ typedef struct px__round {
   json_t *record;
   char why[768]; /* a run that failed before measuring: the reason */
   bool offline;  /* no resolver was reachable: this machine was offline */
+  /* The spool limit: what was unsent when the round decided whether to
+   * measure, and whether it was too much to. */
+  bool spool_known, spool_full;
+  uint64_t spool_bytes, max_spool;
 } px__round_t;
 
 /* Says why the round cannot go on (on stderr, or in the journal) and
@@ -267,7 +271,7 @@ static void px__scrub_setup(px__round_t *r) {
 static void px__record(px__round_t *r, time_t started, int code) {
   char a[PX_TIME_ISO_LEN], b[PX_TIME_ISO_LEN];
   px_time_format_iso(started, a);
-  px_time_format_iso(time(NULL), b);
+  px_time_format_iso(px_time_now(), b);
   r->record = json_pack("{s:s, s:s, s:i, s:s?, s:s, s:I, s:I, s:I, s:I, s:I, s:s?}", "started", a,
                         "finished", b, "exit_code", code, "collector", r->agent.collector,
                         "check_in", r->source ? r->source : "none", "targets",
@@ -276,6 +280,43 @@ static void px__record(px__round_t *r, time_t started, int code) {
                         "not_started", (json_int_t)(r->skipped_by_budget + r->o.ntargets -
                                                     r->stats.started),
                         "stopped_by", r->stats.stopped_by);
+  if (r->record != NULL && r->spool_known) {
+    json_object_set_new(r->record, "spool_bytes", json_integer((json_int_t)r->spool_bytes));
+    json_object_set_new(r->record, "max_spool", json_integer((json_int_t)r->max_spool));
+    if (r->spool_full)
+      json_object_set_new(r->record, "spool_full", json_true());
+  }
+}
+
+/* Whether the unsent spool (pending and held) is at or over max_spool.
+ * When it is, uploads first (they may drain it) and asks again: a round
+ * measures as soon as there is room, and deletes nothing to make room. */
+static bool px__spool_full(px__round_t *r, px_spool_t *spool, const char *prog) {
+  uint64_t pending = 0, held = 0;
+  r->max_spool = r->agent.max_spool > 0 ? r->agent.max_spool : PX_DEFAULT_MAX_SPOOL;
+  for (int pass = 0; pass < 2; pass++) {
+    int rc = px_spool_unsent_bytes(spool, r->held_dir, &pending, &held);
+    if (rc != 0) {
+      /* Not knowing is no reason to stop measuring: the disk itself
+       * still bounds the spool (a full one is reported as such). */
+      px_log(PX_LOG_WARNING, "cannot size the spool in %s: %s", spool->root, strerror(-rc));
+      return false;
+    }
+    r->spool_known = true;
+    r->spool_bytes = pending + held;
+    if (r->spool_bytes < r->max_spool)
+      return false;
+    if (pass == 0 && !r->agent.no_upload && pending > 0)
+      px_agent_upload(&r->agent, spool, strcmp(r->source, "collector") != 0, prog);
+    else
+      break;
+  }
+  r->spool_full = true;
+  px_log(PX_LOG_WARNING, "spool full: %llu bytes unsent (%llu pending, %llu held) of max_spool "
+                         "%llu; no new measurements until uploads drain it",
+         (unsigned long long)r->spool_bytes, (unsigned long long)pending,
+         (unsigned long long)held, (unsigned long long)r->max_spool);
+  return true;
 }
 
 /* Measures, scrubs, signs and spools; returns the exit code. */
@@ -313,7 +354,7 @@ int px_cmd_run(int argc, char **argv) {
   px_spool_t spool;
   char err[512];
   int lock = -1;
-  time_t started = time(NULL);
+  time_t started = px_time_now();
   bool have_state = false, recorded = false;
 
   memset(&r, 0, sizeof(r));
@@ -370,7 +411,12 @@ int px_cmd_run(int argc, char **argv) {
       px_log(PX_LOG_INFO, "released %zu measurement(s) held while the public address was "
                           "unknown", r.released);
   }
-  if (px__targets(&r) != 0) {
+  if (px__spool_full(&r, &spool, prog)) {
+    /* Not a failure (exit 0): the agent works as designed and catches up
+     * by itself once the collector takes the backlog. A failed unit would
+     * read as a crash in systemctl; status and the journal say why. */
+    r.stats.stopped_by = "max_spool";
+  } else if (px__targets(&r) != 0) {
     snprintf(r.why, sizeof(r.why), "cannot build the list of targets");
     code = PX_EXIT_RUNTIME;
   } else if (r.o.ntargets == 0) {

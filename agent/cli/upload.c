@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "agent/cli/common.h"
@@ -22,6 +23,7 @@
  * not silently ignored, and --help lists only these. */
 static bool px__takes_transfer(int code) {
   return code != PX_OPT_MAX_TARGETS && code != PX_OPT_MAX_RUNTIME && code != PX_OPT_MAX_BYTES &&
+         code != PX_OPT_MAX_SPOOL &&
          code != PX_OPT_PUBLIC_ADDRESS && code != PX_OPT_UPLOAD;
 }
 
@@ -268,6 +270,16 @@ static void px__status_more(px_agent_opts_t *agent) {
     printf("consent: not given (runs do not measure; see parallax setup)\n");
   }
   json_decref(consent);
+  /* Where the collector placed this machine last time it was asked: what
+   * the next measurements say, unless the config sets probe_cc. */
+  snprintf(path, sizeof(path), "%s/checkin.json", agent->state_dir);
+  json_t *ci = json_load_file(path, 0, NULL);
+  if (ci != NULL) {
+    char cc[64], asn[64];
+    printf("last check-in: %s %s\n", px__str(ci, "probe_cc", "??", cc, sizeof(cc)),
+           px__str(ci, "probe_asn", "AS0", asn, sizeof(asn)));
+  }
+  json_decref(ci);
   snprintf(path, sizeof(path), "%s/held", agent->state_dir);
   size_t held = px_held_count(path);
   if (held > 0)
@@ -276,6 +288,9 @@ static void px__status_more(px_agent_opts_t *agent) {
   if (access(path, F_OK) == 0)
     printf("key rotation: waiting to be sent to the collector (with the next upload)\n");
 
+  pid_t running = px_run_holder(agent->state_dir);
+  if (running > 0)
+    printf("run in progress: pid %ld (its record follows when it ends)\n", (long)running);
   json_t *runs = px_runs_load(agent->state_dir);
   size_t n = json_array_size(runs);
   printf("runs: %zu recorded%s\n", n, n > 0 ? ", the latest last:" : "");
@@ -319,6 +334,47 @@ static void px__last_run_first(const px_agent_opts_t *agent) {
                    sizeof(error)));
   }
   json_decref(runs);
+}
+
+/* Below this, a round's measurements (tens of KiB each) may not fit. */
+#define PX__DISK_LOW (1024ULL * 1024)
+
+/* What is unsent, and whether the last run found it over its max_spool:
+ * said as it is now, not as it was (an upload since may have drained it). */
+static void px__spool_size(const px_agent_opts_t *agent, px_spool_t *spool) {
+  char held_dir[4200];
+  uint64_t pending = 0, held = 0;
+  snprintf(held_dir, sizeof(held_dir), "%s/held", agent->state_dir);
+  if (px_spool_unsent_bytes(spool, held_dir, &pending, &held) != 0) {
+    printf("unsent: unknown (cannot read %s)\n", spool->root);
+    return;
+  }
+  uint64_t unsent = pending + held;
+  printf("unsent: %llu bytes (%llu pending, %llu held)\n", (unsigned long long)unsent,
+         (unsigned long long)pending, (unsigned long long)held);
+  json_t *runs = px_runs_load(agent->state_dir);
+  json_t *last = json_array_get(runs, json_array_size(runs) - 1);
+  json_int_t limit = json_integer_value(json_object_get(last, "max_spool"));
+  if (json_is_true(json_object_get(last, "spool_full")) && limit > 0) {
+    if (unsent >= (uint64_t)limit)
+      printf("spool full: %llu bytes of max_spool %lld unsent; no new measurements until "
+             "uploads drain it%s\n", (unsigned long long)unsent, (long long)limit,
+             held > 0 ? " (held measurements count too: see held/)" : "");
+    else
+      printf("spool was full at the last run (max_spool %lld); %llu bytes unsent now: the "
+             "next run measures again\n", (long long)limit, (unsigned long long)unsent);
+  }
+  json_decref(runs);
+  /* A round on a full disk cannot even write its run record: the runs
+   * below would read as if all were well. */
+  struct statvfs vfs;
+  if (statvfs(agent->state_dir, &vfs) == 0) {
+    unsigned long long avail = (unsigned long long)vfs.f_bavail * (unsigned long long)vfs.f_frsize;
+    if (avail < PX__DISK_LOW)
+      printf("disk full: %llu bytes free for %s: rounds can keep neither measurements nor "
+             "their records until space is freed (nothing kept is lost)\n",
+             avail, agent->state_dir);
+  }
 }
 
 int px_cmd_status(int argc, char **argv) {
@@ -373,7 +429,8 @@ int px_cmd_status(int argc, char **argv) {
     px__when(st.last_error_at, when, sizeof(when));
     printf("last error: %s (%s)\n", px_term_str(st.last_error, shown, sizeof(shown)), when);
   }
-  if (st.next_attempt > time(NULL)) {
+  px__spool_size(&agent, &spool);
+  if (st.next_attempt > px_time_now()) {
     px__when(st.next_attempt, when, sizeof(when));
     printf("next automatic upload: not before %s (%u failure(s) in a row)\n", when, st.failures);
   }
