@@ -165,7 +165,7 @@ int px_sth_latest(px_sth_signer_t *t, px_store_t *store, px_sth_t *out, char *er
       px__keep(t, store);
     }
   }
-  if (rc == 0 && t->have) {
+  if (rc == 0 && t->have && t->latest.signature != NULL) {
     *out = t->latest;
     out->signature = strdup(t->latest.signature);
     if (out->signature == NULL)

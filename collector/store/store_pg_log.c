@@ -165,6 +165,7 @@ int px__pg_log_backfill(px__pg_t *s, char *err, size_t errlen) {
   }
   int64_t added = 0;
   px_submission_t *rows = calloc(PX__PG_BACKFILL_BATCH, sizeof(*rows));
+  /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
   const px_submission_t **ptrs = calloc(PX__PG_BACKFILL_BATCH, sizeof(*ptrs));
   rc = rows == NULL || ptrs == NULL ? -ENOMEM : 0;
   /* One transaction a batch, each under the log's lock: a node that

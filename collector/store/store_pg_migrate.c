@@ -154,6 +154,7 @@ static int px__pg_import_try(px__pgconn_t *c, const char *source, int64_t from_i
                              int64_t to_id, const px_submission_t *rows, size_t n,
                              const px_refusal_t *refused, size_t nrefused, size_t *copied) {
   px__pg_pipe_t p = {.c = c, .stored = calloc(n > 0 ? n : 1, sizeof(bool))};
+  /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
   const px_submission_t **logged = calloc(n > 0 ? n : 1, sizeof(*logged));
   if (p.stored == NULL || logged == NULL || PQenterPipelineMode(c->conn) != 1) {
     free(p.stored);

@@ -636,10 +636,10 @@ static int px__mig_head(void *data, const px_log_head_t *h) {
  * they differ, or a negative error. */
 static int px__mig_check_log(px__mig_t *m) {
   uint64_t n = 0, dn = 0;
-  uint8_t root[32], droot[32], at[32];
+  uint8_t root[32], at[32];
   int rc = px_store_log_head(m->src, &n, root);
   if (rc == 0)
-    rc = px_store_log_head(m->dst, &dn, droot);
+    rc = px_store_log_head(m->dst, &dn, at); /* its size; the root at n is computed below */
   if (rc != 0) {
     px_log(PX_LOG_ERR, "cannot read the measurement logs: %s", px__mig_err(rc));
     return rc;
