@@ -8,7 +8,6 @@ the forked signer, spool, upload) succeeds, and the collector stops
 cleanly. verify and security only read the unit files; this shows the
 programs can live with what the units forbid. Root only (mount
 namespace); skipped otherwise."""
-import ctypes
 import json
 import os
 import shutil
@@ -20,27 +19,16 @@ import tempfile
 
 import collectorlib as cl
 import pxtest
+import sandbox_exec
 
 BUILD = os.path.dirname(os.path.abspath(pxtest.BIN))
 UNITS = os.path.join(BUILD, "dist", "systemd")
-SANDBOX = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sandbox_exec.py")
 # Inside systemd's range for dynamic users (61184-65519), like DynamicUser=.
 AGENT_UID, COLLECTOR_UID = 61301, 61302
 
 
 def unavailable():
-    if os.geteuid() != 0:
-        return "needs root (a mount namespace per sandbox)"
-    for tool in ("unshare", "systemd-analyze", "mount"):
-        if shutil.which(tool) is None:
-            return f"{tool} is not installed"
-    try:
-        ctypes.CDLL("libseccomp.so.2")
-    except OSError:
-        return "libseccomp is not installed"
-    if not os.path.exists(os.path.join(UNITS, "parallax.service")):
-        return f"no configured units in {UNITS}"
-    return None
+    return sandbox_exec.unavailable(os.path.join(UNITS, "parallax.service"))
 
 
 class Sandbox(pxtest.TestCase):
@@ -65,15 +53,9 @@ class Sandbox(pxtest.TestCase):
 
     @staticmethod
     def env(**extra):
-        """The environment of a sandboxed program. LeakSanitizer stops the
-        world with ptrace, which the filter refuses (as it should): in a
-        sanitizer build the leak check is left to the other tests, the
-        memory checks stay."""
-        env = dict(os.environ, **extra)
-        if pxtest.SANITIZED:
-            env["ASAN_OPTIONS"] = ":".join(filter(None, [env.get("ASAN_OPTIONS"),
-                                                          "detect_leaks=0"]))
-        return env
+        """The environment of a sandboxed program (no leak check under
+        ASan: sandbox_exec.environ says why)."""
+        return sandbox_exec.environ(dict(os.environ, **extra), pxtest.SANITIZED)
 
     def world_args(self):
         args = pxtest.world_args()
@@ -81,8 +63,7 @@ class Sandbox(pxtest.TestCase):
         return args
 
     def sandboxed(self, unit, uid, state, argv):
-        return ["unshare", "--mount", sys.executable, SANDBOX, os.path.join(UNITS, unit),
-                str(uid), state, "--"] + argv
+        return sandbox_exec.argv(os.path.join(UNITS, unit), uid, state, argv)
 
     def test_collector_and_agent_round_in_their_sandboxes(self):
         cstate = os.path.join(self.tmp, "collector")

@@ -2,6 +2,21 @@
 run` back to back, as parallax.service runs it) against the local test
 world and a real parallax-collector, in a few minutes of wall time.
 
+As root (with unshare, systemd-analyze and libseccomp), every firing runs
+in parallax.service's own sandbox (tests/cli/sandbox_exec.py: the unit's
+syscall filter and address families, NoNewPrivileges=, a read-only /
+with only the state directory writable, UMask=0077) as an unprivileged
+uid, the service's DynamicUser=, that owns the state directory (and the
+tmpfs it is on); the frozen round of day 4 is checked to carry that uid,
+no_new_privs and the filter. The volunteer's own commands run as
+docs/volunteer.md says: `setup`, `setup --withdraw` and `status` with
+plain sudo (as root), `keygen --rotate` as the service's user (systemd-run
+there; here the same uid, without the unit's sandbox) after plain sudo is
+refused. What root wrote in the state directory (setup's consent and
+first key) the next firing hands to the service's user, as systemd does
+for StateDirectory=. Without root everything runs as the caller, and the
+test says the firings ran unsandboxed.
+
 The agent keeps its books (upload backoff, run records, status) by a clock
 that a test build can move (PX_TEST_CLOCK_OFFSET_S): firing N happens at
 hour N of the week. Measurements keep the real clock, as the collector,
@@ -29,8 +44,9 @@ What happens during the week, in order:
 Checked at the end: every measurement the agent kept is at the collector
 exactly once (the agent's receipts and spooled contents against the
 collector's export); after every firing, the unsent spool (pending and
-held) stayed within max_spool plus one round; and `parallax status` said
-what was true after each phase."""
+held) stayed within max_spool plus one round; `parallax status` said
+what was true after each phase; and, in the sandbox, the state directory,
+the run records and the key are the service's user's and private."""
 import errno
 import glob
 import hashlib
@@ -49,6 +65,7 @@ import time
 
 import collectorlib as cl
 import pxtest
+import sandbox_exec
 
 HOUR = 3600
 # Hours of a simulated day: 168 firings in all. A firing takes about 0.3 s,
@@ -60,6 +77,11 @@ DE_ADDR = "198.51.100.20"   # DE, AS3320 in the test database
 CN_ADDR = "203.0.113.7"     # CN, AS4134
 SUSPEND_HOURS = 9
 TMPFS = "32m"
+UNIT = os.path.join(os.path.dirname(os.path.abspath(pxtest.BIN)), "dist", "systemd",
+                    "parallax.service")
+# The service's user (DynamicUser=): inside systemd's range for dynamic
+# users (61184-65519), apart from test_systemd_sandbox's.
+SERVICE_UID = 61303
 
 
 def read(path):
@@ -172,6 +194,26 @@ class Week(pxtest.TestCase):
     def setUp(self):
         self.dir = tempfile.mkdtemp(prefix="px-week-")
         self.addCleanup(shutil.rmtree, self.dir, ignore_errors=True)
+        # Every firing runs in parallax.service's sandbox (tests/cli/
+        # sandbox_exec.py) where that is possible, as the service's user;
+        # the volunteer's own commands run as the docs say (sudo, or as
+        # the service's user). Otherwise the firings run as this process,
+        # as before.
+        why = sandbox_exec.unavailable(UNIT)
+        self.sandboxed = why is None
+        self.bin, self.ca = pxtest.BIN, pxtest.CA
+        if self.sandboxed:
+            # The service's user walks through to the state directory and
+            # runs what is installed, where anyone may read it, never the
+            # build tree (which may sit in a 0700 directory): copies.
+            os.chmod(self.dir, 0o755)
+            bindir = os.path.join(self.dir, "bin")
+            os.mkdir(bindir, 0o755)
+            self.bin = shutil.copy2(pxtest.BIN, bindir)
+            self.ca = shutil.copy2(pxtest.CA, bindir)
+            os.chmod(self.bin, 0o755)
+            os.chmod(self.ca, 0o644)
+        self.unsandboxed_why = why
         subprocess.run(["perl", os.path.join(pxtest.SOURCE, "tests", "tools", "make-mmdb.pl"),
                         self.dir], check=True, capture_output=True, timeout=60)
         # The state directory on a file system of its own when we may mount
@@ -181,8 +223,10 @@ class Week(pxtest.TestCase):
         os.makedirs(self.fs)
         self.tmpfs = False
         if os.geteuid() == 0 and shutil.which("mount"):
-            p = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={TMPFS},mode=0700", "tmpfs",
-                                self.fs], capture_output=True, text=True)
+            # The service's user owns it, as it owns /var/lib/private.
+            owner = f",uid={SERVICE_UID},gid={SERVICE_UID}" if self.sandboxed else ""
+            p = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={TMPFS},mode=0700{owner}",
+                                "tmpfs", self.fs], capture_output=True, text=True)
             self.tmpfs = p.returncode == 0
             if self.tmpfs:
                 self.addCleanup(subprocess.run, ["umount", "-l", self.fs], capture_output=True)
@@ -199,6 +243,7 @@ class Week(pxtest.TestCase):
         self.targets = os.path.join(self.dir, "targets.txt")
         with open(self.targets, "w") as f:
             f.write("".join(t + "\n" for t in TARGETS))
+        os.chmod(self.targets, 0o644)  # read by the service's user
         self.hour = 0          # the simulated hour of the next firing
         self.jump = 0          # seconds the clock jumped (the suspend)
         self.records = []      # every run record, in order (runs.jsonl keeps 100)
@@ -221,8 +266,36 @@ class Week(pxtest.TestCase):
                                  f"{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
         return p
 
+    def as_service(self, *args, ok=(0,)):
+        """A command the volunteer runs as the service's user, as the docs
+        say for those that write into the state directory (`sudo
+        systemd-run -p DynamicUser=yes -p User=parallax -p
+        StateDirectory=parallax parallax ...`): the same uid, without the
+        unit's sandbox. Without root, this process's user is the
+        service's."""
+        kw = {}
+        if self.sandboxed:
+            kw = dict(user=SERVICE_UID, group=SERVICE_UID, extra_groups=[], cwd="/")
+        p = subprocess.run([self.bin, *args], capture_output=True, text=True,
+                           env=dict(os.environ, **self.clock()), timeout=180, **kw)
+        if p.returncode not in ok:
+            raise AssertionError(f"parallax {' '.join(args)} (as the service's user): exit "
+                                 f"{p.returncode}\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
+        return p
+
     def run_args(self):
         return ["run", "--config", self.config, "--state-dir", self.state]
+
+    def service(self, args):
+        """The command line and environment of parallax.service starting
+        `parallax args`: in the unit's sandbox as the service's user, who
+        owns the state directory (sandbox_exec hands it over, as systemd
+        does for StateDirectory= with DynamicUser=), when we can."""
+        env = dict(os.environ, **self.clock())
+        if not self.sandboxed:
+            return [self.bin, *args], env
+        return (sandbox_exec.argv(UNIT, SERVICE_UID, self.state, [self.bin, *args]),
+                sandbox_exec.environ(env, pxtest.SANITIZED))
 
     def fire(self, ok=(0,)):
         """One firing of parallax.timer: parallax.service runs `parallax
@@ -233,7 +306,12 @@ class Week(pxtest.TestCase):
             if not os.path.exists(os.path.join(self.state, "consent")):
                 self.skipped += 1
                 return None
-            p = self.px(*self.run_args(), ok=ok)
+            argv, env = self.service(self.run_args())
+            p = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=180,
+                               cwd="/")
+            if p.returncode not in ok:
+                raise AssertionError(f"firing at hour {self.hour}: exit {p.returncode}\n"
+                                     f"{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
             self.spool_full_lines += p.stderr.count("spool full:")
             self.collect_records()
             self.check_bounded()
@@ -304,7 +382,7 @@ class Week(pxtest.TestCase):
         self.px("setup", "--yes", "--config", self.config, "--state-dir", self.state,
                 "--collector", self.front.url, "--targets-file", self.targets,
                 "--max-spool", str(self.max_spool), "--parallel", "4",
-                *pxtest.world_args(timeout_ms=2000))
+                *self.world_args())
         self.assertIn(f"max_spool = {self.max_spool}\n", read(self.config))
         self.assertIn(": ok", self.px("config", "check", self.config).stdout)
         bad = os.path.join(self.dir, "bad.conf")
@@ -321,9 +399,18 @@ class Week(pxtest.TestCase):
         self.day7_pause_and_resume()
         self.assertEqual(self.firings, 7 * DAY)
         self.end_of_week()
+        if not self.sandboxed:
+            print(f"note: the firings ran unsandboxed, not in parallax.service's sandbox "
+                  f"({self.unsandboxed_why})", file=sys.stderr)
         print(f"week: {self.firings} firings ({self.skipped} skipped for want of consent), "
               f"{len(self.records)} run records, max_spool {self.max_spool}, largest unsent "
               f"{self.max_unsent}, {time.monotonic() - t0:.0f} s", file=sys.stderr)
+
+    def world_args(self):
+        """The test world, with the CA the service's user can read."""
+        args = pxtest.world_args(timeout_ms=2000)
+        args[args.index(pxtest.CA)] = self.ca
+        return args
 
     def calibrate(self):
         """max_spool for about DAY/3 hours of held rounds: the spool fills
@@ -444,11 +531,13 @@ class Week(pxtest.TestCase):
         stall = os.path.join(self.dir, "stall.txt")
         with open(stall, "w") as f:
             f.write("stall.example.test\n" + "".join(t + "\n" for t in TARGETS))
+        os.chmod(stall, 0o644)
         runs = len(self.records)
-        env = dict(os.environ, **self.clock())
-        frozen = subprocess.Popen([pxtest.BIN, *self.run_args(), "--targets-file", stall],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                  env=env)
+        # A firing too: in the sandbox, whose pid is the round's (sandbox_exec
+        # execs it, unshare does not fork).
+        argv, env = self.service([*self.run_args(), "--targets-file", stall])
+        frozen = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  env=env, cwd="/")
         self.firings += 1
         self.hour += 1
         lock = os.path.join(self.state, "run.lock")
@@ -456,6 +545,13 @@ class Week(pxtest.TestCase):
                       30, "the round to take its lock")
         time.sleep(0.3)
         frozen.send_signal(signal.SIGSTOP)
+        if self.sandboxed:
+            # The round is the service's: its user, no new privileges, the
+            # unit's syscall filter.
+            status = read(f"/proc/{frozen.pid}/status")
+            self.assertRegex(status, rf"\nUid:\t{SERVICE_UID}\t{SERVICE_UID}\t")
+            self.assertIn("\nNoNewPrivs:\t1\n", status)
+            self.assertIn("\nSeccomp:\t2\n", status)
         try:
             # The machine sleeps 9 hours; on waking, the timer catches up
             # (Persistent=true) while the frozen round still holds the lock.
@@ -501,7 +597,11 @@ class Week(pxtest.TestCase):
         self.day(DAY // 2)
         old = cl.key_id_of_pub(read(os.path.join(self.state, "parallax_ed25519.pub")))
         self.assertIn(f"key id: {old}\n", self.status())
-        p = self.px("keygen", "--rotate", "--state-dir", self.state)
+        if self.sandboxed:
+            # Plain sudo is refused the service's directory, and says how.
+            p = self.px("keygen", "--rotate", "--state-dir", self.state, ok=(1,))
+            self.assertIn("run the command as that user: systemd-run", p.stderr)
+        p = self.as_service("keygen", "--rotate", "--state-dir", self.state)
         self.assertIn(f"old key id: {old}", p.stdout)
         self.new_key = cl.key_id_of_pub(read(os.path.join(self.state, "parallax_ed25519.pub")))
         self.old_key = old
@@ -574,6 +674,12 @@ class Week(pxtest.TestCase):
         self.assertEqual(self.spool_full_lines,
                          sum(1 for r in self.records if r.get("spool_full")))
         self.assertLessEqual(self.max_unsent, self.max_spool + len(TARGETS) * self.largest_entry)
+        if self.sandboxed:
+            # The state is the service's user's, and private (UMask=0077).
+            for path in (self.state, os.path.join(self.state, "runs.jsonl"),
+                         os.path.join(self.state, "parallax_ed25519")):
+                st = os.stat(path)
+                self.assertEqual((st.st_uid, st.st_mode & 0o077), (SERVICE_UID, 0), path)
 
 
 if __name__ == "__main__":
