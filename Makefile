@@ -7,7 +7,7 @@ FUZZ_TIME  ?= 300
 JOBS       ?= $(shell nproc)
 MAKEFLAGS  += --no-print-directory
 
-.PHONY: all deps build build-asan check check-plain check-asan demo bench bench-quick soak fuzz install clean build-fuzz check-fuzz
+.PHONY: all deps build build-asan check check-plain check-asan demo explore bench bench-quick soak fuzz install clean build-fuzz check-fuzz
 
 all: build
 
@@ -53,6 +53,11 @@ fuzz: build-fuzz
 
 demo: build
 	@scripts/demo.sh $(BUILD)
+
+# The demo's database served on 127.0.0.1:8080 until Ctrl-C (the demo's own
+# collector is gone with its namespaces).
+explore: build
+	@scripts/explore.sh $(BUILD)
 
 # Every benchmark at full size, one after another, then one table of every
 # ratio against its target; bench-quick runs each at a tenth of the size.

@@ -117,8 +117,9 @@ PY
     jq -r .measurement_uid "$OUT/cn-icloud.jsonl")" |
     jq -c '{leaf_index, tree_size, root_hash, audit_path}' | sed 's/^/  inclusion proof of the CN measurement: /'
   echo
-  echo "The web view: $URL/?domain=www.icloud.com (inside the world's core namespace)."
   echo "Data: the collector's database $OUT/collector.sqlite; agents' spools in $OUT/agents/."
+  echo "To look at it in a browser: \`make explore\` serves it on http://127.0.0.1:8080/"
+  echo "until Ctrl-C (this demo's collector goes with the world's namespaces)."
 }
 
 demo_loopback() {
