@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "collector/http/observations.h"
 #include "collector/http/ooni.h"
 #include "collector/http/request.h"
 #include "collector/http/routes.h"
@@ -263,10 +264,11 @@ typedef struct {
   size_t len, cap, off;
   bool done;
   bool ooni; /* format=ooni: the measurements themselves, uid added */
+  bool csv;  /* observations.csv: a row per observation (collector/http/observations.h) */
 } px__export_t;
 
-/* Appends text and a newline to the batch buffer. */
-static int px__export_append(px__export_t *e, const char *text, size_t n) {
+/* Appends text (and, for a line, a newline) to the batch buffer. */
+static int px__export_put(px__export_t *e, const char *text, size_t n, bool line) {
   if (e->len + n + 1 > e->cap) {
     size_t cap = e->cap ? e->cap : 65536;
     while (cap < e->len + n + 1)
@@ -278,9 +280,18 @@ static int px__export_append(px__export_t *e, const char *text, size_t n) {
     e->cap = cap;
   }
   memcpy(e->buf + e->len, text, n);
-  e->buf[e->len + n] = '\n';
-  e->len += n + 1;
+  e->len += n;
+  if (line)
+    e->buf[e->len++] = '\n';
   return 0;
+}
+
+static int px__export_append(px__export_t *e, const char *text, size_t n) {
+  return px__export_put(e, text, n, true);
+}
+
+static int px__export_raw(px__export_t *e, const char *text, size_t n) {
+  return px__export_put(e, text, n, false);
 }
 
 /* A format=ooni line. A row that is not what upload stores (altered in
@@ -307,6 +318,14 @@ static int px__export_row(void *data, const px_stored_row_t *row) {
   px__export_t *e = data;
   if (e->ooni)
     return px__export_ooni_row(e, row);
+  if (e->csv) {
+    int rc = px_observations_csv(row->uid, row->content, row->content_len, &e->buf, &e->len,
+                                 &e->cap);
+    if (rc == -EINVAL)
+      fprintf(stderr, "parallax-collector: observations.csv: a stored row is not a JSON object; "
+                      "left out\n");
+    return rc == -EINVAL ? 0 : rc;
+  }
   char when[PX_TIME_ISO_LEN];
   json_t *line = json_object();
   px_time_format_iso(row->received_at, when);
@@ -366,12 +385,19 @@ static void px__export_free(void *cls) {
   free(e);
 }
 
-enum MHD_Result px_api_export(px_request_t *r, const px_query_t *q) {
+/* export.jsonl and observations.csv: the same filters, streaming and
+ * bounds, rows shaped by the endpoint. */
+static enum MHD_Result px__export_start(px_request_t *r, const px_query_t *q, bool csv) {
   enum MHD_Result ret;
   px_filter_t f;
   char asn[16], cc[3], domain[256];
-  bool ooni;
-  if (!px__filter(r, q, &f, false, asn, cc, domain, &ret) || !px__format(r, q, &ooni, &ret))
+  bool ooni = false;
+  if (!px__filter(r, q, &f, false, asn, cc, domain, &ret))
+    return ret;
+  if (csv && px_query_get(q, "format") != NULL)
+    return px_respond_error(r, MHD_HTTP_BAD_REQUEST, "bad_query",
+                            "unknown parameter \"format\" (observations.csv has one form)");
+  if (!csv && !px__format(r, q, &ooni, &ret))
     return ret;
   /* Each export holds its buffer and a thread for as long as its client
    * reads: a bounded number at once, whatever the store. */
@@ -387,6 +413,11 @@ enum MHD_Result px_api_export(px_request_t *r, const px_query_t *q) {
   }
   e->c = r->c;
   e->ooni = ooni;
+  e->csv = csv;
+  if (csv && px__export_raw(e, px_observations_csv_header, strlen(px_observations_csv_header)) != 0) {
+    px__export_free(e);
+    return MHD_NO;
+  }
   /* The export copies the filter: the stream outlives the request. */
   int rc = px_store_export_open(r->c->store, &f, &e->rows);
   if (rc != 0) {
@@ -401,10 +432,19 @@ enum MHD_Result px_api_export(px_request_t *r, const px_query_t *q) {
     px__export_free(e);
     return MHD_NO;
   }
-  px_response_headers(r, resp, "application/x-ndjson");
+  px_response_headers(r, resp, csv ? "text/csv; charset=utf-8; header=present"
+                                    : "application/x-ndjson");
   ret = MHD_queue_response(r->conn, MHD_HTTP_OK, resp);
   MHD_destroy_response(resp);
   return ret;
+}
+
+enum MHD_Result px_api_export(px_request_t *r, const px_query_t *q) {
+  return px__export_start(r, q, false);
+}
+
+enum MHD_Result px_api_observations(px_request_t *r, const px_query_t *q) {
+  return px__export_start(r, q, true);
 }
 
 typedef struct {

@@ -15,6 +15,8 @@ enum MHD_Result px_api_measurements(px_request_t *r, const px_query_t *q);
 enum MHD_Result px_api_raw(px_request_t *r, const px_query_t *q, bool signature);
 enum MHD_Result px_api_allowed_signers(px_request_t *r);
 enum MHD_Result px_api_export(px_request_t *r, const px_query_t *q);
+/* GET /api/v1/observations.csv: the export as one CSV row per observation. */
+enum MHD_Result px_api_observations(px_request_t *r, const px_query_t *q);
 enum MHD_Result px_api_quarantine(px_request_t *r, const px_query_t *q);
 enum MHD_Result px_api_compare(px_request_t *r, const px_query_t *q);
 enum MHD_Result px_api_checkin(px_request_t *r);

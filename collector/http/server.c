@@ -359,6 +359,8 @@ static enum MHD_Result px__get(px_request_t *r) {
     ret = px_api_allowed_signers(r);
   else if (strcmp(p, "/api/v1/export.jsonl") == 0)
     ret = px_api_export(r, &q);
+  else if (strcmp(p, "/api/v1/observations.csv") == 0)
+    ret = px_api_observations(r, &q);
   else if (strcmp(p, "/api/v1/compare") == 0)
     ret = px_api_compare(r, &q);
   else if (strcmp(p, "/api/v1/quarantine") == 0)

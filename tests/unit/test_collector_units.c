@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 
 #include "collector/http/netacl.h"
+#include "collector/http/observations.h"
 #include "collector/http/ooni.h"
 #include "collector/http/query.h"
 #include "collector/store/store.h"
@@ -255,4 +256,35 @@ PX_TEST(ooni_line_splices_the_signed_bytes) {
   memset(long_uid, 'a', PX_UID_MAX);
   long_uid[PX_UID_MAX] = '\0';
   assert_int_equal(px_ooni_line(long_uid, "{}", 2, &line, &n), -EINVAL);
+}
+
+/* observations.csv's rows (collector/http/observations.c): RFC 4180
+ * quoting of whatever an agent wrote, an IPv6 address split from its
+ * port, a query without answers as one row; not an object: nothing. */
+PX_TEST(observations_csv_quotes_and_splits) {
+  (void)state;
+  const char *m =
+      "{\"measurement_start_time\":\"2014-10-20 12:00:00\",\"probe_cc\":\"CN\","
+      "\"probe_asn\":\"AS4134\",\"input\":\"www.icloud.com\",\"test_keys\":{"
+      "\"queries\":[{\"engine\":\"udp\",\"resolver_address\":\"[2001:db8::53]:53\","
+      "\"hostname\":\"www.icloud.com\",\"query_type\":\"AAAA\",\"rcode\":3,\"answers\":[],"
+      "\"failure\":\"dns_nxdomain_error\",\"t0\":0.5,\"t\":0.25,\"transaction_id\":1}],"
+      "\"tls_handshakes\":[{\"address\":\"[2001:db8::1]:443\",\"server_name\":\"www.icloud.com\","
+      "\"tls_version\":\"TLSv1.2\",\"cipher_suite\":\"x\",\"failure\":\"ssl_unknown_authority\","
+      "\"peer_certificates\":[{\"sha256\":\"ab\",\"subject\":\"CN=a,O=\\\"q\\\"\\nx\","
+      "\"issuer\":\"CN=a\"}],\"verification\":{\"ok\":false,\"hostname_match\":true},"
+      "\"t0\":1,\"t\":2,\"transaction_id\":2}]}}";
+  char *out = NULL;
+  size_t len = 0, cap = 0;
+  assert_int_equal(px_observations_csv("u1", m, strlen(m), &out, &len, &cap), 0);
+  assert_string_equal(
+      out,
+      "u1,2014-10-20 12:00:00,CN,AS4134,www.icloud.com,dns_answer,1,0.5,0.25,udp,"
+      "[2001:db8::53]:53,www.icloud.com,AAAA,3,,,,,,,,,dns_nxdomain_error,,,,,\r\n"
+      "u1,2014-10-20 12:00:00,CN,AS4134,www.icloud.com,tls_handshake,2,1,2,,,,,,,,,2001:db8::1,"
+      "443,www.icloud.com,TLSv1.2,x,ssl_unknown_authority,ab,\"CN=a,O=\"\"q\"\"\nx\",CN=a,false,"
+      "true\r\n");
+  assert_int_equal(px_observations_csv("u2", "[1]", 3, &out, &len, &cap), -EINVAL);
+  assert_int_equal(px_observations_csv("u2", "{", 1, &out, &len, &cap), -EINVAL);
+  free(out);
 }
