@@ -5,6 +5,7 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/x509v3.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,10 +16,22 @@
 #include "common/json_util.h"
 #include "common/timeutil.h"
 
+static pthread_once_t px__sha256_once = PTHREAD_ONCE_INIT;
+static EVP_MD *px__sha256; /* one reference for the process's life */
+
+static void px__sha256_fetch(void) {
+  px__sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+const EVP_MD *px_sha256_md(void) {
+  pthread_once(&px__sha256_once, px__sha256_fetch);
+  return px__sha256 != NULL ? px__sha256 : EVP_sha256();
+}
+
 static void px__sha256_hex(const uint8_t *data, size_t n, char out[65]) {
   uint8_t md[32];
   unsigned int md_len = 0;
-  EVP_Digest(data, n, md, &md_len, EVP_sha256(), NULL);
+  EVP_Digest(data, n, md, &md_len, px_sha256_md(), NULL);
   px_hex_encode(md, sizeof(md), out);
 }
 

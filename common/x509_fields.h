@@ -2,6 +2,7 @@
 #define PX_X509_FIELDS_H
 
 #include <jansson.h>
+#include <openssl/evp.h>
 #include <openssl/x509.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -29,6 +30,12 @@ json_t *px_x509_der_json(const uint8_t *der, size_t n);
 
 /* The RFC 4514 string of a name; NULL when out of memory. Caller frees. */
 char *px_x509_name_rfc4514(const X509_NAME *name);
+
+/* SHA-256, fetched from the default provider once per process: the
+ * implicit fetch behind EVP_sha256() looks the algorithm up again (a
+ * locked store search) on every digest, and a TLS probe takes five.
+ * Thread-safe; falls back to EVP_sha256() if the fetch failed. */
+const EVP_MD *px_sha256_md(void);
 
 /* SHA-256 of the certificate DER as lower-case hex (65 bytes with NUL). */
 int px_x509_sha256_hex(X509 *cert, char out[65]);

@@ -11,6 +11,7 @@
 
 #include "common/encoding.h"
 #include "common/failure.h"
+#include "common/x509_fields.h"
 
 /* Called by OpenSSL for every certificate and every problem; returning 1
  * makes it carry on, so one pass sees all errors (expired AND untrusted,
@@ -73,7 +74,7 @@ static void px__provenance(px_x509_verdict_t *v, X509_STORE_CTX *ctx, STACK_OF(X
     int len = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(sk_X509_value(chain, 1)), &spki);
     unsigned md_len = 0;
     v->has_issuer = len > 0 && EVP_Digest(spki, (size_t)len, v->issuer_spki, &md_len,
-                                          EVP_sha256(), NULL) == 1;
+                                          px_sha256_md(), NULL) == 1;
     OPENSSL_free(spki);
   }
   for (int i = 1; pool != NULL && v->nerrors == 0 && i < n; i++) {
@@ -186,7 +187,7 @@ void px_x509_judge_cache_clear(px_x509_judge_cache_t *cache) {
 static int px__chain_key(STACK_OF(X509) *chain, uint8_t key[32]) {
   EVP_MD_CTX *md = EVP_MD_CTX_new();
   unsigned len = 0;
-  int ok = md != NULL && EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+  int ok = md != NULL && EVP_DigestInit_ex(md, px_sha256_md(), NULL);
   for (int i = 0; ok && i < sk_X509_num(chain); i++) {
     unsigned char *der = NULL;
     int n = i2d_X509(sk_X509_value(chain, i), &der);
@@ -281,7 +282,7 @@ static void px__file_sha256(const char *path, char out[65]) {
   EVP_MD_CTX *md_ctx = EVP_MD_CTX_new();
 
   out[0] = '\0';
-  if (f == NULL || md_ctx == NULL || !EVP_DigestInit_ex(md_ctx, EVP_sha256(), NULL))
+  if (f == NULL || md_ctx == NULL || !EVP_DigestInit_ex(md_ctx, px_sha256_md(), NULL))
     goto done;
   while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
     EVP_DigestUpdate(md_ctx, buf, n);
