@@ -232,8 +232,10 @@ static int px__tcp(px__buf_t *b, const px__row_t *base, const json_t *list) {
   return 0;
 }
 
+/* (cap is written through the px__buf_t it goes into, which the check
+ * below cannot follow.) */
 int px_observations_csv(const char *uid, const char *content, size_t content_len, char **out,
-                        size_t *len, size_t *cap) {
+                        size_t *len, size_t *cap) { /* NOLINT(readability-non-const-parameter) */
   json_t *m = json_loadb(content, content_len, JSON_REJECT_DUPLICATES, NULL);
   if (!json_is_object(m)) {
     json_decref(m);
