@@ -8,7 +8,7 @@
 #include "common/encoding.h"
 #include "common/timeutil.h"
 
-int px_log_head_parse(const json_t *doc, px_log_head_t *h, const char **why) {
+int px_log_head_parse(const json_t *doc, px_log_verified_head_t *h, const char **why) {
   memset(h, 0, sizeof(*h));
   const json_t *size = json_object_get(doc, "tree_size");
   const char *root = json_string_value(json_object_get(doc, "root_hash"));
@@ -70,7 +70,7 @@ int px_log_leaf_parse(const json_t *leaf, uint8_t hash[PX_MERKLE_HASH_LEN],
 }
 
 int px_log_inclusion_check(const json_t *doc, const char *uid,
-                           const uint8_t content_sha256[32], const px_log_head_t *head,
+                           const uint8_t content_sha256[32], const px_log_verified_head_t *head,
                            uint64_t *index) {
   const json_t *idx = json_object_get(doc, "leaf_index");
   uint8_t hash[PX_MERKLE_HASH_LEN];
@@ -91,8 +91,8 @@ int px_log_inclusion_check(const json_t *doc, const char *uid,
   return rc;
 }
 
-int px_log_consistency_check(const json_t *doc, const px_log_head_t *old,
-                             const px_log_head_t *now) {
+int px_log_consistency_check(const json_t *doc, const px_log_verified_head_t *old,
+                             const px_log_verified_head_t *now) {
   px_merkle_proof_t *p = malloc(sizeof(*p));
   if (p == NULL)
     return -ENOMEM;

@@ -28,7 +28,7 @@
 #include "common/timeutil.h"
 
 typedef struct {
-  px_log_head_t h;
+  px_log_verified_head_t h;
   json_t *doc; /* as the collector sent it (saved as is) */
 } px__head_t;
 

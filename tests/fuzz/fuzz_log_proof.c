@@ -44,8 +44,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   return 0;
 }
 
-static px_log_head_t px__head(uint64_t size) {
-  px_log_head_t h = {.size = size};
+static px_log_verified_head_t px__head(uint64_t size) {
+  px_log_verified_head_t h = {.size = size};
   memcpy(h.root, px__roots[size], PX_MERKLE_HASH_LEN);
   return h;
 }
@@ -71,7 +71,7 @@ static void px__inclusion(const json_t *doc) {
                           json_integer_value(ts) <= PX__LEAVES
                       ? (uint64_t)json_integer_value(ts)
                       : PX__LEAVES;
-  px_log_head_t head = px__head(size);
+  px_log_verified_head_t head = px__head(size);
   uint64_t at;
   if (px_log_inclusion_check(doc, uid, px__sha[k], &head, &at) == 0) {
     if (at != (uint64_t)k)
@@ -98,7 +98,7 @@ static void px__consistency(const json_t *doc) {
                        json_integer_value(first) < PX__LEAVES
                    ? (uint64_t)json_integer_value(first)
                    : 10;
-  px_log_head_t old = px__head(m), now = px__head(PX__LEAVES);
+  px_log_verified_head_t old = px__head(m), now = px__head(PX__LEAVES);
   (void)px_log_consistency_check(doc, &old, &now); /* genuine: either answer is sound */
   old.root[PX_MERKLE_HASH_LEN - 1] ^= 0x80;       /* a forked history of the same size */
   if (px_log_consistency_check(doc, &old, &now) == 0)
@@ -143,7 +143,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   json_t *doc = json_loadb((const char *)data, size, 0, NULL);
   if (doc == NULL)
     return 0;
-  px_log_head_t h;
+  px_log_verified_head_t h;
   const char *why = NULL;
   if (px_log_head_parse(doc, &h, &why) != 0 && why == NULL)
     px_fuzz_fail("a refused head without a reason");

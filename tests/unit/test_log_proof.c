@@ -21,8 +21,8 @@ static json_t *px__seed(const char *name) {
   return doc;
 }
 
-static px_log_head_t px__head_of(const json_t *doc, const char *size_key, const char *root_key) {
-  px_log_head_t h = {.size = (uint64_t)json_integer_value(json_object_get(doc, size_key))};
+static px_log_verified_head_t px__head_of(const json_t *doc, const char *size_key, const char *root_key) {
+  px_log_verified_head_t h = {.size = (uint64_t)json_integer_value(json_object_get(doc, size_key))};
   assert_int_equal(px_hex_decode(json_string_value(json_object_get(doc, root_key)), h.root, 32),
                    0);
   return h;
@@ -39,7 +39,7 @@ PX_TEST(log_proof_inclusion_independent) {
     uint8_t sha[32];
     SHA256((const uint8_t *)m, strlen(m), sha);
     json_t *doc = px__seed(name);
-    px_log_head_t head = px__head_of(doc, "tree_size", "root_hash");
+    px_log_verified_head_t head = px__head_of(doc, "tree_size", "root_hash");
     uint64_t at = 99;
     assert_int_equal(px_log_inclusion_check(doc, uid, sha, &head, &at), 0);
     assert_int_equal(at, (uint64_t)cases[c][0]);
@@ -73,8 +73,8 @@ PX_TEST(log_proof_consistency_independent) {
     char name[64];
     snprintf(name, sizeof(name), "consistency-%d-37.json", firsts[c]);
     json_t *doc = px__seed(name);
-    px_log_head_t old = px__head_of(doc, "first", "first_root_hash");
-    px_log_head_t now = px__head_of(doc, "second", "second_root_hash");
+    px_log_verified_head_t old = px__head_of(doc, "first", "first_root_hash");
+    px_log_verified_head_t now = px__head_of(doc, "second", "second_root_hash");
     assert_int_equal(px_log_consistency_check(doc, &old, &now), 0);
     old.root[0] ^= 1; /* a fork of the same size */
     assert_int_equal(px_log_consistency_check(doc, &old, &now), -EBADMSG);
@@ -104,7 +104,7 @@ PX_TEST(log_proof_leaves_and_head) {
   json_decref(doc);
 
   doc = px__seed("sth-signed.json");
-  px_log_head_t h;
+  px_log_verified_head_t h;
   const char *why = NULL;
   assert_int_equal(px_log_head_parse(doc, &h, &why), 0);
   assert_int_equal(h.size, 37);
