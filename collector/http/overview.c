@@ -42,7 +42,7 @@ typedef struct {
   char cc[PX__OVERVIEW_CC_MAX][3];
   size_t ncc;
   const char *verdict; /* one of px__verdicts, or NULL */
-  char sort[8];        /* "domain", "severity" or a country code */
+  char sort[12];       /* "domain", "severity" or a country code */
 } px__ov_params_t;
 
 static int px__bad(char *detail, size_t n, const char *what, const char *value) {
