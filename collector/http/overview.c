@@ -76,13 +76,16 @@ static int px__ov_params(const px_query_t *q, px__ov_params_t *p, char *detail, 
   if (p->until_s != NULL && p->until_s[0] == '\0')
     p->until_s = NULL;
   if (s != NULL && s[0] != '\0') { /* (empty: as the page's form sends "as given") */
-    if (strcmp(s, "24h") == 0)
-      p->window = "24h";
-    else if (strcmp(s, "7d") == 0)
-      p->window = "7d", span = (time_t)7 * 86400;
-    else if (strcmp(s, "30d") == 0)
-      p->window = "30d", span = (time_t)30 * 86400;
-    else
+    static const struct {
+      const char *name;
+      time_t days;
+    } windows[] = {{"24h", 1}, {"7d", 7}, {"30d", 30}};
+    for (size_t i = 0; i < sizeof(windows) / sizeof(windows[0]); i++)
+      if (strcmp(s, windows[i].name) == 0) {
+        p->window = windows[i].name;
+        span = windows[i].days * 86400;
+      }
+    if (p->window == NULL)
       return px__bad(detail, n, "window: 24h, 7d or 30d", s);
     if (p->since_s != NULL)
       return px__bad(detail, n, "window and since: one or the other", s);
