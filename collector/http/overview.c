@@ -98,7 +98,7 @@ static int px__ov_params(const px_query_t *q, px__ov_params_t *p, char *detail, 
       px_time_parse_utc(s, &p->since) != 0)
     return px__bad(detail, n, "since: ISO 8601 UTC", s);
   if (p->since >= p->until)
-    return px__bad(detail, n, "since must be before until", px_query_get(q, "since"));
+    return px__bad(detail, n, "since must be before until", p->since_s ? p->since_s : "");
   /* cc=DE,CN (an empty value: every country, as the page's form sends it). */
   if ((s = px_query_get(q, "cc")) != NULL && s[0] != '\0') {
     const char *c = s;

@@ -27,7 +27,7 @@ PX_TEST(html_escape_hostile_strings) {
       {"\"><script>alert('x')</script>", "&quot;&gt;&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"},
       {"a&amp;b", "a&amp;amp;b"},
       {"CN' onmouseover='x", "CN&#39; onmouseover=&#39;x"},
-      {"caf\xc3\xa9 \xe2\x80\xae", "caf\xc3\xa9 \xe2\x80\xae"},
+      {"caf\xc3\xa9 \xe2\x80\x94", "caf\xc3\xa9 \xe2\x80\x94"},
       {"", ""},
   };
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
