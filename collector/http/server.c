@@ -363,6 +363,8 @@ static enum MHD_Result px__get(px_request_t *r) {
     ret = px_api_observations(r, &q);
   else if (strcmp(p, "/api/v1/compare") == 0)
     ret = px_api_compare(r, &q);
+  else if (strcmp(p, "/api/v1/overview") == 0)
+    ret = px_api_overview(r, &q);
   else if (strcmp(p, "/api/v1/quarantine") == 0)
     ret = px_api_quarantine(r, &q);
   else if (strcmp(p, "/api/v1/log/sth") == 0)
@@ -383,7 +385,8 @@ static enum MHD_Result px__get(px_request_t *r) {
     ret = text ? px_respond(r, MHD_HTTP_OK, "text/plain; version=0.0.4", text, strlen(text)) : MHD_NO;
     free(text);
   } else if (strcmp(p, "/") == 0) {
-    ret = px_web_page(r);
+    /* domain= (even empty) is one domain's page, as it always was. */
+    ret = px_query_get(&q, "domain") != NULL ? px_web_page(r) : px_web_overview(r, &q);
   } else if (strncmp(p, "/static/", 8) == 0) {
     ret = px_web_static(r);
   } else {

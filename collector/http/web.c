@@ -1,4 +1,5 @@
-/* GET /: the comparison for a chosen domain, as a page. Self-contained:
+/* GET /?domain=: the comparison for a chosen domain, as a page (/ without
+ * domain= is the overview, collector/http/overview.c). Self-contained:
  * its script and style come from the collector itself (/static/), nothing
  * from anywhere else, so it works on an isolated collector and leaks
  * nothing about who looks at what. Being separate files, not inline, lets
@@ -6,6 +7,7 @@
  * collector did not serve, an injected one included. */
 #include <string.h>
 
+#include "collector/http/html.h"
 #include "collector/http/request.h"
 #include "collector/http/routes.h"
 
@@ -38,7 +40,9 @@ static const char px__css[] =
     ".v-tls_blocked{background:#ffd}.v-tls_divergent{background:#f3e8ff}\n"
     ".v-consistent{background:#efe}.v-insufficient_data{color:#777}\n"
     ".verdict{font-weight:600}.evidence{font-size:.85em;color:#444}#status{color:#555}\n"
-    ".why{display:block;font-size:.85em;color:#333;max-width:40em}.observed{font-size:.85em}\n";
+    ".why{display:block;font-size:.85em;color:#333;max-width:40em}.observed{font-size:.85em}\n"
+    "caption{text-align:left;color:#555;padding:.3em 0}.counts{font-size:.85em;color:#444}\n"
+    "td.none{color:#777}form label{margin-right:1em}th a,td a{color:inherit}\n";
 
 static const char px__js[] =
     "'use strict';\n"
@@ -80,12 +84,9 @@ static const char px__js[] =
     "history.replaceState(null,'','?domain='+encodeURIComponent(input.value));show(input.value);});\n"
     "if(params.get('domain')){input.value=params.get('domain');show(input.value);}\n";
 
-/* What / may load: the collector's own script, style and API, nothing
- * inline, and no framing by another site (clickjacking). */
-#define PX__PAGE_CSP "default-src 'self'; frame-ancestors 'none'"
 
 enum MHD_Result px_web_page(px_request_t *r) {
-  static const char *const extra[] = {"Content-Security-Policy", PX__PAGE_CSP, NULL};
+  static const char *const extra[] = {"Content-Security-Policy", PX_PAGE_CSP, NULL};
   return px_respond_with(r, MHD_HTTP_OK, "text/html; charset=utf-8", px__page,
                          sizeof(px__page) - 1, extra);
 }

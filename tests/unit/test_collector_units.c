@@ -2,10 +2,12 @@
 #include <errno.h>
 #include <jansson.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
+#include "collector/http/html.h"
 #include "collector/http/netacl.h"
 #include "collector/http/observations.h"
 #include "collector/http/ooni.h"
@@ -14,6 +16,31 @@
 #include "collector/ingest/validate.h"
 #include "common/netaddr.h"
 #include "tests/runner.h"
+
+/* The overview's one escaping function: nothing that could end a text
+ * node or a quoted attribute (either quote) survives; everything else,
+ * bytes beyond ASCII included, is kept as it was. */
+PX_TEST(html_escape_hostile_strings) {
+  (void)state;
+  static const char *const cases[][2] = {
+      {"www.example.test", "www.example.test"},
+      {"\"><script>alert('x')</script>", "&quot;&gt;&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"},
+      {"a&amp;b", "a&amp;amp;b"},
+      {"CN' onmouseover='x", "CN&#39; onmouseover=&#39;x"},
+      {"caf\xc3\xa9 \xe2\x80\x94", "caf\xc3\xa9 \xe2\x80\x94"},
+      {"", ""},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    assert_non_null(f);
+    assert_int_equal(px_html_escape(f, cases[i][0]), 0);
+    assert_int_equal(fclose(f), 0);
+    assert_string_equal(buf, cases[i][1]);
+    free(buf);
+  }
+}
 
 PX_TEST(query_string_parsing) {
   px_query_t q;
