@@ -49,6 +49,25 @@ def routed_to_mitm(m):
     return m
 
 
+def redirected_to_mitm(m):
+    """DNS-level redirection: the vantage's resolver answered the MITM's
+    address instead of the real one, and the handshake there got the
+    self-signed leaf (from a measurement made with --address PX_TLS_MITM,
+    its answers rewritten and the real address's connect and handshake
+    dropped)."""
+    real, mitm = pxtest.PEER["PX_TLS_ICLOUD"], pxtest.PEER["PX_TLS_MITM"]
+    tk = m["test_keys"]
+    for q in tk["queries"]:
+        for a in q.get("answers") or []:
+            if a.get("ipv4") == real:
+                a["ipv4"] = mitm
+    tk["tcp_connect"] = [c for c in tk["tcp_connect"] if c["ip"] == mitm]
+    tk["tls_handshakes"] = [h for h in tk["tls_handshakes"]
+                            if h["address"].rsplit(":", 1)[0] == mitm]
+    assert tk["tcp_connect"] and tk["tls_handshakes"], m
+    return m
+
+
 def iso(t):
     return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -58,8 +77,9 @@ class History(pxtest.TestCase):
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix="px-collector-history-")
         clean = json.loads(cl.measure_lines(DOMAIN)[0])
-        mitm = routed_to_mitm(json.loads(cl.measure_lines(DOMAIN, extra=(
-            "--address", pxtest.PEER["PX_TLS_MITM"]))[0]))
+        raw_mitm = cl.measure_lines(DOMAIN, extra=("--address", pxtest.PEER["PX_TLS_MITM"]))[0]
+        mitm = routed_to_mitm(json.loads(raw_mitm))
+        cls.clean, cls.redirected = clean, redirected_to_mitm(json.loads(raw_mitm))
         # One agent (one key, one vantage) per country.
         cls.pairs, i = [], 0
         for cc, asn in (("DE", "AS3320"), ("US", "AS7922"), ("CN", "AS4134")):
@@ -151,6 +171,39 @@ class History(pxtest.TestCase):
              "from": self.clean_leaves, "to": self.mitm_leaves}])
         self.assertEqual(len({json.dumps(r["answers"]) for r in china}), 1, china)
         self.assertTrue(china[0]["answers"], china)
+
+    def test_dns_answer_change_is_marked(self):
+        # Four and three hours before H0: China's resolver starts answering
+        # the MITM's address in the second hour.
+        t0 = H0 - datetime.timedelta(hours=4)
+        pairs, i = [], 1000
+        for cc, asn in (("DE", "AS3320"), ("US", "AS7922"), ("CN", "AS4134")):
+            lines = []
+            for hour in range(2):
+                base = self.redirected if cc == "CN" and hour == 1 else self.clean
+                start = t0 + datetime.timedelta(hours=hour, minutes=5)
+                lines.append(cl.variant(base, i, start=start, cc=cc, asn=asn, step=0))
+                i += 1
+            pairs += cl.Agent(os.path.join(self.c.workdir, "agent-" + cc)).sign(lines)
+        for content, sig in pairs:
+            st, doc = self.c.submit(cl.submit_body(content, sig))
+            self.assertEqual(st, 200, doc)
+        until = t0 + datetime.timedelta(hours=2)
+        doc = self.history(domain=DOMAIN, since=iso(t0), until=iso(until), probe_cc="CN")
+        real, mitm = pxtest.PEER["PX_TLS_ICLOUD"], pxtest.PEER["PX_TLS_MITM"]
+        [first], [second] = (b["vantages"] for b in doc["buckets"])
+        self.assertEqual((first["answers"], second["answers"]), ([real], [mitm]))
+        self.assertEqual((first["leaves"], second["leaves"]), (self.clean_leaves, self.mitm_leaves))
+        at = doc["buckets"][1]["since"]
+        self.assertEqual(doc["changes"], [
+            {"at": at, "group": "CN/AS4134", "kind": "leaf",
+             "from": self.clean_leaves, "to": self.mitm_leaves},
+            {"at": at, "group": "CN/AS4134", "kind": "answer", "from": [real], "to": [mitm]}])
+        self.assertEqual(first["verdict"], "consistent")
+        alone = self.compare(doc["buckets"][1]["since"], doc["buckets"][1]["until"])
+        [cn] = [g for g in alone["vantages"] if g["probe_cc"] == "CN"]
+        self.assertEqual(second["verdict"], cn["verdict"])
+        self.assertNotEqual(second["verdict"], "consistent")
 
     def test_probe_cc_narrows_the_rows_not_the_judgement(self):
         since, until = iso(H0), iso(H0 + datetime.timedelta(hours=3))
