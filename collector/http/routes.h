@@ -23,6 +23,8 @@ enum MHD_Result px_api_compare(px_request_t *r, const px_query_t *q);
  * domains x countries over a window, each cell compare's verdict. */
 enum MHD_Result px_api_overview(px_request_t *r, const px_query_t *q);
 enum MHD_Result px_web_overview(px_request_t *r, const px_query_t *q);
+/* GET /api/v1/compare/history: compare bucket by bucket (api_history.c). */
+enum MHD_Result px_api_compare_history(px_request_t *r, const px_query_t *q);
 enum MHD_Result px_api_checkin(px_request_t *r);
 /* The measurement log (collector/http/api_log.c). */
 enum MHD_Result px_api_log_sth(px_request_t *r, const px_query_t *q);

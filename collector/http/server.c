@@ -365,6 +365,8 @@ static enum MHD_Result px__get(px_request_t *r) {
     ret = px_api_compare(r, &q);
   else if (strcmp(p, "/api/v1/overview") == 0)
     ret = px_api_overview(r, &q);
+  else if (strcmp(p, "/api/v1/compare/history") == 0)
+    ret = px_api_compare_history(r, &q);
   else if (strcmp(p, "/api/v1/quarantine") == 0)
     ret = px_api_quarantine(r, &q);
   else if (strcmp(p, "/api/v1/log/sth") == 0)
