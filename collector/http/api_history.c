@@ -343,19 +343,5 @@ enum MHD_Result px_api_compare_history(px_request_t *r, const px_query_t *q) {
   json_object_set_new(doc, "analysis_complete", json_boolean(!lagging));
   json_object_set_new(doc, "buckets", h.buckets);
   json_object_set_new(doc, "changes", h.changes);
-  char *text = px_json_dump(doc);
-  json_decref(doc);
-  if (text == NULL)
-    return MHD_NO;
-  size_t n = strlen(text);
-  char *body = realloc(text, n + 2);
-  if (body == NULL) {
-    free(text);
-    return MHD_NO;
-  }
-  body[n] = '\n'; /* one line, newline-terminated, like every JSON we serve */
-  body[n + 1] = '\0';
-  enum MHD_Result ret = px_respond(r, MHD_HTTP_OK, "application/json", body, n + 1);
-  free(body);
-  return ret;
+  return px_respond_json(r, MHD_HTTP_OK, doc);
 }

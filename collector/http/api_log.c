@@ -104,26 +104,10 @@ static json_t *px__path_json(const px_merkle_proof_t *p) {
   return a;
 }
 
-/* The latest signed head as the API shows it: the signed fields, then
- * who signed and the signature (over px_sth_text of the three). */
-static json_t *px__signed_json(px_request_t *r, const px_sth_t *h) {
-  char when[PX_TIME_ISO_LEN];
-  json_t *o = json_object();
-  px_time_format_iso(h->timestamp, when);
-  json_object_set_new(o, "tree_size", json_integer((json_int_t)h->tree_size));
-  json_object_set_new(o, "root_hash", px__hex(h->root));
-  json_object_set_new(o, "timestamp", json_string(when));
-  json_object_set_new(o, "key_id", json_string(r->c->sth.signer.pub.key_id));
-  char *line = px_ssh_pubkey_line(&r->c->sth.signer.pub);
-  if (line != NULL)
-    json_object_set_new(o, "public_key", json_string(line));
-  free(line);
-  json_object_set_new(o, "signature", json_string(h->signature));
-  return o;
-}
-
-/* A head kept in the store's history, as it was served when signed. */
-static json_t *px__kept_json(const px_log_head_t *h) {
+/* A signed head as the API shows it: the signed fields, then who signed
+ * and the signature (over px_sth_text of the three). A head kept in the
+ * store's history is shown as it was served when signed. */
+static json_t *px__head_json(const px_log_head_t *h) {
   char when[PX_TIME_ISO_LEN];
   json_t *o = json_object();
   px_time_format_iso(h->timestamp, when);
@@ -131,8 +115,18 @@ static json_t *px__kept_json(const px_log_head_t *h) {
   json_object_set_new(o, "root_hash", px__hex(h->root));
   json_object_set_new(o, "timestamp", json_string(when));
   json_object_set_new(o, "key_id", json_string(h->key_id));
-  json_object_set_new(o, "public_key", json_string(h->public_key));
+  if (h->public_key != NULL)
+    json_object_set_new(o, "public_key", json_string(h->public_key));
   json_object_set_new(o, "signature", json_string(h->signature));
+  return o;
+}
+
+/* The latest head, signed by this collector's key. */
+static json_t *px__signed_json(px_request_t *r, const px_sth_t *h) {
+  px_log_head_t v;
+  px_sth_as_head(&r->c->sth, h, &v);
+  json_t *o = px__head_json(&v);
+  free(v.public_key);
   return o;
 }
 
@@ -167,7 +161,7 @@ enum MHD_Result px_api_log_sth(px_request_t *r, const px_query_t *q) {
   px_log_head_t kept;
   rc = px_store_log_head_get(r->c->store, (int64_t)n, &kept);
   if (rc == 0) {
-    json_t *o = px__kept_json(&kept);
+    json_t *o = px__head_json(&kept);
     px_log_head_free(&kept);
     return px_respond_json(r, MHD_HTTP_OK, o);
   }

@@ -100,12 +100,17 @@ static uint64_t px__mono_s(void) {
 
 /* The new latest head into the store's history; a store that cannot keep
  * it costs the history, not the head. */
+void px_sth_as_head(const px_sth_signer_t *t, const px_sth_t *sth, px_log_head_t *h) {
+  *h = (px_log_head_t){.tree_size = sth->tree_size, .timestamp = sth->timestamp,
+                       .public_key = px_ssh_pubkey_line(&t->signer.pub),
+                       .signature = sth->signature};
+  memcpy(h->root, sth->root, sizeof(h->root));
+  snprintf(h->key_id, sizeof(h->key_id), "%s", t->signer.pub.key_id);
+}
+
 static void px__keep(px_sth_signer_t *t, px_store_t *store) {
-  px_log_head_t h = {.tree_size = t->latest.tree_size, .timestamp = t->latest.timestamp,
-                     .public_key = px_ssh_pubkey_line(&t->signer.pub),
-                     .signature = t->latest.signature};
-  memcpy(h.root, t->latest.root, sizeof(h.root));
-  snprintf(h.key_id, sizeof(h.key_id), "%s", t->signer.pub.key_id);
+  px_log_head_t h;
+  px_sth_as_head(t, &t->latest, &h);
   int rc = h.public_key != NULL ? px_store_log_head_put(store, &h) : -ENOMEM;
   if (rc != 0 && rc != -ENOTSUP) {
     char why[128];

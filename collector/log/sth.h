@@ -36,6 +36,12 @@ typedef struct px_sth {
 
 void px_sth_free(px_sth_t *h);
 
+struct px_sth_signer;
+/* sth as the store keeps it and the API shows it, signed by t's key:
+ * h->public_key is the caller's to free (NULL when out of memory),
+ * h->signature is sth's. */
+void px_sth_as_head(const struct px_sth_signer *t, const px_sth_t *sth, px_log_head_t *h);
+
 /* The collector's side: the signer and the latest head it signed. */
 typedef struct px_sth_signer {
   px_signer_t signer;

@@ -260,6 +260,25 @@ int px__pg_prepare_once(px__pgconn_t *c, uint64_t prepared[2], unsigned mask, co
   return 0;
 }
 
+int px__pg_one_row(px__pg_t *s, bool binary, px__pg_stmt_t st, const px__pg_args_t *a,
+                   const char *what, PGresult **out) {
+  int rc;
+  px__pgconn_t *c = px__pg_checkout(s, &rc);
+  if (c == NULL)
+    return rc;
+  PGresult *r = px__pg_run(c, st, a, binary);
+  rc = !px__pg_ok(c, r, PGRES_TUPLES_OK, what) ? -EIO
+       : PQntuples(r) == 0                     ? -ENOENT
+       : PQntuples(r) == 1                     ? 0
+                                               : -EIO;
+  px__pg_release(s, c);
+  if (rc != 0)
+    PQclear(r);
+  else
+    *out = r;
+  return rc;
+}
+
 int px__pg_exec(px__pgconn_t *c, const char *sql) {
   PGresult *r = PQexec(c->conn, sql);
   bool ok = px__pg_ok(c, r, PGRES_COMMAND_OK, sql);

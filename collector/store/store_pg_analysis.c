@@ -162,29 +162,11 @@ int px__pg_analyze(px_store_t *base, unsigned max,
   return rc != 0 ? rc : n;
 }
 
-/* Runs a statement that answers one row on a pooled connection; *out
- * (the caller clears it) holds that row when 0 is returned. */
-static int px__pg_one_row(px__pg_t *s, px__pg_stmt_t st, const px__pg_args_t *a,
-                          const char *what, PGresult **out) {
-  int rc;
-  px__pgconn_t *c = px__pg_checkout(s, &rc);
-  if (c == NULL)
-    return rc;
-  PGresult *r = px__pg_run(c, st, a, false);
-  rc = px__pg_ok(c, r, PGRES_TUPLES_OK, what) && PQntuples(r) == 1 ? 0 : -EIO;
-  px__pg_release(s, c);
-  if (rc != 0)
-    PQclear(r);
-  else
-    *out = r;
-  return rc;
-}
-
 /* The newest queue entry anyone has committed. An entry committed later
  * with a lower number (several writers) is waited for too: harmless. */
 int px__pg_analysis_mark(px_store_t *base, int64_t *mark) {
   PGresult *r = NULL;
-  int rc = px__pg_one_row(px__pgs(base), PX__PG_MARK, NULL, "analysis mark", &r);
+  int rc = px__pg_one_row(px__pgs(base), false, PX__PG_MARK, NULL, "analysis mark", &r);
   if (rc == 0 && r != NULL) {
     *mark = px__pg_get_i64(r, 0, 0);
     PQclear(r);
@@ -196,7 +178,7 @@ int px__pg_analysis_reached(px_store_t *base, int64_t mark, bool *reached) {
   px__pg_args_t a = {0};
   px__pg_i64(&a, mark);
   PGresult *r = NULL;
-  int rc = px__pg_one_row(px__pgs(base), PX__PG_REACHED, &a, "analysis progress", &r);
+  int rc = px__pg_one_row(px__pgs(base), false, PX__PG_REACHED, &a, "analysis progress", &r);
   if (rc == 0 && r != NULL) {
     *reached = px__pg_get_bool(r, 0, 0);
     PQclear(r);

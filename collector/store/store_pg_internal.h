@@ -154,6 +154,12 @@ int px__pg_prepare_once(px__pgconn_t *c, uint64_t prepared[2], unsigned mask, co
 bool px__pg_send(px__pgconn_t *c, px__pg_stmt_t st, const px__pg_args_t *a);
 PGresult *px__pg_next(px__pgconn_t *c);
 bool px__pg_pipe_end(px__pgconn_t *c);
+/* Runs a statement that answers at most one row on a pooled connection
+ * (binary results when binary); *out (the caller clears it) holds that
+ * row when 0 is returned. -ENOENT when it answered none, -EIO, or
+ * checkout's error. */
+int px__pg_one_row(px__pg_t *s, bool binary, px__pg_stmt_t st, const px__pg_args_t *a,
+                   const char *what, PGresult **out);
 /* A statement without values: BEGIN, COMMIT, ROLLBACK. 0 or -EIO. */
 int px__pg_exec(px__pgconn_t *c, const char *sql);
 

@@ -224,71 +224,51 @@ int px__pg_log_backfill(px__pg_t *s, char *err, size_t errlen) {
 }
 
 int px__pg_log_head(px_store_t *base, uint64_t *size, uint8_t root[32]) {
-  px__pg_t *s = px__pgs(base);
-  int rc;
-  px__pgconn_t *c = px__pg_checkout(s, &rc);
-  if (c == NULL)
-    return rc;
-  PGresult *r = px__pg_run(c, PX__PG_LOG_HEAD, NULL, true);
+  PGresult *r = NULL;
   px_merkle_frontier_t f;
-  rc = px__pg_ok(c, r, PGRES_TUPLES_OK, "log") ? px__pg_frontier_read(r, &f) : -EIO;
+  int rc = px__pg_one_row(px__pgs(base), true, PX__PG_LOG_HEAD, NULL, "log", &r);
+  if (rc == 0)
+    rc = px__pg_frontier_read(r, &f);
   PQclear(r);
-  px__pg_release(s, c);
   if (rc == 0) {
     *size = f.size;
     px_merkle_root(&f, root);
   }
-  return rc;
+  return rc == -ENOENT ? -EBADMSG : rc; /* the head row is always there */
 }
 
 int px__pg_log_node(px_store_t *base, unsigned level, uint64_t index, uint8_t out[32]) {
-  px__pg_t *s = px__pgs(base);
-  int rc;
-  px__pgconn_t *c = px__pg_checkout(s, &rc);
-  if (c == NULL)
-    return rc;
   px__pg_args_t a = {0};
   px__pg_i64(&a, level);
   px__pg_i64(&a, (int64_t)index);
-  PGresult *r = px__pg_run(c, PX__PG_LOG_NODE, &a, true);
-  rc = -EIO;
-  if (px__pg_ok(c, r, PGRES_TUPLES_OK, "log")) {
-    rc = -ENOENT;
-    if (PQntuples(r) == 1 && PQgetlength(r, 0, 0) == PX_MERKLE_HASH_LEN) {
-      memcpy(out, PQgetvalue(r, 0, 0), PX_MERKLE_HASH_LEN);
-      rc = 0;
-    }
-  }
+  PGresult *r = NULL;
+  int rc = px__pg_one_row(px__pgs(base), true, PX__PG_LOG_NODE, &a, "log", &r);
+  if (rc == 0 && PQgetlength(r, 0, 0) != PX_MERKLE_HASH_LEN)
+    rc = -ENOENT; /* a damaged row: as good as missing */
+  if (rc == 0)
+    memcpy(out, PQgetvalue(r, 0, 0), PX_MERKLE_HASH_LEN);
   PQclear(r);
-  px__pg_release(s, c);
   return rc;
 }
 
 int px__pg_log_leaf(px_store_t *base, int64_t index, const char *uid, px_log_leaf_t *out) {
-  px__pg_t *s = px__pgs(base);
-  int rc;
-  px__pgconn_t *c = px__pg_checkout(s, &rc);
-  if (c == NULL)
-    return rc;
   px__pg_args_t a = {0};
   if (uid != NULL)
     px__pg_text(&a, uid);
   else
     px__pg_i64(&a, index);
-  PGresult *r = px__pg_run(c, uid != NULL ? PX__PG_LOG_LEAF_OF : PX__PG_LOG_LEAF_AT, &a, true);
-  rc = -EIO;
-  if (px__pg_ok(c, r, PGRES_TUPLES_OK, "log")) {
+  PGresult *r = NULL;
+  int rc = px__pg_one_row(px__pgs(base), true,
+                          uid != NULL ? PX__PG_LOG_LEAF_OF : PX__PG_LOG_LEAF_AT, &a, "log", &r);
+  if (rc == 0 && PQgetlength(r, 0, 2) != 32)
     rc = -ENOENT;
-    if (PQntuples(r) == 1 && PQgetlength(r, 0, 2) == 32) {
-      out->index = px__pg_get_i64(r, 0, 0);
-      snprintf(out->uid, sizeof(out->uid), "%s", PQgetvalue(r, 0, 1));
-      memcpy(out->content_sha256, PQgetvalue(r, 0, 2), 32);
-      out->received_at = (time_t)px__pg_get_i64(r, 0, 3);
-      rc = 0;
-    }
+  if (rc == 0) {
+    out->index = px__pg_get_i64(r, 0, 0);
+    snprintf(out->uid, sizeof(out->uid), "%s", PQgetvalue(r, 0, 1));
+    memcpy(out->content_sha256, PQgetvalue(r, 0, 2), 32);
+    out->received_at = (time_t)px__pg_get_i64(r, 0, 3);
   }
   PQclear(r);
-  px__pg_release(s, c);
   return rc;
 }
 
@@ -315,31 +295,26 @@ int px__pg_log_head_put(px_store_t *base, const px_log_head_t *h) {
 }
 
 int px__pg_log_head_get(px_store_t *base, int64_t tree_size, px_log_head_t *out) {
-  px__pg_t *s = px__pgs(base);
-  int rc;
-  px__pgconn_t *c = px__pg_checkout(s, &rc);
-  if (c == NULL)
-    return rc;
   px__pg_args_t a = {0};
   px__pg_i64(&a, tree_size);
-  PGresult *r = tree_size >= 0 ? px__pg_run(c, PX__PG_LOG_HEAD_GET, &a, true)
-                               : px__pg_run(c, PX__PG_LOG_HEAD_TOP, NULL, true);
-  rc = -EIO;
-  if (px__pg_ok(c, r, PGRES_TUPLES_OK, "log")) {
+  PGresult *r = NULL;
+  int rc = tree_size >= 0
+               ? px__pg_one_row(px__pgs(base), true, PX__PG_LOG_HEAD_GET, &a, "log", &r)
+               : px__pg_one_row(px__pgs(base), true, PX__PG_LOG_HEAD_TOP, NULL, "log", &r);
+  if (rc == 0 && PQgetlength(r, 0, 1) != 32)
     rc = -ENOENT;
-    if (PQntuples(r) == 1 && PQgetlength(r, 0, 1) == 32) {
-      out->tree_size = (uint64_t)px__pg_get_i64(r, 0, 0);
-      memcpy(out->root, PQgetvalue(r, 0, 1), 32);
-      out->timestamp = (time_t)px__pg_get_i64(r, 0, 2);
-      snprintf(out->key_id, sizeof(out->key_id), "%s", PQgetvalue(r, 0, 3));
-      out->public_key = strdup(PQgetvalue(r, 0, 4));
-      out->signature = strdup(PQgetvalue(r, 0, 5));
-      rc = out->public_key != NULL && out->signature != NULL ? 0 : -ENOMEM;
-      if (rc != 0)
-        px_log_head_free(out);
+  if (rc == 0) {
+    out->tree_size = (uint64_t)px__pg_get_i64(r, 0, 0);
+    memcpy(out->root, PQgetvalue(r, 0, 1), 32);
+    out->timestamp = (time_t)px__pg_get_i64(r, 0, 2);
+    snprintf(out->key_id, sizeof(out->key_id), "%s", PQgetvalue(r, 0, 3));
+    out->public_key = strdup(PQgetvalue(r, 0, 4));
+    out->signature = strdup(PQgetvalue(r, 0, 5));
+    if (out->public_key == NULL || out->signature == NULL) {
+      px_log_head_free(out);
+      rc = -ENOMEM;
     }
   }
   PQclear(r);
-  px__pg_release(s, c);
   return rc;
 }
